@@ -1,0 +1,161 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The one table of error codes. Every failure a client can see has exactly one of
+/// these codes, and each code maps to exactly one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    InvalidInput,
+    InvalidModule,
+    Conflict,
+    PayloadTooLarge,
+    FunctionError,
+    LimitExceeded,
+    BadOutput,
+    WorkerLost,
+    NoWorker,
+    Timeout,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::InvalidInput,
+        Self::InvalidModule,
+        Self::Conflict,
+        Self::PayloadTooLarge,
+        Self::FunctionError,
+        Self::LimitExceeded,
+        Self::BadOutput,
+        Self::WorkerLost,
+        Self::NoWorker,
+        Self::Timeout,
+        Self::Internal,
+    ];
+
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidInput | Self::InvalidModule => 400,
+            Self::Unauthenticated => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::Conflict => 409,
+            Self::PayloadTooLarge => 413,
+            Self::FunctionError | Self::LimitExceeded => 422,
+            Self::Internal => 500,
+            Self::BadOutput | Self::WorkerLost => 502,
+            Self::NoWorker => 503,
+            Self::Timeout => 504,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::InvalidInput => "invalid_input",
+            Self::InvalidModule => "invalid_module",
+            Self::Conflict => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::FunctionError => "function_error",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::BadOutput => "bad_output",
+            Self::WorkerLost => "worker_lost",
+            Self::NoWorker => "no_worker",
+            Self::Timeout => "timeout",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error as clients see it. `details` is always a JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default = "empty_object")]
+    pub details: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: empty_object(),
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        debug_assert!(details.is_object(), "error details must be an object");
+        self.details = details;
+        self
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidInput, message)
+    }
+}
+
+/// The body of every error response: `{"error":{"code":…,"message":…,"details":{…}}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_names_and_round_trip() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+    }
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        assert_eq!(ErrorCode::Unauthenticated.http_status(), 401);
+        assert_eq!(ErrorCode::InvalidModule.http_status(), 400);
+        assert_eq!(ErrorCode::FunctionError.http_status(), 422);
+        assert_eq!(ErrorCode::BadOutput.http_status(), 502);
+        assert_eq!(ErrorCode::NoWorker.http_status(), 503);
+        assert_eq!(ErrorCode::Timeout.http_status(), 504);
+    }
+
+    #[test]
+    fn error_body_shape() {
+        let body = ErrorBody {
+            error: ApiError::new(ErrorCode::NoWorker, "no worker serves alice/resize"),
+        };
+        let v = serde_json::to_value(&body).unwrap();
+        assert_eq!(v["error"]["code"], "no_worker");
+        assert_eq!(v["error"]["details"], serde_json::json!({}));
+    }
+}

@@ -1,0 +1,233 @@
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error(
+        "invalid name {0:?}: use 1-63 characters a-z, 0-9, '-' or '_', starting with a letter or digit"
+    )]
+    Name(String),
+    #[error("invalid function reference {0:?}: expected namespace/name")]
+    Reference(String),
+    #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex digits>")]
+    Digest(String),
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A namespace (a user's or team's private catalog).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Namespace(String);
+
+impl Namespace {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Namespace {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        if valid_name(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::Name(s.to_owned()))
+        }
+    }
+}
+
+impl TryFrom<String> for Namespace {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<Namespace> for String {
+    fn from(n: Namespace) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `namespace/name`: how every function is addressed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FunctionRef {
+    namespace: Namespace,
+    name: String,
+}
+
+impl FunctionRef {
+    pub fn new(namespace: &str, name: &str) -> Result<Self, IdError> {
+        let namespace = namespace.parse()?;
+        if !valid_name(name) {
+            return Err(IdError::Name(name.to_owned()));
+        }
+        Ok(Self {
+            namespace,
+            name: name.to_owned(),
+        })
+    }
+
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl FromStr for FunctionRef {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let (ns, name) = s
+            .split_once('/')
+            .ok_or_else(|| IdError::Reference(s.to_owned()))?;
+        Self::new(ns, name)
+    }
+}
+
+impl TryFrom<String> for FunctionRef {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<FunctionRef> for String {
+    fn from(f: FunctionRef) -> String {
+        f.to_string()
+    }
+}
+
+impl fmt::Display for FunctionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A content address: `sha256:<hex>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(sha2::Sha256::digest(bytes).into())
+    }
+
+    pub fn from_sha256(hash: [u8; 32]) -> Self {
+        Self(hash)
+    }
+
+    /// The hex part alone, for file names.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let err = || IdError::Digest(s.to_owned());
+        let hex_part = s.strip_prefix("sha256:").ok_or_else(err)?;
+        if hex_part.len() != 64 || hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(err());
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut out).map_err(|_| err())?;
+        Ok(Self(out))
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_refs_parse_and_reject() {
+        let f: FunctionRef = "alice/echo-2".parse().unwrap();
+        assert_eq!(f.namespace().as_str(), "alice");
+        assert_eq!(f.name(), "echo-2");
+        assert_eq!(f.to_string(), "alice/echo-2");
+        for bad in [
+            "alice",
+            "/echo",
+            "alice/",
+            "Alice/echo",
+            "a/b/c",
+            "a/-x",
+            "a/é",
+            "a/b c",
+        ] {
+            assert!(
+                bad.parse::<FunctionRef>().is_err(),
+                "{bad} should be rejected"
+            );
+        }
+        let long = format!("a/{}", "x".repeat(64));
+        assert!(long.parse::<FunctionRef>().is_err());
+    }
+
+    #[test]
+    fn digests_round_trip_and_reject() {
+        let d = Digest::of(b"hello");
+        assert_eq!(
+            d.to_string(),
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{d}\""));
+        for bad in [
+            "sha256:abc",
+            "md5:00",
+            &d.to_string().to_uppercase(),
+            &d.hex(),
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Wire types shared by every Switchboard process: REST bodies, the error table,
+//! validated identifiers and the worker protocol. This crate depends on nothing
+//! internal; a type here is a promise to clients and workers, so change it with care.
+
+mod error;
+mod ids;
+pub mod protocol;
+mod rest;
+
+pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use ids::{Digest, FunctionRef, IdError, Namespace};
+pub use rest::*;
+
+/// Response headers that carry an invocation's metadata next to the function's output.
+pub mod headers {
+    pub const INVOCATION_ID: &str = "swb-invocation-id";
+    pub const VERSION: &str = "swb-version";
+    pub const WORKER: &str = "swb-worker";
+    pub const DURATION_US: &str = "swb-duration-us";
+}

@@ -1,0 +1,249 @@
+//! The worker protocol (version 1), spoken over a WebSocket at `/v1/worker/connect`
+//! or, inside `swb up`, over an in-memory channel carrying the same messages.
+//!
+//! Every WebSocket message is one binary frame:
+//!
+//! ```text
+//! u32 (big endian) header length | header: JSON object with a "type" tag | payload bytes
+//! ```
+//!
+//! The payload carries the bulk data of the messages that have any (module bytes,
+//! call input, call output) so that it is never re-encoded. See docs/protocol.md.
+
+use crate::{ApiError, CacheStats, Digest};
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest header a peer accepts; payloads are bounded by the server's size limits.
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// A call's id, unique within one worker session.
+pub type CallId = u64;
+
+/// Limits the worker enforces for one hosted call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallLimits {
+    pub timeout_ms: u64,
+    pub memory_mb: u32,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+}
+
+/// What a hosted call runs: a module by digest, with the version's static args and env.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostedCall {
+    pub digest: Digest,
+    /// argv[0] is conventionally the function's name.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub limits: CallLimits,
+}
+
+/// Messages from the server to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Answer to `Hello`: the session is open.
+    Welcome {
+        protocol: u32,
+        worker_id: String,
+        heartbeat_ms: u64,
+    },
+    /// Module bytes (payload) for the worker to compile and keep ready.
+    Code {
+        digest: Digest,
+        #[serde(skip)]
+        module: Bytes,
+    },
+    /// Run a call; payload is its input (stdin).
+    Invoke {
+        call: CallId,
+        #[serde(flatten)]
+        hosted: HostedCall,
+        #[serde(skip)]
+        input: Bytes,
+    },
+    /// Abandon a call (its caller went away or its deadline passed).
+    Cancel { call: CallId },
+    /// The server ends the session; the worker should not retry with the same settings.
+    Refused { error: ApiError },
+}
+
+/// Messages from a worker to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerMsg {
+    /// First message of a session.
+    Hello {
+        protocol: u32,
+        name: String,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        capacity: u32,
+        /// Execution engines the worker offers, e.g. `["wasm"]`.
+        runtimes: Vec<String>,
+        /// Digests already compiled in the worker's disk cache.
+        #[serde(default)]
+        cached: Vec<Digest>,
+    },
+    Heartbeat {
+        in_flight: u32,
+        code_cache: CacheStats,
+    },
+    /// Outcome of compiling pushed or fetched code.
+    Compiled {
+        digest: Digest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The worker lacks the code of a call it received ("no code" round trip).
+    NeedCode { digest: Digest },
+    /// A call finished; payload is its stdout on success.
+    Done {
+        call: CallId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ApiError>,
+        #[serde(default)]
+        stderr_tail: String,
+        duration_us: u64,
+        #[serde(skip)]
+        output: Bytes,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame shorter than its header length")]
+    Truncated,
+    #[error("frame header of {0} bytes exceeds the limit")]
+    HeaderTooLarge(usize),
+    #[error("bad frame header: {0}")]
+    Header(#[from] serde_json::Error),
+}
+
+/// A message that travels as one frame.
+pub trait Frame: Sized + Serialize + for<'de> Deserialize<'de> {
+    fn payload(&self) -> Option<&Bytes>;
+    fn payload_mut(&mut self) -> Option<&mut Bytes>;
+
+    fn encode(&self) -> Bytes {
+        let header = serde_json::to_vec(self).expect("protocol messages always serialize");
+        let payload = self.payload().map_or(&[][..], |p| &p[..]);
+        let mut buf = BytesMut::with_capacity(4 + header.len() + payload.len());
+        buf.put_u32(header.len() as u32);
+        buf.put_slice(&header);
+        buf.put_slice(payload);
+        buf.freeze()
+    }
+
+    fn decode(frame: Bytes) -> Result<Self, FrameError> {
+        let len_bytes: [u8; 4] = frame
+            .get(..4)
+            .ok_or(FrameError::Truncated)?
+            .try_into()
+            .expect("four bytes");
+        let len = u32::from_be_bytes(len_bytes) as usize;
+        if len > MAX_HEADER_BYTES {
+            return Err(FrameError::HeaderTooLarge(len));
+        }
+        if frame.len() < 4 + len {
+            return Err(FrameError::Truncated);
+        }
+        let mut msg: Self = serde_json::from_slice(&frame[4..4 + len])?;
+        if let Some(p) = msg.payload_mut() {
+            *p = frame.slice(4 + len..);
+        }
+        Ok(msg)
+    }
+}
+
+impl Frame for ServerMsg {
+    fn payload(&self) -> Option<&Bytes> {
+        match self {
+            Self::Code { module, .. } => Some(module),
+            Self::Invoke { input, .. } => Some(input),
+            _ => None,
+        }
+    }
+    fn payload_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            Self::Code { module, .. } => Some(module),
+            Self::Invoke { input, .. } => Some(input),
+            _ => None,
+        }
+    }
+}
+
+impl Frame for WorkerMsg {
+    fn payload(&self) -> Option<&Bytes> {
+        match self {
+            Self::Done { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+    fn payload_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            Self::Done { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    #[test]
+    fn invoke_round_trips_with_binary_payload() {
+        let msg = ServerMsg::Invoke {
+            call: 7,
+            hosted: HostedCall {
+                digest: Digest::of(b"m"),
+                args: vec!["echo".into()],
+                env: vec![("K".into(), "V".into())],
+                limits: CallLimits {
+                    timeout_ms: 10,
+                    memory_mb: 1,
+                    stdout_bytes: 2,
+                    stderr_bytes: 3,
+                },
+            },
+            input: Bytes::from_static(b"\x00\xffraw"),
+        };
+        let frame = msg.encode();
+        assert_eq!(ServerMsg::decode(frame).unwrap(), msg);
+    }
+
+    #[test]
+    fn done_round_trips_and_header_is_tagged_json() {
+        let msg = WorkerMsg::Done {
+            call: 1,
+            error: Some(ApiError::new(ErrorCode::Timeout, "slow")),
+            stderr_tail: "oops".into(),
+            duration_us: 5,
+            output: Bytes::new(),
+        };
+        let frame = msg.encode();
+        let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&frame[4..4 + len]).unwrap();
+        assert_eq!(header["type"], "done");
+        assert_eq!(WorkerMsg::decode(frame).unwrap(), msg);
+    }
+
+    #[test]
+    fn garbage_frames_are_errors_not_panics() {
+        for bad in [
+            &b""[..],
+            b"\x00\x00",
+            b"\x00\x00\x00\x09{}",
+            b"\x00\x00\x00\x02{}",
+            b"\xff\xff\xff\xff",
+        ] {
+            assert!(WorkerMsg::decode(Bytes::copy_from_slice(bad)).is_err());
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Static checks of uploaded modules, done without compiling: is it a WASI preview 1
+//! command module that Switchboard can run?
+
+use wasmparser::{Encoding, ExternalKind, Parser, Payload, TypeRef, Validator, WasmFeatures};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidModule {
+    #[error("not a WebAssembly module: {0}")]
+    Malformed(String),
+    #[error(
+        "this is a WebAssembly component; Switchboard runs WASI preview 1 command modules (build for wasm32-wasip1)"
+    )]
+    Component,
+    #[error("module imports {module}::{name}, which is not part of WASI preview 1")]
+    ForbiddenImport { module: String, name: String },
+    #[error(
+        "module imports a {kind} ({module}::{name}); only WASI preview 1 functions may be imported"
+    )]
+    NonFunctionImport {
+        module: String,
+        name: String,
+        kind: &'static str,
+    },
+    #[error("module has no `_start` function: build it as a command (a `main`), not a library")]
+    NoStart,
+    #[error("module does not export its memory as `memory`, which WASI requires")]
+    NoMemory,
+}
+
+impl InvalidModule {
+    /// A stable machine-readable reason for error details.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::Component => "component",
+            Self::ForbiddenImport { .. } | Self::NonFunctionImport { .. } => "forbidden_import",
+            Self::NoStart => "no_start",
+            Self::NoMemory => "no_memory",
+        }
+    }
+}
+
+const WASI_P1_MODULE: &str = "wasi_snapshot_preview1";
+
+/// Every function of `wasi_snapshot_preview1`.
+const WASI_P1_FUNCTIONS: &[&str] = &[
+    "args_get",
+    "args_sizes_get",
+    "environ_get",
+    "environ_sizes_get",
+    "clock_res_get",
+    "clock_time_get",
+    "fd_advise",
+    "fd_allocate",
+    "fd_close",
+    "fd_datasync",
+    "fd_fdstat_get",
+    "fd_fdstat_set_flags",
+    "fd_fdstat_set_rights",
+    "fd_filestat_get",
+    "fd_filestat_set_size",
+    "fd_filestat_set_times",
+    "fd_pread",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "fd_pwrite",
+    "fd_read",
+    "fd_readdir",
+    "fd_renumber",
+    "fd_seek",
+    "fd_sync",
+    "fd_tell",
+    "fd_write",
+    "path_create_directory",
+    "path_filestat_get",
+    "path_filestat_set_times",
+    "path_link",
+    "path_open",
+    "path_readlink",
+    "path_remove_directory",
+    "path_rename",
+    "path_symlink",
+    "path_unlink_file",
+    "poll_oneoff",
+    "proc_exit",
+    "proc_raise",
+    "sched_yield",
+    "random_get",
+    "sock_accept",
+    "sock_recv",
+    "sock_send",
+    "sock_shutdown",
+];
+
+/// Checks that `bytes` are a valid WASI preview 1 command module.
+pub fn inspect(bytes: &[u8]) -> Result<(), InvalidModule> {
+    let malformed =
+        |e: wasmparser::BinaryReaderError| InvalidModule::Malformed(e.message().to_owned());
+    let mut has_start = false;
+    let mut has_memory = false;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(malformed)? {
+            Payload::Version {
+                encoding: Encoding::Component,
+                ..
+            } => return Err(InvalidModule::Component),
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import.map_err(malformed)?;
+                    let (module, name) = (import.module.to_owned(), import.name.to_owned());
+                    let kind = match import.ty {
+                        TypeRef::Func(_) | TypeRef::FuncExact(_) => None,
+                        TypeRef::Memory(_) => Some("memory"),
+                        TypeRef::Table(_) => Some("table"),
+                        TypeRef::Global(_) => Some("global"),
+                        TypeRef::Tag(_) => Some("tag"),
+                    };
+                    if let Some(kind) = kind {
+                        return Err(InvalidModule::NonFunctionImport { module, name, kind });
+                    }
+                    if module != WASI_P1_MODULE || !WASI_P1_FUNCTIONS.contains(&import.name) {
+                        return Err(InvalidModule::ForbiddenImport { module, name });
+                    }
+                }
+            }
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export.map_err(malformed)?;
+                    match (export.name, export.kind) {
+                        ("_start", ExternalKind::Func) => has_start = true,
+                        ("memory", ExternalKind::Memory) => has_memory = true,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Validator::new_with_features(WasmFeatures::default())
+        .validate_all(bytes)
+        .map_err(malformed)?;
+    if !has_start {
+        return Err(InvalidModule::NoStart);
+    }
+    if !has_memory {
+        return Err(InvalidModule::NoMemory);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wat(s: &str) -> Vec<u8> {
+        wat::parse_str(s).unwrap()
+    }
+
+    #[test]
+    fn accepts_a_wasi_command() {
+        let m = wat(r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "_start")))"#);
+        assert_eq!(inspect(&m), Ok(()));
+    }
+
+    #[test]
+    fn rejects_what_cannot_run() {
+        let cases = [
+            (b"garbage bytes".to_vec(), "malformed"),
+            (
+                wat(r#"(module (memory (export "memory") 1) (func (export "run")))"#),
+                "no_start",
+            ),
+            (wat(r#"(module (func (export "_start")))"#), "no_memory"),
+            (
+                wat(
+                    r#"(module (import "env" "host_call" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+                ),
+                "forbidden_import",
+            ),
+            (
+                wat(
+                    r#"(module (import "wasi_snapshot_preview1" "sock_open" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+                ),
+                "forbidden_import",
+            ),
+            (
+                wat(r#"(module (import "env" "memory" (memory 1)) (func (export "_start")))"#),
+                "forbidden_import",
+            ),
+            (wat("(component)"), "component"),
+        ];
+        for (bytes, reason) in cases {
+            let err = inspect(&bytes).unwrap_err();
+            assert_eq!(err.reason(), reason, "{err}");
+        }
+        let err = inspect(&wat(r#"(module (import "env" "host_call" (func)) (memory (export "memory") 1) (func (export "_start")))"#)).unwrap_err();
+        assert!(err.to_string().contains("env::host_call"), "{err}");
+    }
+}

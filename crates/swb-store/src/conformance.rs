@@ -1,0 +1,310 @@
+//! The store conformance suite. Every backend runs exactly these tests through
+//! `conformance_suite!`, so the backends cannot drift apart.
+
+use crate::{InvocationQuery, Store, StoreError, User};
+use swb_api::timestamp::now_ms;
+use swb_api::{
+    ApiError, Digest, ErrorCode, FunctionKind, FunctionRef, Interface, InvocationRecord, Limits,
+    Namespace, Outcome, VersionInfo,
+};
+
+pub fn hosted(digest: Digest, description: &str) -> VersionInfo {
+    VersionInfo {
+        version: 0,
+        kind: FunctionKind::Hosted,
+        artefact: Some(digest),
+        interface: Interface {
+            description: Some(description.into()),
+            ..Interface::default()
+        },
+        limits: Limits {
+            timeout_ms: 1000,
+            memory_mb: 16,
+        },
+        args: vec![],
+        env: Default::default(),
+        created_at: 0,
+    }
+}
+
+fn f(s: &str) -> FunctionRef {
+    s.parse().unwrap()
+}
+
+fn ns(s: &str) -> Namespace {
+    s.parse().unwrap()
+}
+
+pub async fn users_and_tokens(store: &dyn Store) {
+    assert_eq!(store.count_users().await.unwrap(), 0);
+    let alice = User {
+        id: "u1".into(),
+        email: "alice@example.com".into(),
+        namespace: ns("alice"),
+        is_admin: false,
+        created_at: now_ms(),
+    };
+    store.create_user(&alice).await.unwrap();
+    let dup = User {
+        id: "u2".into(),
+        ..alice.clone()
+    };
+    assert!(matches!(
+        store.create_user(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.count_users().await.unwrap(), 1);
+
+    store
+        .create_token(&crate::NewToken {
+            id: "t1".into(),
+            user_id: "u1".into(),
+            secret_hash: [7; 32],
+            scopes: vec!["call:alice/echo".into()],
+            description: "ci".into(),
+            expires_at: Some(42),
+        })
+        .await
+        .unwrap();
+    let t = store.token("t1").await.unwrap().unwrap();
+    assert_eq!(t.user, alice);
+    assert_eq!(t.secret_hash, [7; 32]);
+    assert_eq!(t.scopes, vec!["call:alice/echo".to_string()]);
+    assert_eq!(t.expires_at, Some(42));
+    assert!(store.token("nope").await.unwrap().is_none());
+}
+
+pub async fn artefacts(store: &dyn Store) {
+    let a = Digest::of(b"a");
+    let b = Digest::of(b"b");
+    assert_eq!(store.missing_artefacts(&[a, b]).await.unwrap(), vec![a, b]);
+    assert!(store.put_artefact(&a, b"a").await.unwrap());
+    assert!(
+        !store.put_artefact(&a, b"a").await.unwrap(),
+        "second put is a no-op"
+    );
+    assert_eq!(store.missing_artefacts(&[a, b]).await.unwrap(), vec![b]);
+    assert_eq!(store.artefact(&a).await.unwrap().unwrap(), &b"a"[..]);
+    assert!(store.artefact(&b).await.unwrap().is_none());
+    assert!(store.missing_artefacts(&[]).await.unwrap().is_empty());
+}
+
+pub async fn versions_and_routing(store: &dyn Store) {
+    let echo = f("alice/echo");
+    let d1 = Digest::of(b"1");
+    let d2 = Digest::of(b"2");
+    assert!(store.function(&echo).await.unwrap().is_none());
+
+    let v1 = store
+        .create_version(&echo, hosted(d1, "first"))
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    assert!(v1.created_at > 0);
+    let v2 = store
+        .create_version(&echo, hosted(d2, "second"))
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+
+    let row = store.function(&echo).await.unwrap().unwrap();
+    assert_eq!(row.active_version, 2);
+    assert_eq!(row.kind, FunctionKind::Hosted);
+    assert_eq!(
+        store.version(&echo, 1).await.unwrap().unwrap().artefact,
+        Some(d1)
+    );
+    assert!(store.version(&echo, 3).await.unwrap().is_none());
+    let all = store.versions(&echo).await.unwrap();
+    assert_eq!(
+        all.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+
+    assert!(store.set_active_version(&echo, 1).await.unwrap());
+    assert!(!store.set_active_version(&echo, 9).await.unwrap());
+    assert!(!store.set_active_version(&f("alice/nope"), 1).await.unwrap());
+    assert_eq!(
+        store.function(&echo).await.unwrap().unwrap().active_version,
+        1
+    );
+
+    // A kind cannot change under an existing name.
+    let mut remote = hosted(d1, "r");
+    remote.kind = FunctionKind::Remote;
+    assert!(matches!(
+        store.create_version(&echo, remote).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    store
+        .create_version(&f("bob/zip"), hosted(d1, "zip"))
+        .await
+        .unwrap();
+    let listed = store.list_functions(None).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].function, echo);
+    assert_eq!(listed[0].active_version, 1);
+    assert_eq!(listed[0].description.as_deref(), Some("first"));
+    let bobs = store.list_functions(Some(&[ns("bob")])).await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert!(store.list_functions(Some(&[])).await.unwrap().is_empty());
+
+    assert!(store.delete_function(&echo).await.unwrap());
+    assert!(!store.delete_function(&echo).await.unwrap());
+    assert!(store.function(&echo).await.unwrap().is_none());
+    assert!(store.versions(&echo).await.unwrap().is_empty());
+    // The name is free again and numbering restarts.
+    let again = store
+        .create_version(&echo, hosted(d2, "again"))
+        .await
+        .unwrap();
+    assert_eq!(again.version, 1);
+}
+
+fn record(id: &str, function: &str, outcome: Outcome) -> InvocationRecord {
+    InvocationRecord {
+        id: id.into(),
+        function: f(function),
+        version: Some(1),
+        worker: Some("w".into()),
+        started_at: now_ms(),
+        duration_us: 12,
+        outcome,
+        error: match outcome {
+            Outcome::Error(code) => Some(ApiError::new(code, "boom")),
+            Outcome::Ok(_) => None,
+        },
+        stderr_tail: "tail".into(),
+    }
+}
+
+pub async fn invocations(store: &dyn Store) {
+    let timeout = Outcome::Error(ErrorCode::Timeout);
+    let batch: Vec<_> = (0..10)
+        .map(|i| {
+            let function = if i % 2 == 0 { "alice/echo" } else { "bob/zip" };
+            let outcome = if i == 9 { timeout } else { Outcome::OK };
+            record(&format!("id{i:02}"), function, outcome)
+        })
+        .collect();
+    store.record_invocations(&batch).await.unwrap();
+    store.record_invocations(&batch[..1]).await.unwrap(); // re-recording is harmless
+
+    let all = store
+        .invocations(&InvocationQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 10);
+    assert_eq!(all[0].id, "id09", "newest first");
+    assert_eq!(all[0].error.as_ref().unwrap().code, ErrorCode::Timeout);
+
+    let q = InvocationQuery {
+        function: Some(f("alice/echo")),
+        limit: 2,
+        ..Default::default()
+    };
+    let echo = store.invocations(&q).await.unwrap();
+    assert_eq!(
+        echo.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["id08", "id06"]
+    );
+
+    let q = InvocationQuery {
+        outcome: Some(timeout),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(store.invocations(&q).await.unwrap().len(), 1);
+    let q = InvocationQuery {
+        namespaces: Some(vec![ns("bob")]),
+        after: Some("id05".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let bob = store.invocations(&q).await.unwrap();
+    assert_eq!(
+        bob.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["id09", "id07"]
+    );
+
+    let one = store.invocation("id03").await.unwrap().unwrap();
+    assert_eq!(one.stderr_tail, "tail");
+    assert_eq!(one.duration_us, 12);
+    assert!(store.invocation("nope").await.unwrap().is_none());
+
+    assert_eq!(store.prune_invocations(4).await.unwrap(), 6);
+    let left = store
+        .invocations(&InvocationQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["id09", "id08", "id07", "id06"]
+    );
+}
+
+/// Runs every conformance test against stores made by `$make` (an async expression).
+macro_rules! conformance_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            #[tokio::test]
+            async fn users_and_tokens() {
+                let (store, _guard) = $make;
+                super::users_and_tokens(&store).await;
+            }
+            #[tokio::test]
+            async fn artefacts() {
+                let (store, _guard) = $make;
+                super::artefacts(&store).await;
+            }
+            #[tokio::test]
+            async fn versions_and_routing() {
+                let (store, _guard) = $make;
+                super::versions_and_routing(&store).await;
+            }
+            #[tokio::test]
+            async fn invocations() {
+                let (store, _guard) = $make;
+                super::invocations(&store).await;
+            }
+        }
+    };
+}
+
+conformance_suite!(sqlite, {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::SqliteStore::open(&dir.path().join("swb.db"))
+        .await
+        .unwrap();
+    (store, dir)
+});
+
+#[tokio::test]
+async fn sqlite_data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swb.db");
+    {
+        let store = crate::SqliteStore::open(&path).await.unwrap();
+        store
+            .create_version(&f("a/b"), hosted(Digest::of(b"x"), "d"))
+            .await
+            .unwrap();
+    }
+    let store = crate::SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store
+            .function(&f("a/b"))
+            .await
+            .unwrap()
+            .unwrap()
+            .active_version,
+        1
+    );
+}

@@ -1,0 +1,123 @@
+//! Persistence behind one trait, [`Store`]. The SQLite implementation is the embedded
+//! default; a Postgres one joins it behind the same trait and the same conformance tests.
+//! The store knows nothing of HTTP or Wasm.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use swb_api::{
+    Digest, FunctionKind, FunctionRef, FunctionSummary, InvocationRecord, Namespace, Outcome,
+    VersionInfo,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub namespace: Namespace,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub user_id: String,
+    pub secret_hash: [u8; 32],
+    pub scopes: Vec<String>,
+    pub description: String,
+    pub expires_at: Option<i64>,
+}
+
+/// A token with its owner, as authentication needs it.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub id: String,
+    pub user: User,
+    pub secret_hash: [u8; 32],
+    pub scopes: Vec<String>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A function's catalog entry (its versions are separate rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionRow {
+    pub function: FunctionRef,
+    pub kind: FunctionKind,
+    pub active_version: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InvocationQuery {
+    pub function: Option<FunctionRef>,
+    /// Only invocations of functions in these namespaces; `None` means all.
+    pub namespaces: Option<Vec<Namespace>>,
+    pub outcome: Option<Outcome>,
+    /// Only records with an id greater than this (for following new records).
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn count_users(&self) -> Result<u64>;
+    /// Fails with `Conflict` when the e-mail or namespace is taken.
+    async fn create_user(&self, user: &User) -> Result<()>;
+    async fn create_token(&self, token: &NewToken) -> Result<()>;
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>>;
+
+    /// Which of `digests` have no stored artefact.
+    async fn missing_artefacts(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
+    /// Stores an artefact; `false` when it was already there.
+    async fn put_artefact(&self, digest: &Digest, bytes: &[u8]) -> Result<bool>;
+    async fn artefact(&self, digest: &Digest) -> Result<Option<Bytes>>;
+
+    /// Appends a version (numbered one past the highest so far) and makes it active.
+    /// `info.version` and `info.created_at` are assigned here.
+    async fn create_version(
+        &self,
+        function: &FunctionRef,
+        info: VersionInfo,
+    ) -> Result<VersionInfo>;
+    async fn function(&self, function: &FunctionRef) -> Result<Option<FunctionRow>>;
+    async fn version(&self, function: &FunctionRef, version: u32) -> Result<Option<VersionInfo>>;
+    async fn versions(&self, function: &FunctionRef) -> Result<Vec<VersionInfo>>;
+    async fn list_functions(
+        &self,
+        namespaces: Option<&[Namespace]>,
+    ) -> Result<Vec<FunctionSummary>>;
+    /// `false` when the function or the version does not exist.
+    async fn set_active_version(&self, function: &FunctionRef, version: u32) -> Result<bool>;
+    /// `false` when the function does not exist.
+    async fn delete_function(&self, function: &FunctionRef) -> Result<bool>;
+
+    async fn record_invocations(&self, records: &[InvocationRecord]) -> Result<()>;
+    /// Newest first.
+    async fn invocations(&self, query: &InvocationQuery) -> Result<Vec<InvocationRecord>>;
+    async fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>>;
+    /// Keeps the newest `keep` records, returns how many were removed.
+    async fn prune_invocations(&self, keep: u64) -> Result<u64>;
+}
+
+#[cfg(test)]
+mod conformance;
