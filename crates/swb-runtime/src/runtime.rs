@@ -99,6 +99,14 @@ pub struct Prepared {
     pre: InstancePre<CallState>,
 }
 
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
 impl Prepared {
     pub fn digest(&self) -> Digest {
         self.digest

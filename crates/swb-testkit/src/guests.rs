@@ -1,0 +1,109 @@
+//! Guest modules for tests, built from source (WAT) at test time. Each is a WASI
+//! preview 1 command module, some of them hostile on purpose.
+
+const PRELUDE: &str = r#"
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 2)
+  ;; write(fd, ptr, len), trapping on failure
+  (func $write (param $fd i32) (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $ptr))
+    (i32.store (i32.const 4) (local.get $len))
+    (if (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 8)) (then (unreachable))))
+"#;
+
+fn module(body: &str) -> Vec<u8> {
+    wat::parse_str(format!("(module {PRELUDE} {body})")).expect("fixture WAT is valid")
+}
+
+/// Copies stdin to stdout.
+pub fn echo() -> Vec<u8> {
+    module(
+        r#"(func (export "_start")
+            (block $done (loop $again
+              (i32.store (i32.const 16) (i32.const 1024))
+              (i32.store (i32.const 20) (i32.const 64000))
+              (if (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)) (then (unreachable)))
+              (br_if $done (i32.eqz (i32.load (i32.const 24))))
+              (call $write (i32.const 1) (i32.const 1024) (i32.load (i32.const 24)))
+              (br $again))))"#,
+    )
+}
+
+/// Writes `text` to stdout and exits 0.
+pub fn prints(text: &str) -> Vec<u8> {
+    let escaped: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
+    module(&format!(
+        r#"(data (i32.const 2048) "{escaped}")
+           (func (export "_start") (call $write (i32.const 1) (i32.const 2048) (i32.const {})))"#,
+        text.len()
+    ))
+}
+
+/// Writes "boom" to stderr and exits with code 3.
+pub fn exits_3() -> Vec<u8> {
+    module(
+        r#"(data (i32.const 2048) "boom: something went wrong\n")
+           (func (export "_start")
+             (call $write (i32.const 2) (i32.const 2048) (i32.const 27))
+             (call $proc_exit (i32.const 3)))"#,
+    )
+}
+
+/// Never returns.
+pub fn infinite_loop() -> Vec<u8> {
+    module(r#"(func (export "_start") (loop $l (br $l)))"#)
+}
+
+/// Grows memory a page at a time until refused, then traps.
+pub fn memory_bomb() -> Vec<u8> {
+    module(
+        r#"(func (export "_start")
+             (loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+             (unreachable))"#,
+    )
+}
+
+/// Recurses without end.
+pub fn stack_overflow() -> Vec<u8> {
+    module(
+        r#"(func $f (param i32) (result i32) (call $f (i32.add (local.get 0) (i32.const 1))))
+           (func (export "_start") (drop (call $f (i32.const 0))))"#,
+    )
+}
+
+/// Writes to stdout forever.
+pub fn stdout_flood() -> Vec<u8> {
+    module(
+        r#"(func (export "_start") (loop $l (call $write (i32.const 1) (i32.const 1024) (i32.const 65536)) (br $l)))"#,
+    )
+}
+
+/// Writes 100 KiB to stderr, ending in a known line, then succeeds with `{}`.
+pub fn chatty_stderr() -> Vec<u8> {
+    module(
+        r#"(data (i32.const 2048) "{}") (data (i32.const 2100) "the last line\n")
+           (func (export "_start") (local $i i32)
+             (loop $l
+               (call $write (i32.const 2) (i32.const 1024) (i32.const 1024))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br_if $l (i32.lt_u (local.get $i) (i32.const 100))))
+             (call $write (i32.const 2) (i32.const 2100) (i32.const 14))
+             (call $write (i32.const 1) (i32.const 2048) (i32.const 2)))"#,
+    )
+}
+
+/// Valid Wasm importing a host function that WASI preview 1 does not have.
+pub fn bad_import() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module (import "env" "open_socket" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+    )
+    .expect("fixture WAT is valid")
+}
+
+/// Valid Wasm without `_start` (a library, not a command).
+pub fn no_start() -> Vec<u8> {
+    wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "run")))"#)
+        .expect("fixture WAT is valid")
+}
