@@ -1,1 +1,276 @@
-pub fn placeholder() {}
+//! A typed client for the Switchboard REST API, used by the CLI and the tests.
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use swb_api::{
+    ApiError, ArtefactInfo, DeployRequest, DeployResponse, Digest, ErrorBody, ErrorCode,
+    FunctionDetail, FunctionList, FunctionRef, Health, InvocationList, InvocationRecord,
+    MissingRequest, MissingResponse, RollbackRequest, VersionList, WorkerList, headers,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error from the error table.
+    #[error("{0}")]
+    Api(ApiError),
+    #[error("cannot reach {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("unexpected answer from the server ({status}): {body}")]
+    Protocol { status: StatusCode, body: String },
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The answer of an invoke: the function's output and the call's metadata.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub id: String,
+    pub version: Option<u32>,
+    pub worker: Option<String>,
+    pub duration_us: Option<u64>,
+    pub content_type: Option<String>,
+    pub output: Bytes,
+}
+
+/// An invoke that failed, with the id of its invocation record when there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct InvokeError {
+    pub error: ClientError,
+    pub invocation_id: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("the HTTP client builds");
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.trim().to_owned(),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header(AUTHORIZATION, format!("Bearer {}", self.token))
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response> {
+        let response = req.send().await.map_err(|source| ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        })?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(error_from(response).await)
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+        let response = self.send(req).await?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: self.base.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&body).map_err(|_| ClientError::Protocol {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    fn post_json(&self, path: &str, body: &impl Serialize) -> RequestBuilder {
+        self.request(Method::POST, path).json(body)
+    }
+
+    pub async fn health(&self) -> Result<Health> {
+        self.json(self.request(Method::GET, "/healthz")).await
+    }
+
+    pub async fn missing(&self, digests: Vec<Digest>) -> Result<Vec<Digest>> {
+        let r: MissingResponse = self
+            .json(self.post_json("/v1/artefacts/missing", &MissingRequest { digests }))
+            .await?;
+        Ok(r.missing)
+    }
+
+    /// Uploads an artefact; `progress` is called with the bytes sent so far.
+    pub async fn put_artefact(
+        &self,
+        digest: &Digest,
+        bytes: Bytes,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<ArtefactInfo> {
+        const CHUNK: usize = 256 << 10;
+        let total = bytes.len();
+        let chunks = (0..total.div_ceil(CHUNK)).map(move |i| {
+            let end = ((i + 1) * CHUNK).min(total);
+            progress(end as u64);
+            Ok::<_, std::io::Error>(bytes.slice(i * CHUNK..end))
+        });
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+        let req = self
+            .request(Method::PUT, &format!("/v1/artefacts/{digest}"))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, total)
+            .body(body);
+        self.json(req).await
+    }
+
+    pub async fn deploy(
+        &self,
+        function: &FunctionRef,
+        req: &DeployRequest,
+    ) -> Result<DeployResponse> {
+        self.json(self.post_json(&format!("/v1/functions/{function}/versions"), req))
+            .await
+    }
+
+    pub async fn functions(&self) -> Result<FunctionList> {
+        self.json(self.request(Method::GET, "/v1/functions")).await
+    }
+
+    pub async fn function(&self, function: &FunctionRef) -> Result<FunctionDetail> {
+        self.json(self.request(Method::GET, &format!("/v1/functions/{function}")))
+            .await
+    }
+
+    pub async fn versions(&self, function: &FunctionRef) -> Result<VersionList> {
+        self.json(self.request(Method::GET, &format!("/v1/functions/{function}/versions")))
+            .await
+    }
+
+    pub async fn rollback(&self, function: &FunctionRef, version: u32) -> Result<FunctionDetail> {
+        let path = format!("/v1/functions/{function}/rollback");
+        self.json(self.post_json(&path, &RollbackRequest { version }))
+            .await
+    }
+
+    pub async fn delete(&self, function: &FunctionRef) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/functions/{function}")))
+            .await
+            .map(drop)
+    }
+
+    pub async fn invoke(
+        &self,
+        function: &FunctionRef,
+        version: Option<u32>,
+        input: impl Into<Bytes>,
+    ) -> Result<Invocation, InvokeError> {
+        let mut path = format!("/v1/functions/{function}/invoke");
+        if let Some(v) = version {
+            path.push_str(&format!("?version={v}"));
+        }
+        let req = self.request(Method::POST, &path).body(input.into());
+        let response = req.send().await.map_err(|source| InvokeError {
+            error: ClientError::Transport {
+                url: self.base.clone(),
+                source,
+            },
+            invocation_id: None,
+        })?;
+        let h = response.headers().clone();
+        let invocation_id = header(&h, headers::INVOCATION_ID);
+        if !response.status().is_success() {
+            return Err(InvokeError {
+                error: error_from(response).await,
+                invocation_id,
+            });
+        }
+        let output = response.bytes().await.map_err(|source| InvokeError {
+            error: ClientError::Transport {
+                url: self.base.clone(),
+                source,
+            },
+            invocation_id: invocation_id.clone(),
+        })?;
+        Ok(Invocation {
+            id: invocation_id.unwrap_or_default(),
+            version: header(&h, headers::VERSION).and_then(|v| v.parse().ok()),
+            worker: header(&h, headers::WORKER),
+            duration_us: header(&h, headers::DURATION_US).and_then(|v| v.parse().ok()),
+            content_type: header(&h, CONTENT_TYPE.as_str()),
+            output,
+        })
+    }
+
+    pub async fn invocations(&self, query: &InvocationFilter) -> Result<InvocationList> {
+        self.json(self.request(Method::GET, "/v1/invocations").query(query))
+            .await
+    }
+
+    pub async fn invocation(&self, id: &str) -> Result<InvocationRecord> {
+        self.json(self.request(Method::GET, &format!("/v1/invocations/{id}")))
+            .await
+    }
+
+    pub async fn workers(&self) -> Result<WorkerList> {
+        self.json(self.request(Method::GET, "/v1/workers")).await
+    }
+}
+
+/// Query of `GET /v1/invocations`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InvocationFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name)?.to_str().ok().map(str::to_owned)
+}
+
+async fn error_from(response: reqwest::Response) -> ClientError {
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => ClientError::Api(b.error),
+        Err(_) => ClientError::Protocol {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        },
+    }
+}

@@ -1,1 +1,12 @@
+//! The Switchboard worker: runs hosted calls in a [`swb_runtime::Runtime`] for one
+//! server session at a time.
+//!
+//! A session is a pair of channels carrying protocol messages, so the same code
+//! serves the in-process worker of `swb up` and a remote worker dialling
+//! `/v1/worker/connect` over a WebSocket ([`connect`]).
 
+mod session;
+mod ws;
+
+pub use session::{SessionEnd, Worker, WorkerConfig};
+pub use ws::{Backoff, RunError, run};

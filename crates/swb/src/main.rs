@@ -1,1 +1,104 @@
-fn main() {}
+//! `swb`: the Switchboard server, worker and CLI in one binary. Thin by design: it
+//! parses flags and calls into the library crates.
+
+mod cli;
+mod profile;
+mod run;
+mod table;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "swb",
+    version,
+    about = "Switchboard: publish functions to a catalog and call them by name",
+    long_about = "Switchboard: publish functions to a catalog and call them by name.\n\n\
+        Start here: `swb up` runs a server with an in-process worker on SQLite under ./.swb.\n\
+        The other commands talk to a server: they find it from --server/--token, \
+        SWB_URL/SWB_TOKEN, the file written by `swb login`, or ./.swb/admin.token."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Server URL [default: from `swb login`, else http://127.0.0.1:7070]
+    #[arg(long, global = true, env = "SWB_URL", value_name = "URL")]
+    server: Option<String>,
+    /// API token [default: from `swb login`, else ./.swb/admin.token]
+    #[arg(long, global = true, env = "SWB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server and an in-process Wasm worker (the embedded default)
+    Up(run::UpArgs),
+    /// Run a server without a worker (workers connect with `swb worker`)
+    Server(run::ServerArgs),
+    /// Run a worker that connects to a server, or list connected workers
+    Worker(run::WorkerCmd),
+    /// Deploy, call and manage functions
+    #[command(name = "fn", subcommand)]
+    Fn(cli::FnCmd),
+    /// Show a function's recent invocations, with their errors and stderr
+    Logs(cli::LogsArgs),
+    /// Inspect invocations
+    #[command(name = "inv", subcommand)]
+    Inv(cli::InvCmd),
+    /// Save a server URL and token for later commands
+    Login(cli::LoginArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let json = cli.global.json;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => run::up(args).await,
+            Command::Server(args) => run::server(args).await,
+            Command::Worker(cmd) => run::worker(&cli.global, cmd).await,
+            Command::Fn(cmd) => cli::function(&cli.global, cmd).await,
+            Command::Logs(args) => cli::logs(&cli.global, args).await,
+            Command::Inv(cmd) => cli::invocation(&cli.global, cmd).await,
+            Command::Login(args) => cli::login(&cli.global, args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            cli::report_error(&e, json);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SWB_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Where `swb up` and `swb server` keep their data unless told otherwise.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from(".swb")
+}

@@ -1,0 +1,590 @@
+//! The REST API: routes and handlers. Handlers stay thin: they authenticate,
+//! authorize, validate, and call into the store, the routing table and the hub.
+
+use crate::App;
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult, error_response};
+use crate::extract::{Body, Json, Query, parse_json};
+use crate::metrics as m;
+use crate::routes::{Route, compile_schema};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use swb_api::timestamp::now_ms;
+use swb_api::{
+    ApiError, ArtefactInfo, DeployRequest, DeployResponse, Digest, ErrorCode, FunctionDetail,
+    FunctionKind, FunctionList, FunctionRef, Health, InvocationList, InvocationRecord, Limits,
+    MissingRequest, MissingResponse, Outcome, RollbackRequest, VersionInfo, VersionList,
+    VersionSummary, WorkerList, headers,
+};
+use swb_store::InvocationQuery;
+use tokio::time::Instant;
+
+/// Most digests one `artefacts/missing` request may ask about.
+const MAX_DIGESTS: usize = 10_000;
+const MAX_INVOCATIONS_PAGE: u32 = 1_000;
+
+pub fn router(app: Arc<App>) -> Router {
+    let v1 = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/artefacts/missing", post(missing_artefacts))
+        .route("/artefacts/{digest}", axum::routing::put(put_artefact))
+        .route("/functions", get(list_functions))
+        .route(
+            "/functions/{ns}/{name}",
+            get(show_function).delete(delete_function),
+        )
+        .route(
+            "/functions/{ns}/{name}/versions",
+            get(list_versions).post(deploy),
+        )
+        .route("/functions/{ns}/{name}/rollback", post(rollback))
+        .route("/functions/{ns}/{name}/invoke", post(invoke))
+        .route("/invocations", get(list_invocations))
+        .route("/invocations/{id}", get(show_invocation))
+        .route("/workers", get(list_workers))
+        .route("/worker/connect", get(crate::ws::connect));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
+        .with_state(app)
+}
+
+async fn not_found() -> AppError {
+    AppError(ApiError::new(
+        ErrorCode::NotFound,
+        "no such route; see /v1/openapi.json",
+    ))
+}
+
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+}
+
+async fn openapi(_: Caller) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}
+
+fn function_ref(ns: &str, name: &str) -> Result<FunctionRef, ApiError> {
+    FunctionRef::new(ns, name).map_err(|e| ApiError::invalid_input(e.to_string()))
+}
+
+// ---- artefacts -------------------------------------------------------------------
+
+async fn missing_artefacts(
+    State(app): State<Arc<App>>,
+    _: Caller,
+    Json(req): Json<MissingRequest>,
+) -> AppResult<axum::Json<MissingResponse>> {
+    if req.digests.len() > MAX_DIGESTS {
+        return Err(
+            ApiError::invalid_input(format!("at most {MAX_DIGESTS} digests per request")).into(),
+        );
+    }
+    let missing = app.store.missing_artefacts(&req.digests).await?;
+    Ok(axum::Json(MissingResponse { missing }))
+}
+
+async fn put_artefact(
+    State(app): State<Arc<App>>,
+    _: Caller,
+    Path(digest): Path<String>,
+    Body(bytes): Body,
+) -> AppResult<(StatusCode, axum::Json<ArtefactInfo>)> {
+    let digest: Digest = digest.parse().map_err(|e: swb_api::IdError| {
+        ApiError::invalid_input(format!("bad digest in path: {e}"))
+    })?;
+    let actual = Digest::of(&bytes);
+    if actual != digest {
+        return Err(ApiError::invalid_input(format!(
+            "the uploaded bytes hash to {actual}, not {digest}"
+        ))
+        .with_details(json!({ "expected": digest, "actual": actual }))
+        .into());
+    }
+    let created = app.store.put_artefact(&digest, &bytes).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(ArtefactInfo {
+            digest,
+            size: bytes.len() as u64,
+        }),
+    ))
+}
+
+// ---- catalog ---------------------------------------------------------------------
+
+async fn list_functions(
+    State(app): State<Arc<App>>,
+    _: Caller,
+) -> AppResult<axum::Json<FunctionList>> {
+    let functions = app.store.list_functions(None).await?;
+    Ok(axum::Json(FunctionList { functions }))
+}
+
+async fn deploy(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Json(req): Json<DeployRequest>,
+) -> AppResult<(StatusCode, axum::Json<DeployResponse>)> {
+    let function = function_ref(&ns, &name)?;
+    caller.require_write(function.namespace())?;
+    let limits = resolve_limits(&app, &req)?;
+    for (schema, at) in [
+        (&req.interface.input, "/interface/input"),
+        (&req.interface.output, "/interface/output"),
+    ] {
+        if let Some(schema) = schema {
+            compile_schema(schema, at)?;
+        }
+    }
+    let module = app.store.artefact(&req.artefact).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "artefact {}; upload it first with PUT /v1/artefacts/{}",
+            req.artefact, req.artefact
+        ))
+    })?;
+    swb_runtime::inspect(&module).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidModule, e.to_string())
+            .with_details(json!({ "reason": e.reason() }))
+    })?;
+    if let Some(row) = app.store.function(&function).await?
+        && row.kind != FunctionKind::Hosted
+    {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("{function} is a {} function", row.kind.as_str()),
+        )
+        .into());
+    }
+    let version = app
+        .store
+        .create_version(
+            &function,
+            VersionInfo {
+                version: 0,
+                kind: FunctionKind::Hosted,
+                artefact: Some(req.artefact),
+                interface: req.interface,
+                limits,
+                args: req.args,
+                env: req.env,
+                created_at: 0,
+            },
+        )
+        .await?;
+    app.routes.invalidate(&function);
+    tracing::info!(%function, version = version.version, artefact = %req.artefact, "deployed");
+    let workers = app
+        .hub
+        .push_code(req.artefact, module, app.config.deploy_wait)
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(DeployResponse {
+            function,
+            version,
+            workers,
+        }),
+    ))
+}
+
+fn resolve_limits(app: &App, req: &DeployRequest) -> Result<Limits, ApiError> {
+    let c = &app.config;
+    let timeout_ms = req.limits.timeout_ms.unwrap_or(c.default_timeout_ms);
+    let memory_mb = req.limits.memory_mb.unwrap_or(c.default_memory_mb);
+    let out_of_range = |pointer: &str, value: u64, max: u64| {
+        ApiError::invalid_input(format!(
+            "{pointer} must be between 1 and {max}, got {value}"
+        ))
+        .with_details(json!({ "pointer": pointer }))
+    };
+    if !(1..=c.max_timeout_ms).contains(&timeout_ms) {
+        return Err(out_of_range(
+            "/limits/timeout_ms",
+            timeout_ms,
+            c.max_timeout_ms,
+        ));
+    }
+    if !(1..=c.max_memory_mb).contains(&memory_mb) {
+        return Err(out_of_range(
+            "/limits/memory_mb",
+            memory_mb.into(),
+            c.max_memory_mb.into(),
+        ));
+    }
+    Ok(Limits {
+        timeout_ms,
+        memory_mb,
+    })
+}
+
+async fn detail(app: &App, function: FunctionRef) -> AppResult<FunctionDetail> {
+    let row = app
+        .store
+        .function(&function)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("function {function}")))?;
+    let versions = app.store.versions(&function).await?;
+    let active = versions
+        .iter()
+        .find(|v| v.version == row.active_version)
+        .cloned()
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "active version is missing"))?;
+    let workers = active
+        .artefact
+        .map(|d| app.hub.code_status(&d))
+        .unwrap_or_default();
+    Ok(FunctionDetail {
+        kind: row.kind,
+        active_version: row.active_version,
+        versions: versions
+            .iter()
+            .map(|v| VersionSummary {
+                version: v.version,
+                artefact: v.artefact,
+                created_at: v.created_at,
+                active: v.version == row.active_version,
+            })
+            .collect(),
+        active,
+        workers,
+        function,
+    })
+}
+
+async fn show_function(
+    State(app): State<Arc<App>>,
+    _: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> AppResult<axum::Json<FunctionDetail>> {
+    Ok(axum::Json(detail(&app, function_ref(&ns, &name)?).await?))
+}
+
+async fn list_versions(
+    State(app): State<Arc<App>>,
+    _: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> AppResult<axum::Json<VersionList>> {
+    let function = function_ref(&ns, &name)?;
+    let row = app
+        .store
+        .function(&function)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("function {function}")))?;
+    let versions = app.store.versions(&function).await?;
+    Ok(axum::Json(VersionList {
+        versions,
+        active_version: row.active_version,
+    }))
+}
+
+async fn rollback(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Json(req): Json<RollbackRequest>,
+) -> AppResult<axum::Json<FunctionDetail>> {
+    let function = function_ref(&ns, &name)?;
+    caller.require_write(function.namespace())?;
+    if !app.store.set_active_version(&function, req.version).await? {
+        return Err(ApiError::not_found(format!("version {} of {function}", req.version)).into());
+    }
+    app.routes.invalidate(&function);
+    tracing::info!(%function, version = req.version, "rolled back");
+    let detail = detail(&app, function).await?;
+    if let Some(digest) = detail.active.artefact
+        && let Some(module) = app.store.artefact(&digest).await?
+    {
+        // Warm the workers without holding up the answer.
+        let hub = app.hub.clone();
+        tokio::spawn(async move { hub.push_code(digest, module, Duration::ZERO).await });
+    }
+    Ok(axum::Json(detail))
+}
+
+async fn delete_function(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    let function = function_ref(&ns, &name)?;
+    caller.require_write(function.namespace())?;
+    if !app.store.delete_function(&function).await? {
+        return Err(ApiError::not_found(format!("function {function}")).into());
+    }
+    app.routes.invalidate(&function);
+    tracing::info!(%function, "deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- invoke ----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvokeQuery {
+    version: Option<u32>,
+}
+
+/// A finished call, successful or not, with what the record needs.
+struct Attempt {
+    result: Result<(Bytes, &'static str), ApiError>,
+    worker: Option<String>,
+    stderr_tail: String,
+}
+
+impl Attempt {
+    fn failed(e: ApiError) -> Self {
+        Self {
+            result: Err(e),
+            worker: None,
+            stderr_tail: String::new(),
+        }
+    }
+}
+
+async fn invoke(
+    State(app): State<Arc<App>>,
+    _: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<InvokeQuery>,
+    body: Result<Body, AppError>,
+) -> Response {
+    let started_at = now_ms();
+    let clock = Instant::now();
+    let route = match function_ref(&ns, &name) {
+        Ok(function) => match app.routes.get(&function, q.version).await {
+            Ok(route) => (function, route),
+            Err(e) => return error_response(e),
+        },
+        Err(e) => return error_response(e),
+    };
+    let (function, route) = route;
+    let attempt = match body {
+        Ok(Body(input)) => run(&app, &function, &route, input).await,
+        Err(AppError(e)) => Attempt::failed(e),
+    };
+    let elapsed = clock.elapsed();
+    let id = uuid::Uuid::now_v7().to_string();
+    let outcome = match &attempt.result {
+        Ok(_) => Outcome::OK,
+        Err(e) => Outcome::Error(e.code),
+    };
+    metrics::counter!(m::INVOCATIONS, "function" => function.to_string(), "outcome" => outcome.as_str())
+        .increment(1);
+    metrics::histogram!(m::INVOCATION_SECONDS, "function" => function.to_string())
+        .record(elapsed.as_secs_f64());
+    let mut response = match &attempt.result {
+        Ok((output, content_type)) => {
+            ([(CONTENT_TYPE, *content_type)], output.clone()).into_response()
+        }
+        Err(e) => error_response(e.clone()),
+    };
+    let h = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(headers::INVOCATION_ID, id.clone());
+    set(headers::VERSION, route.version.version.to_string());
+    set(headers::DURATION_US, elapsed.as_micros().to_string());
+    if let Some(worker) = &attempt.worker {
+        set(headers::WORKER, worker.clone());
+    }
+    app.recorder
+        .record(InvocationRecord {
+            id,
+            function,
+            version: Some(route.version.version),
+            worker: attempt.worker,
+            started_at,
+            duration_us: elapsed.as_micros() as u64,
+            outcome,
+            error: attempt.result.err(),
+            stderr_tail: attempt.stderr_tail,
+        })
+        .await;
+    response
+}
+
+async fn run(app: &App, function: &FunctionRef, route: &Route, input: Bytes) -> Attempt {
+    if let Some(schema) = &route.input
+        && let Err(e) = check_json(schema, &input, ErrorCode::InvalidInput, "input")
+    {
+        return Attempt::failed(e);
+    }
+    let Some(hosted) = &route.hosted else {
+        return Attempt::failed(ApiError::new(
+            ErrorCode::NoWorker,
+            format!("no worker serves {function}"),
+        ));
+    };
+    let deadline = Instant::now() + Duration::from_millis(hosted.limits.timeout_ms);
+    let answer = match app
+        .hub
+        .call(function, hosted.clone(), input, deadline)
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e) => return Attempt::failed(e),
+    };
+    let result = answer.result.and_then(|output| {
+        if let Some(schema) = &route.output {
+            check_json(schema, &output, ErrorCode::BadOutput, "output")?;
+            Ok((output, "application/json"))
+        } else if serde_json::from_slice::<serde::de::IgnoredAny>(&output).is_ok() {
+            Ok((output, "application/json"))
+        } else {
+            Ok((output, "application/octet-stream"))
+        }
+    });
+    Attempt {
+        result,
+        worker: Some(answer.worker),
+        stderr_tail: answer.stderr_tail,
+    }
+}
+
+/// Checks that `bytes` are JSON matching `schema`; names the failing JSON pointers.
+fn check_json(
+    schema: &jsonschema::Validator,
+    bytes: &[u8],
+    code: ErrorCode,
+    what: &str,
+) -> Result<(), ApiError> {
+    let value: Value = parse_json(bytes).map_err(|e| {
+        ApiError::new(code, format!("{what} is not JSON: {}", e.message)).with_details(e.details)
+    })?;
+    let errors: Vec<Value> = schema
+        .iter_errors(&value)
+        .take(10)
+        .map(|e| {
+            json!({
+                "pointer": e.instance_path().as_str(),
+                "schema_pointer": e.schema_path().as_str(),
+                "message": e.to_string(),
+            })
+        })
+        .collect();
+    match errors.first() {
+        None => Ok(()),
+        Some(first) => {
+            let pointer = first["pointer"].as_str().unwrap_or_default().to_owned();
+            let shown = if pointer.is_empty() { "/" } else { &pointer };
+            Err(ApiError::new(
+                code,
+                format!(
+                    "{what} does not match the schema at {shown}: {}",
+                    first["message"].as_str().unwrap_or_default()
+                ),
+            )
+            .with_details(json!({ "pointer": pointer, "errors": errors })))
+        }
+    }
+}
+
+// ---- invocations and workers -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvocationsQuery {
+    function: Option<String>,
+    outcome: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_invocations(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<InvocationsQuery>,
+) -> AppResult<axum::Json<InvocationList>> {
+    let function = q
+        .function
+        .map(|f| {
+            f.parse::<FunctionRef>()
+                .map_err(|e| ApiError::invalid_input(format!("bad function {f:?}: {e}")))
+        })
+        .transpose()?;
+    let outcome = q
+        .outcome
+        .map(|o| {
+            Outcome::parse(&o).ok_or_else(|| {
+                ApiError::invalid_input(format!(
+                    "bad outcome {o:?}: use \"ok\" or an error code such as \"timeout\""
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_INVOCATIONS_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_input(format!(
+            "limit must be between 1 and {MAX_INVOCATIONS_PAGE}"
+        ))
+        .into());
+    }
+    let invocations = app
+        .store
+        .invocations(&InvocationQuery {
+            function,
+            namespaces: caller.visible_namespaces(),
+            outcome,
+            after: q.after,
+            limit,
+        })
+        .await?;
+    Ok(axum::Json(InvocationList { invocations }))
+}
+
+async fn show_invocation(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<axum::Json<InvocationRecord>> {
+    let not_found = || ApiError::not_found(format!("invocation {id}"));
+    let record = app.store.invocation(&id).await?.ok_or_else(not_found)?;
+    if let Some(visible) = caller.visible_namespaces()
+        && !visible.contains(record.function.namespace())
+    {
+        return Err(not_found().into());
+    }
+    Ok(axum::Json(record))
+}
+
+async fn list_workers(State(app): State<Arc<App>>, caller: Caller) -> axum::Json<WorkerList> {
+    let owner = (!caller.is_admin()).then_some(caller.user.id.as_str());
+    axum::Json(WorkerList {
+        workers: app.hub.workers(owner),
+    })
+}

@@ -1,0 +1,191 @@
+//! Bearer tokens: issuing, verifying (hashed at rest, compared in constant time) and
+//! the authenticated [`Caller`] every `/v1` handler receives.
+//!
+//! A token reads `swb_<id>_<secret>`: the id finds the row, the secret is checked
+//! against its SHA-256 hash. Only the hash is stored.
+
+use crate::App;
+use crate::error::{AppError, store_error};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use lru::LruCache;
+use rand::RngCore;
+use sha2::{Digest as _, Sha256};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+use swb_api::timestamp::now_ms;
+use swb_api::{ApiError, ErrorCode, Namespace};
+use swb_store::{Store, TokenRow, User};
+
+const PREFIX: &str = "swb_";
+/// How long a verified token row is trusted before it is read again.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+const CACHE_ENTRIES: usize = 10_000;
+
+/// The scope that grants everything.
+pub const SCOPE_ALL: &str = "*";
+
+/// A freshly issued token: `secret` is shown once and never stored.
+pub struct IssuedToken {
+    pub id: String,
+    pub token: String,
+    pub secret_hash: [u8; 32],
+}
+
+pub fn issue_token() -> IssuedToken {
+    let mut rng = rand::rng();
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut secret);
+    let (id, secret) = (hex::encode(id), hex::encode(secret));
+    IssuedToken {
+        token: format!("{PREFIX}{id}_{secret}"),
+        secret_hash: hash_secret(&secret),
+        id,
+    }
+}
+
+fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Splits a presented token into id and secret.
+fn parse(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
+/// Who is calling, as established from their token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub token_id: String,
+    pub scopes: Vec<String>,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.user.is_admin
+    }
+
+    /// Admins write anywhere; everyone else writes in their own namespace.
+    pub fn require_write(&self, ns: &Namespace) -> Result<(), ApiError> {
+        if self.is_admin() || &self.user.namespace == ns {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "namespace {ns} belongs to someone else; you may write to {}",
+                    self.user.namespace
+                ),
+            ))
+        }
+    }
+
+    /// Namespaces whose private records (invocations, workers) the caller may read;
+    /// `None` means all.
+    pub fn visible_namespaces(&self) -> Option<Vec<Namespace>> {
+        (!self.is_admin()).then(|| vec![self.user.namespace.clone()])
+    }
+}
+
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    cache: Mutex<LruCache<String, (TokenRow, Instant)>>,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(CACHE_ENTRIES).expect("non-zero"),
+            )),
+        }
+    }
+
+    /// Forgets a cached token so that a revocation takes effect at once.
+    pub fn forget(&self, token_id: &str) {
+        self.cache.lock().expect("auth cache").pop(token_id);
+    }
+
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
+        let unauthenticated = |msg: &str| ApiError::new(ErrorCode::Unauthenticated, msg);
+        let header = header
+            .ok_or_else(|| unauthenticated("missing `Authorization: Bearer <token>` header"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?
+            .trim();
+        let (id, secret) = parse(token).ok_or_else(|| unauthenticated("malformed token"))?;
+        let row = self.row(id).await?;
+        let invalid = || unauthenticated("invalid or revoked token");
+        let row = row.ok_or_else(invalid)?;
+        if !bool::from(hash_secret(secret).ct_eq(&row.secret_hash)) {
+            return Err(invalid());
+        }
+        if row.revoked_at.is_some() || row.expires_at.is_some_and(|t| t <= now_ms()) {
+            return Err(invalid());
+        }
+        Ok(Caller {
+            user: row.user,
+            token_id: row.id,
+            scopes: row.scopes,
+        })
+    }
+
+    async fn row(&self, id: &str) -> Result<Option<TokenRow>, ApiError> {
+        if let Some((row, at)) = self.cache.lock().expect("auth cache").get(id)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(row.clone()));
+        }
+        let row = self.store.token(id).await.map_err(store_error)?;
+        if let Some(row) = &row {
+            self.cache
+                .lock()
+                .expect("auth cache")
+                .put(id.to_owned(), (row.clone(), Instant::now()));
+        }
+        Ok(row)
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, AppError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or_default());
+        Ok(app.auth.authenticate(header).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_tokens_parse_and_hash_to_their_stored_hash() {
+        let t = issue_token();
+        let (id, secret) = parse(&t.token).unwrap();
+        assert_eq!(id, t.id);
+        assert_eq!(hash_secret(secret), t.secret_hash);
+        assert_ne!(issue_token().token, t.token);
+    }
+
+    #[test]
+    fn malformed_tokens_do_not_parse() {
+        for bad in ["", "swb_", "swb__x", "swb_abc_", "tok_abc_def", "swb_abc"] {
+            assert!(parse(bad).is_none(), "{bad}");
+        }
+    }
+}

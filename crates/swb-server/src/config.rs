@@ -1,0 +1,43 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Server settings; the CLI fills them from flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the database (`swb.db`) and the bootstrap `admin.token`.
+    pub data_dir: PathBuf,
+    /// Largest request body (artefacts, invoke inputs).
+    pub max_body_bytes: usize,
+    /// Invocation records kept; older ones are pruned.
+    pub keep_invocations: u64,
+    pub default_timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    pub default_memory_mb: u32,
+    pub max_memory_mb: u32,
+    /// Per-call cap on a function's stdout (its output).
+    pub stdout_bytes: u64,
+    /// Per-call cap on the stderr kept as the invocation's log (its tail is kept).
+    pub stderr_bytes: u64,
+    /// Interval at which workers report their load.
+    pub heartbeat: Duration,
+    /// How long a deploy waits for connected workers to compile the new code.
+    pub deploy_wait: Duration,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            max_body_bytes: 64 << 20,
+            keep_invocations: 100_000,
+            default_timeout_ms: 10_000,
+            max_timeout_ms: 15 * 60 * 1000,
+            default_memory_mb: 128,
+            max_memory_mb: swb_runtime::MAX_MEMORY_MB,
+            stdout_bytes: 8 << 20,
+            stderr_bytes: 64 << 10,
+            heartbeat: Duration::from_secs(5),
+            deploy_wait: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,547 @@
+//! The worker hub: sessions of connected workers, the code each has ready, and the
+//! dispatch of calls to them.
+//!
+//! A session is transport-agnostic: it is a pair of channels carrying protocol
+//! messages. The WebSocket endpoint and the in-process worker of `swb up` both feed
+//! [`Hub::run_session`].
+
+use crate::metrics as m;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use swb_api::protocol::{CallId, HostedCall, PROTOCOL_VERSION, ServerMsg, WorkerMsg};
+use swb_api::timestamp::now_ms;
+use swb_api::{
+    ApiError, CacheStats, CompileReport, Digest, ErrorCode, FunctionRef, FunctionWorker,
+    WorkerCodeStatus, WorkerFailure, WorkerInfo,
+};
+use swb_store::Store;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::{Instant, timeout, timeout_at};
+
+/// The runtime a worker must offer to run hosted functions.
+pub const WASM: &str = "wasm";
+/// How long a worker has to say hello after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A call's answer may arrive this long after its deadline (the worker enforces the
+/// deadline itself and reports `timeout`; this covers the trip back).
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// Sending half towards a worker.
+pub type ToWorker = mpsc::UnboundedSender<ServerMsg>;
+/// Receiving half from a worker.
+pub type FromWorker = mpsc::Receiver<WorkerMsg>;
+
+#[derive(Debug, Clone)]
+enum CodeState {
+    Pending,
+    Ready,
+    Failed(String),
+}
+
+/// What a worker answered for a call.
+#[derive(Debug)]
+pub struct Answer {
+    pub worker: String,
+    pub result: Result<Bytes, ApiError>,
+    pub stderr_tail: String,
+}
+
+struct Worker {
+    id: String,
+    owner: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+    capacity: u32,
+    runtimes: Vec<String>,
+    protocol: u32,
+    connected_at: i64,
+    last_heartbeat_at: AtomicI64,
+    alive: AtomicBool,
+    in_flight: AtomicU32,
+    cache: Mutex<CacheStats>,
+    code: Mutex<HashMap<Digest, CodeState>>,
+    calls: Mutex<HashMap<CallId, oneshot::Sender<Answer>>>,
+    next_call: AtomicU64,
+    tx: ToWorker,
+}
+
+impl Worker {
+    fn runs_wasm(&self) -> bool {
+        self.runtimes.iter().any(|r| r == WASM)
+    }
+
+    fn code_state(&self, digest: &Digest) -> Option<CodeState> {
+        self.code.lock().expect("code lock").get(digest).cloned()
+    }
+
+    /// Takes one unit of capacity if any is free.
+    fn try_reserve(&self) -> bool {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Removes a pending call, releasing its capacity; `None` if already answered.
+    fn take_call(&self, call: CallId) -> Option<oneshot::Sender<Answer>> {
+        let tx = self.calls.lock().expect("calls lock").remove(&call)?;
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        Some(tx)
+    }
+
+    fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            labels: self.labels.clone(),
+            capacity: self.capacity,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            runtimes: self.runtimes.clone(),
+            protocol: self.protocol,
+            connected_at: self.connected_at,
+            last_heartbeat_at: self.last_heartbeat_at.load(Ordering::Relaxed),
+            code_cache: *self.cache.lock().expect("cache lock"),
+        }
+    }
+}
+
+pub struct Hub {
+    store: Arc<dyn Store>,
+    heartbeat: Duration,
+    workers: RwLock<Vec<Arc<Worker>>>,
+    rr: AtomicUsize,
+    /// Signalled when capacity frees up or a worker joins.
+    freed: Notify,
+    /// Signalled when a worker reports on code or leaves.
+    compiled: Notify,
+}
+
+impl Hub {
+    pub fn new(store: Arc<dyn Store>, heartbeat: Duration) -> Self {
+        Self {
+            store,
+            heartbeat,
+            workers: RwLock::new(Vec::new()),
+            rr: AtomicUsize::new(0),
+            freed: Notify::new(),
+            compiled: Notify::new(),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Worker>> {
+        self.workers.read().expect("workers lock").clone()
+    }
+
+    /// Workers visible to a caller: all, or those of one owner.
+    pub fn workers(&self, owner: Option<&str>) -> Vec<WorkerInfo> {
+        self.snapshot()
+            .iter()
+            .filter(|w| owner.is_none_or(|o| o == w.owner))
+            .map(|w| w.info())
+            .collect()
+    }
+
+    /// Runs one worker session to its end. `owner` is the authenticated user id.
+    pub async fn run_session(self: &Arc<Self>, owner: String, tx: ToWorker, mut rx: FromWorker) {
+        let hello = match timeout(HELLO_TIMEOUT, rx.recv()).await {
+            Ok(Some(WorkerMsg::Hello {
+                protocol,
+                name,
+                labels,
+                capacity,
+                runtimes,
+                cached,
+            })) => (protocol, name, labels, capacity, runtimes, cached),
+            Ok(Some(other)) => {
+                refuse(
+                    &tx,
+                    format!("the first message must be hello, got {other:?}"),
+                );
+                return;
+            }
+            Ok(None) | Err(_) => return,
+        };
+        let (protocol, name, labels, capacity, runtimes, cached) = hello;
+        if protocol != PROTOCOL_VERSION {
+            refuse(
+                &tx,
+                format!("worker speaks protocol {protocol}; this server speaks {PROTOCOL_VERSION}"),
+            );
+            return;
+        }
+        if capacity == 0 {
+            refuse(&tx, "capacity must be at least 1".into());
+            return;
+        }
+        let now = now_ms();
+        let worker = Arc::new(Worker {
+            id: uuid::Uuid::now_v7().to_string(),
+            owner,
+            name,
+            labels,
+            capacity,
+            runtimes,
+            protocol,
+            connected_at: now,
+            last_heartbeat_at: AtomicI64::new(now),
+            alive: AtomicBool::new(true),
+            in_flight: AtomicU32::new(0),
+            cache: Mutex::new(CacheStats::default()),
+            code: Mutex::new(cached.into_iter().map(|d| (d, CodeState::Ready)).collect()),
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            tx: tx.clone(),
+        });
+        let _ = tx.send(ServerMsg::Welcome {
+            protocol: PROTOCOL_VERSION,
+            worker_id: worker.id.clone(),
+            heartbeat_ms: self.heartbeat.as_millis() as u64,
+        });
+        self.workers
+            .write()
+            .expect("workers lock")
+            .push(worker.clone());
+        metrics::gauge!(m::WORKERS_CONNECTED).increment(1.0);
+        tracing::info!(worker = %worker.name, id = %worker.id, capacity, "worker connected");
+        self.freed.notify_waiters();
+
+        // A worker that stays silent for three heartbeats is gone.
+        let silence = self.heartbeat * 3;
+        loop {
+            match timeout(silence, rx.recv()).await {
+                Ok(Some(msg)) => self.handle(&worker, msg),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(worker = %worker.name, "worker stopped heartbeating");
+                    break;
+                }
+            }
+        }
+        self.remove(&worker);
+    }
+
+    fn remove(&self, worker: &Arc<Worker>) {
+        worker.alive.store(false, Ordering::Release);
+        self.workers
+            .write()
+            .expect("workers lock")
+            .retain(|w| !Arc::ptr_eq(w, worker));
+        let lost: Vec<_> = worker
+            .calls
+            .lock()
+            .expect("calls lock")
+            .drain()
+            .map(|(_, tx)| tx)
+            .collect();
+        worker.in_flight.store(0, Ordering::Release);
+        for tx in lost {
+            let _ = tx.send(Answer {
+                worker: worker.name.clone(),
+                result: Err(ApiError::new(
+                    ErrorCode::WorkerLost,
+                    format!("worker {} disconnected during the call", worker.name),
+                )),
+                stderr_tail: String::new(),
+            });
+        }
+        metrics::gauge!(m::WORKERS_CONNECTED).decrement(1.0);
+        tracing::info!(worker = %worker.name, id = %worker.id, "worker disconnected");
+        self.compiled.notify_waiters();
+    }
+
+    fn handle(self: &Arc<Self>, worker: &Arc<Worker>, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::Heartbeat {
+                in_flight: _,
+                code_cache,
+            } => {
+                worker.last_heartbeat_at.store(now_ms(), Ordering::Relaxed);
+                let before =
+                    std::mem::replace(&mut *worker.cache.lock().expect("cache lock"), code_cache);
+                m::count_cache(before, code_cache);
+            }
+            WorkerMsg::Compiled { digest, error } => {
+                let state = match error {
+                    None => CodeState::Ready,
+                    Some(e) => {
+                        tracing::warn!(worker = %worker.name, %digest, error = %e, "worker could not load module");
+                        CodeState::Failed(e)
+                    }
+                };
+                worker.code.lock().expect("code lock").insert(digest, state);
+                self.compiled.notify_waiters();
+            }
+            WorkerMsg::NeedCode { digest } => {
+                let hub = self.clone();
+                let worker = worker.clone();
+                tokio::spawn(async move { hub.send_code(&worker, digest).await });
+            }
+            WorkerMsg::Done {
+                call,
+                error,
+                stderr_tail,
+                duration_us: _,
+                output,
+            } => {
+                if let Some(tx) = worker.take_call(call) {
+                    let _ = tx.send(Answer {
+                        worker: worker.name.clone(),
+                        result: error.map_or(Ok(output), Err),
+                        stderr_tail,
+                    });
+                }
+                self.freed.notify_one();
+            }
+            WorkerMsg::Hello { .. } => {
+                tracing::warn!(worker = %worker.name, "ignoring a second hello");
+            }
+        }
+    }
+
+    /// Answers a worker's "no code" request from the artefact store.
+    async fn send_code(&self, worker: &Worker, digest: Digest) {
+        match self.store.artefact(&digest).await {
+            Ok(Some(module)) => {
+                worker
+                    .code
+                    .lock()
+                    .expect("code lock")
+                    .insert(digest, CodeState::Pending);
+                let _ = worker.tx.send(ServerMsg::Code { digest, module });
+            }
+            Ok(None) => {
+                tracing::error!(%digest, worker = %worker.name, "worker asked for code the store lacks")
+            }
+            Err(e) => tracing::error!(%digest, error = %e, "could not read artefact for a worker"),
+        }
+    }
+
+    /// Sends new code to every Wasm worker that lacks it and waits up to `wait` for
+    /// their compile reports.
+    pub async fn push_code(&self, digest: Digest, module: Bytes, wait: Duration) -> CompileReport {
+        let targets: Vec<_> = self
+            .snapshot()
+            .into_iter()
+            .filter(|w| w.runs_wasm())
+            .collect();
+        for w in &targets {
+            let mut code = w.code.lock().expect("code lock");
+            if !matches!(code.get(&digest), Some(CodeState::Ready)) {
+                code.insert(digest, CodeState::Pending);
+                let _ = w.tx.send(ServerMsg::Code {
+                    digest,
+                    module: module.clone(),
+                });
+            }
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut notified = pin!(self.compiled.notified());
+            notified.as_mut().enable();
+            let report = compile_report(&targets, &digest);
+            if report.pending == 0 || timeout_at(deadline, notified).await.is_err() {
+                return report;
+            }
+        }
+    }
+
+    /// How each Wasm worker stands with a module.
+    pub fn code_status(&self, digest: &Digest) -> Vec<FunctionWorker> {
+        self.snapshot()
+            .iter()
+            .filter(|w| w.runs_wasm())
+            .map(|w| {
+                let (status, error) = match w.code_state(digest) {
+                    Some(CodeState::Ready) => (WorkerCodeStatus::Ready, None),
+                    Some(CodeState::Failed(e)) => (WorkerCodeStatus::Failed, Some(e)),
+                    Some(CodeState::Pending) | None => (WorkerCodeStatus::Available, None),
+                };
+                FunctionWorker {
+                    id: w.id.clone(),
+                    name: w.name.clone(),
+                    status,
+                    error,
+                }
+            })
+            .collect()
+    }
+
+    /// Runs a hosted call on a worker: one with the code ready if any has free
+    /// capacity, otherwise the next in round robin. Waits for capacity until
+    /// `deadline`.
+    pub async fn call(
+        &self,
+        function: &FunctionRef,
+        hosted: HostedCall,
+        input: Bytes,
+        deadline: Instant,
+    ) -> Result<Answer, ApiError> {
+        let worker = self.acquire(function, &hosted.digest, deadline).await?;
+        let call = worker.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        worker.calls.lock().expect("calls lock").insert(call, tx);
+        let _guard = CancelOnDrop {
+            worker: &worker,
+            call,
+            freed: &self.freed,
+        };
+        if worker
+            .tx
+            .send(ServerMsg::Invoke {
+                call,
+                hosted,
+                input,
+            })
+            .is_err()
+        {
+            return Err(ApiError::new(
+                ErrorCode::WorkerLost,
+                format!("worker {} went away", worker.name),
+            ));
+        }
+        match timeout_at(deadline + ANSWER_GRACE, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(ApiError::new(
+                ErrorCode::WorkerLost,
+                format!("worker {} dropped the call", worker.name),
+            )),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::Timeout,
+                format!("worker {} did not answer before the deadline", worker.name),
+            )),
+        }
+    }
+
+    async fn acquire(
+        &self,
+        function: &FunctionRef,
+        digest: &Digest,
+        deadline: Instant,
+    ) -> Result<Arc<Worker>, ApiError> {
+        loop {
+            let mut freed = pin!(self.freed.notified());
+            freed.as_mut().enable();
+            match self.pick(digest) {
+                Pick::Worker(w) => return Ok(w),
+                Pick::NoneConnected => {
+                    return Err(ApiError::new(
+                        ErrorCode::NoWorker,
+                        format!(
+                            "no connected worker can run {function}: start one with `swb worker`"
+                        ),
+                    ));
+                }
+                Pick::AllFailed(errors) => {
+                    return Err(ApiError::new(
+                        ErrorCode::NoWorker,
+                        format!("no connected worker could load the code of {function}"),
+                    )
+                    .with_details(serde_json::json!({ "workers": errors })));
+                }
+                Pick::Busy => {}
+            }
+            if timeout_at(deadline, freed).await.is_err() {
+                return Err(ApiError::new(
+                    ErrorCode::NoWorker,
+                    format!(
+                        "every worker able to run {function} stayed busy until the call's deadline"
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn pick(&self, digest: &Digest) -> Pick {
+        let workers = self.workers.read().expect("workers lock");
+        let n = workers.len();
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let (mut eligible, mut failed) = (0, Vec::new());
+        let mut fallback: Option<&Arc<Worker>> = None;
+        for i in 0..n {
+            let w = &workers[(start + i) % n];
+            if !w.runs_wasm() {
+                continue;
+            }
+            let state = w.code_state(digest);
+            if let Some(CodeState::Failed(e)) = state {
+                failed.push(WorkerFailure {
+                    worker: w.name.clone(),
+                    error: e,
+                });
+                continue;
+            }
+            eligible += 1;
+            if w.in_flight.load(Ordering::Acquire) >= w.capacity {
+                continue;
+            }
+            if matches!(state, Some(CodeState::Ready)) {
+                if w.try_reserve() {
+                    return Pick::Worker(w.clone());
+                }
+            } else if fallback.is_none() {
+                fallback = Some(w);
+            }
+        }
+        if let Some(w) = fallback
+            && w.try_reserve()
+        {
+            return Pick::Worker(w.clone());
+        }
+        match (eligible, failed.is_empty()) {
+            (0, true) => Pick::NoneConnected,
+            (0, false) => Pick::AllFailed(failed),
+            _ => Pick::Busy,
+        }
+    }
+}
+
+enum Pick {
+    Worker(Arc<Worker>),
+    NoneConnected,
+    AllFailed(Vec<WorkerFailure>),
+    Busy,
+}
+
+/// Abandons a call whose caller went away or whose deadline passed: the worker is
+/// told to stop and the capacity is released.
+struct CancelOnDrop<'a> {
+    worker: &'a Worker,
+    call: CallId,
+    freed: &'a Notify,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.worker.take_call(self.call).is_some() {
+            let _ = self.worker.tx.send(ServerMsg::Cancel { call: self.call });
+            self.freed.notify_one();
+        }
+    }
+}
+
+fn refuse(tx: &ToWorker, message: String) {
+    tracing::warn!(%message, "refusing worker");
+    let _ = tx.send(ServerMsg::Refused {
+        error: ApiError::new(ErrorCode::InvalidInput, message),
+    });
+}
+
+fn compile_report(targets: &[Arc<Worker>], digest: &Digest) -> CompileReport {
+    let mut report = CompileReport::default();
+    for w in targets.iter().filter(|w| w.alive.load(Ordering::Acquire)) {
+        match w.code_state(digest) {
+            Some(CodeState::Ready) => report.compiled += 1,
+            Some(CodeState::Failed(error)) => report.failed.push(WorkerFailure {
+                worker: w.name.clone(),
+                error,
+            }),
+            Some(CodeState::Pending) | None => report.pending += 1,
+        }
+    }
+    report
+}

@@ -1,0 +1,51 @@
+//! Prometheus metrics. Names are constants here so that the code and the docs agree.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use swb_api::CacheStats;
+
+pub const INVOCATIONS: &str = "swb_invocations_total";
+pub const INVOCATION_SECONDS: &str = "swb_invocation_duration_seconds";
+pub const WORKERS_CONNECTED: &str = "swb_workers_connected";
+pub const CODE_COMPILES: &str = "swb_code_cache_compiles_total";
+pub const CODE_DISK_HITS: &str = "swb_code_cache_disk_hits_total";
+pub const CODE_MEMORY_HITS: &str = "swb_code_cache_memory_hits_total";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(INVOCATION_SECONDS.into()), LATENCY_BUCKETS)
+                .expect("buckets are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may be installed when embedded (tests); ours still renders.
+            let _ = metrics::set_global_recorder(recorder);
+            metrics::describe_counter!(INVOCATIONS, "Invocations by function and outcome");
+            metrics::describe_histogram!(INVOCATION_SECONDS, "End-to-end invocation latency");
+            metrics::describe_gauge!(WORKERS_CONNECTED, "Workers with an open session");
+            metrics::describe_counter!(CODE_COMPILES, "Modules compiled by workers");
+            metrics::describe_counter!(CODE_DISK_HITS, "Modules loaded from workers' disk caches");
+            metrics::describe_counter!(
+                CODE_MEMORY_HITS,
+                "Calls that found their module ready in a worker's memory"
+            );
+            handle
+        })
+        .clone()
+}
+
+/// Adds what a worker's cache counters grew by since its last report.
+pub fn count_cache(before: CacheStats, now: CacheStats) {
+    metrics::counter!(CODE_COMPILES).increment(now.compiles.saturating_sub(before.compiles));
+    metrics::counter!(CODE_DISK_HITS).increment(now.disk_hits.saturating_sub(before.disk_hits));
+    metrics::counter!(CODE_MEMORY_HITS)
+        .increment(now.memory_hits.saturating_sub(before.memory_hits));
+}

@@ -1,0 +1,496 @@
+//! The client commands: `swb fn …`, `swb logs`, `swb inv …`, `swb login`.
+
+use crate::run::parse_pair;
+use crate::{Global, profile, table};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use serde_json::Value;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use swb_api::timestamp::format as time;
+use swb_api::{
+    DeployRequest, Digest, ErrorBody, FunctionRef, Interface, InvocationRecord, LimitsSpec,
+};
+use swb_client::{ClientError, InvocationFilter, InvokeError};
+
+#[derive(Subcommand)]
+pub enum FnCmd {
+    /// Upload a WASI module (only if the server lacks it) and deploy it as a new version
+    Deploy(DeployArgs),
+    /// Call a function; its output goes to stdout
+    Invoke(InvokeArgs),
+    /// List functions
+    List,
+    /// Show a function: active version, interface, limits, versions, workers
+    Show { function: FunctionRef },
+    /// List a function's versions
+    Versions { function: FunctionRef },
+    /// Make an earlier version active again
+    Rollback { function: FunctionRef, version: u32 },
+    /// Delete a function and all its versions
+    Rm { function: FunctionRef },
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// The module: a WASI preview 1 command (`cargo build --target wasm32-wasip1`)
+    module: PathBuf,
+    /// Function name as namespace/name
+    #[arg(long)]
+    name: FunctionRef,
+    /// JSON Schema the input must match
+    #[arg(long, value_name = "FILE")]
+    input_schema: Option<PathBuf>,
+    /// JSON Schema the output must match
+    #[arg(long, value_name = "FILE")]
+    output_schema: Option<PathBuf>,
+    /// One-line description shown in the catalog
+    #[arg(long)]
+    description: Option<String>,
+    /// Deadline per call in milliseconds [server default: 10000]
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Memory cap per call in MiB [server default: 128]
+    #[arg(long)]
+    memory_mb: Option<u32>,
+    /// Static command-line argument (repeatable)
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// Static, non-secret environment variable as KEY=VALUE (repeatable)
+    #[arg(long = "env", value_parser = parse_pair)]
+    env: Vec<(String, String)>,
+}
+
+#[derive(Args)]
+pub struct InvokeArgs {
+    function: FunctionRef,
+    /// The input; `-` reads stdin; omitted means empty input
+    input: Option<String>,
+    /// Call this version instead of the active one
+    #[arg(long)]
+    version: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    function: FunctionRef,
+    /// Keep printing new invocations as they happen
+    #[arg(long, short)]
+    follow: bool,
+    /// Only invocations with this outcome (`ok` or an error code such as `timeout`)
+    #[arg(long)]
+    outcome: Option<String>,
+    /// How many recent invocations to show
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+}
+
+#[derive(Subcommand)]
+pub enum InvCmd {
+    /// Show one invocation: outcome, error, duration, worker and stderr
+    Show { id: String },
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// Read the token from this file instead of --token / stdin
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints a failed command's error: the error table's shape with `--json`.
+pub fn report_error(e: &anyhow::Error, json: bool) {
+    let api = e
+        .downcast_ref::<ClientError>()
+        .or_else(|| e.downcast_ref::<InvokeError>().map(|i| &i.error));
+    let invocation = e
+        .downcast_ref::<InvokeError>()
+        .and_then(|i| i.invocation_id.clone());
+    match (api, json) {
+        (Some(ClientError::Api(error)), true) => {
+            let _ = print_json(&ErrorBody {
+                error: error.clone(),
+            });
+        }
+        (Some(ClientError::Api(error)), false) => {
+            eprintln!("error: {}: {}", error.code, error.message);
+            if error.details.as_object().is_some_and(|d| !d.is_empty()) {
+                eprintln!("details: {}", error.details);
+            }
+        }
+        _ => eprintln!("error: {e:#}"),
+    }
+    if let (Some(id), false) = (invocation, json) {
+        eprintln!("see `swb inv show {id}` for the invocation record");
+    }
+}
+
+pub async fn function(global: &Global, cmd: FnCmd) -> anyhow::Result<()> {
+    let client = profile::client(global)?;
+    match cmd {
+        FnCmd::Deploy(args) => deploy(global, &client, args).await,
+        FnCmd::Invoke(args) => {
+            let input = match args.input.as_deref() {
+                Some("-") => {
+                    let mut buf = Vec::new();
+                    std::io::stdin().read_to_end(&mut buf)?;
+                    Bytes::from(buf)
+                }
+                Some(s) => Bytes::from(s.to_owned()),
+                None => Bytes::new(),
+            };
+            let inv = client.invoke(&args.function, args.version, input).await?;
+            if global.json {
+                let output = serde_json::from_slice::<Value>(&inv.output).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&inv.output).into_owned())
+                });
+                return print_json(&serde_json::json!({
+                    "invocation_id": inv.id,
+                    "version": inv.version,
+                    "worker": inv.worker,
+                    "duration_us": inv.duration_us,
+                    "output": output,
+                }));
+            }
+            let mut out = std::io::stdout().lock();
+            out.write_all(&inv.output)?;
+            if out.is_terminal() && !inv.output.ends_with(b"\n") {
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        }
+        FnCmd::List => {
+            let list = client.functions().await?;
+            if global.json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .functions
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.function.to_string(),
+                        f.kind.as_str().into(),
+                        f.active_version.to_string(),
+                        time(f.updated_at),
+                        f.description.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table::print(
+                &["FUNCTION", "KIND", "VERSION", "UPDATED", "DESCRIPTION"],
+                &rows,
+            );
+            Ok(())
+        }
+        FnCmd::Show { function } => {
+            let d = client.function(&function).await?;
+            if global.json {
+                return print_json(&d);
+            }
+            let a = &d.active;
+            println!("function:    {}", d.function);
+            println!("kind:        {}", d.kind.as_str());
+            println!(
+                "version:     {} (of {})",
+                d.active_version,
+                d.versions.len()
+            );
+            if let Some(artefact) = a.artefact {
+                println!("artefact:    {artefact}");
+            }
+            if let Some(desc) = &a.interface.description {
+                println!("description: {desc}");
+            }
+            println!(
+                "limits:      {} ms, {} MiB",
+                a.limits.timeout_ms, a.limits.memory_mb
+            );
+            for (label, schema) in [
+                ("input", &a.interface.input),
+                ("output", &a.interface.output),
+            ] {
+                match schema {
+                    Some(s) => println!("{label:<12} {s}"),
+                    None => println!("{label:<12} any bytes (no schema)"),
+                }
+            }
+            if d.workers.is_empty() {
+                println!("workers:     none connected");
+            }
+            for w in &d.workers {
+                let status = serde_json::to_value(w.status)?;
+                let status = status.as_str().unwrap_or_default();
+                match &w.error {
+                    Some(e) => println!("worker:      {} {status}: {e}", w.name),
+                    None => println!("worker:      {} {status}", w.name),
+                }
+            }
+            Ok(())
+        }
+        FnCmd::Versions { function } => {
+            let list = client.versions(&function).await?;
+            if global.json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        format!(
+                            "{}{}",
+                            v.version,
+                            if v.version == list.active_version {
+                                " *"
+                            } else {
+                                ""
+                            }
+                        ),
+                        v.artefact.map(|a| a.to_string()).unwrap_or_default(),
+                        format!("{} ms, {} MiB", v.limits.timeout_ms, v.limits.memory_mb),
+                        time(v.created_at),
+                    ]
+                })
+                .collect();
+            table::print(&["VERSION", "ARTEFACT", "LIMITS", "CREATED"], &rows);
+            Ok(())
+        }
+        FnCmd::Rollback { function, version } => {
+            let d = client.rollback(&function, version).await?;
+            if global.json {
+                return print_json(&d);
+            }
+            println!("{} now runs version {}", d.function, d.active_version);
+            Ok(())
+        }
+        FnCmd::Rm { function } => {
+            client.delete(&function).await?;
+            if global.json {
+                return print_json(&serde_json::json!({ "deleted": function }));
+            }
+            println!("deleted {function}");
+            Ok(())
+        }
+    }
+}
+
+fn read_schema(path: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+async fn deploy(
+    global: &Global,
+    client: &swb_client::Client,
+    args: DeployArgs,
+) -> anyhow::Result<()> {
+    let module = Bytes::from(
+        std::fs::read(&args.module)
+            .with_context(|| format!("cannot read {}", args.module.display()))?,
+    );
+    let digest = Digest::of(&module);
+    let interface = Interface {
+        input: args.input_schema.as_deref().map(read_schema).transpose()?,
+        output: args.output_schema.as_deref().map(read_schema).transpose()?,
+        description: args.description,
+    };
+    if !client.missing(vec![digest]).await?.is_empty() {
+        upload(client, digest, module, global.json).await?;
+    }
+    let response = client
+        .deploy(
+            &args.name,
+            &DeployRequest {
+                artefact: digest,
+                interface,
+                limits: LimitsSpec {
+                    timeout_ms: args.timeout_ms,
+                    memory_mb: args.memory_mb,
+                },
+                args: args.args,
+                env: args.env.into_iter().collect(),
+            },
+        )
+        .await?;
+    if global.json {
+        return print_json(&response);
+    }
+    let w = &response.workers;
+    println!(
+        "deployed {} version {} ({digest})",
+        response.function, response.version.version
+    );
+    let total = w.compiled as usize + w.failed.len() + w.pending as usize;
+    println!("compiled on {}/{total} connected workers", w.compiled);
+    if w.pending > 0 {
+        println!("{} workers still compiling", w.pending);
+    }
+    for f in &w.failed {
+        println!("worker {} failed to load it: {}", f.worker, f.error);
+    }
+    Ok(())
+}
+
+async fn upload(
+    client: &swb_client::Client,
+    digest: Digest,
+    module: Bytes,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let len = module.len() as u64;
+    let bar = if quiet || len < (1 << 20) {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(len);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "uploading {bar:40} {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .expect("valid template"),
+        );
+        bar
+    };
+    let progress = bar.clone();
+    client
+        .put_artefact(&digest, module, move |sent| progress.set_position(sent))
+        .await?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn print_record(r: &InvocationRecord) {
+    let error = r
+        .error
+        .as_ref()
+        .map(|e| format!("  {}", e.message))
+        .unwrap_or_default();
+    println!(
+        "{}  {}  v{}  {}  {:>8.1} ms  {}{error}",
+        time(r.started_at),
+        r.id,
+        r.version.map_or("-".into(), |v| v.to_string()),
+        r.worker.as_deref().unwrap_or("-"),
+        r.duration_us as f64 / 1000.0,
+        r.outcome.as_str(),
+    );
+    for line in r.stderr_tail.lines() {
+        println!("    | {line}");
+    }
+}
+
+pub async fn logs(global: &Global, args: LogsArgs) -> anyhow::Result<()> {
+    let client = profile::client(global)?;
+    let mut filter = InvocationFilter {
+        function: Some(args.function.to_string()),
+        outcome: args.outcome,
+        after: None,
+        limit: Some(args.limit),
+    };
+    loop {
+        let mut records = client.invocations(&filter).await?.invocations;
+        records.reverse();
+        for r in &records {
+            if global.json {
+                println!("{}", serde_json::to_string(r)?);
+            } else {
+                print_record(r);
+            }
+        }
+        std::io::stdout().flush()?;
+        if !args.follow {
+            return Ok(());
+        }
+        if let Some(last) = records.last() {
+            filter.after = Some(last.id.clone());
+        } else if filter.after.is_none() {
+            // Nothing yet: follow from now on.
+            filter.after = Some(uuid_floor_now());
+        }
+        filter.limit = Some(1000);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The smallest invocation id (UUIDv7) of the current millisecond: a cursor that
+/// skips everything older.
+fn uuid_floor_now() -> String {
+    let ms = swb_api::timestamp::now_ms() as u64;
+    let hex = format!("{ms:012x}");
+    format!("{}-{}-7000-8000-000000000000", &hex[..8], &hex[8..12])
+}
+
+pub async fn invocation(global: &Global, cmd: InvCmd) -> anyhow::Result<()> {
+    let client = profile::client(global)?;
+    let InvCmd::Show { id } = cmd;
+    let r = client.invocation(&id).await?;
+    if global.json {
+        return print_json(&r);
+    }
+    println!("invocation: {}", r.id);
+    println!("function:   {}", r.function);
+    if let Some(v) = r.version {
+        println!("version:    {v}");
+    }
+    println!("worker:     {}", r.worker.as_deref().unwrap_or("-"));
+    println!("started:    {}", time(r.started_at));
+    println!("duration:   {:.3} ms", r.duration_us as f64 / 1000.0);
+    println!("outcome:    {}", r.outcome.as_str());
+    if let Some(e) = &r.error {
+        println!("error:      {}: {}", e.code, e.message);
+        if e.details.as_object().is_some_and(|d| !d.is_empty()) {
+            println!("details:    {}", e.details);
+        }
+    }
+    if !r.stderr_tail.is_empty() {
+        println!("stderr:");
+        for line in r.stderr_tail.lines() {
+            println!("    | {line}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn login(global: &Global, args: LoginArgs) -> anyhow::Result<()> {
+    let server = global
+        .server
+        .clone()
+        .unwrap_or_else(|| profile::DEFAULT_SERVER.into());
+    let token = match (&args.token_file, &global.token) {
+        (Some(path), _) => profile::read_token(path)?,
+        (None, Some(t)) => t.clone(),
+        (None, None) => {
+            if std::io::stdin().is_terminal() {
+                eprint!("token: ");
+            }
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim().to_owned()
+        }
+    };
+    if token.is_empty() {
+        bail!("no token given: use --token, --token-file, or type it on stdin");
+    }
+    let client = swb_client::Client::new(&server, &token);
+    client
+        .functions()
+        .await
+        .context("the server did not accept this token")?;
+    let path = profile::save(&profile::Saved {
+        server: Some(server.clone()),
+        token: Some(token),
+    })?;
+    if global.json {
+        return print_json(&serde_json::json!({ "server": server, "config": path }));
+    }
+    println!("logged in to {server}; saved to {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Where the CLI finds its server and token: flags and environment first, then the
+//! file `swb login` writes, then the admin token of a local `swb up`.
+
+use crate::Global;
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use swb_client::Client;
+
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Saved {
+    pub server: Option<String>,
+    pub token: Option<String>,
+}
+
+/// `$SWB_CONFIG`, else `$XDG_CONFIG_HOME/swb/config.json`, else `~/.config/swb/config.json`.
+pub fn config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SWB_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("swb").join("config.json"))
+}
+
+pub fn load() -> anyhow::Result<Saved> {
+    let Some(path) = config_path() else {
+        return Ok(Saved::default());
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a valid swb config file", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Saved::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+pub fn save(saved: &Saved) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    let path = config_path().context("cannot tell where to save: set HOME or SWB_CONFIG")?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(&serde_json::to_vec_pretty(saved)?)?;
+    Ok(path)
+}
+
+fn local_admin_token() -> Option<String> {
+    let path = swb_server::admin_token_path(&crate::default_data_dir());
+    read_token(&path).ok()
+}
+
+pub fn read_token(path: &Path) -> anyhow::Result<String> {
+    let token =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(token.trim().to_owned())
+}
+
+pub fn server_url(global: &Global) -> anyhow::Result<String> {
+    if let Some(s) = &global.server {
+        return Ok(s.clone());
+    }
+    Ok(load()?.server.unwrap_or_else(|| DEFAULT_SERVER.into()))
+}
+
+pub fn token(global: &Global) -> anyhow::Result<String> {
+    if let Some(t) = &global.token {
+        return Ok(t.clone());
+    }
+    if let Some(t) = load()?.token {
+        return Ok(t);
+    }
+    if let Some(t) = local_admin_token() {
+        return Ok(t);
+    }
+    bail!(
+        "no API token: pass --token, set SWB_TOKEN, run `swb login`, \
+         or run from the directory where `swb up` keeps ./.swb"
+    )
+}
+
+pub fn client(global: &Global) -> anyhow::Result<Client> {
+    Ok(Client::new(&server_url(global)?, &token(global)?))
+}

@@ -1,0 +1,260 @@
+//! The long-running commands: `swb up`, `swb server` and `swb worker`.
+
+use crate::{Global, profile, table};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use swb_server::{Config, LOCAL_OWNER, Server};
+use swb_worker::{Backoff, Worker, WorkerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Directory for the database and the admin token
+    #[arg(long, env = "SWB_DATA_DIR", default_value = ".swb")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(long, env = "SWB_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// Largest request body (artefacts, call inputs), in MiB
+    #[arg(long, default_value_t = 64)]
+    max_body_mb: usize,
+    /// Invocation records to keep; older ones are pruned
+    #[arg(long, default_value_t = 100_000)]
+    keep_invocations: u64,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    worker: LocalWorkerArgs,
+}
+
+#[derive(Args)]
+struct LocalWorkerArgs {
+    /// Calls the in-process worker runs at once [default: 2 x CPUs]
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// Compiled-code cache of the in-process worker [default: <data-dir>/code-cache]
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WorkerCmd {
+    #[command(subcommand)]
+    action: Option<WorkerAction>,
+    #[command(flatten)]
+    run: WorkerArgs,
+}
+
+#[derive(Subcommand)]
+enum WorkerAction {
+    /// List the workers connected to the server
+    List,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// Name shown in `swb worker list` and invocation records [default: host name]
+    #[arg(long)]
+    name: Option<String>,
+    /// Label as key=value (repeatable)
+    #[arg(long = "label", value_parser = parse_pair)]
+    labels: Vec<(String, String)>,
+    /// Calls run at once [default: 2 x CPUs]
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// Compiled-code cache kept across restarts
+    #[arg(long, default_value = ".swb-worker/code-cache")]
+    cache_dir: PathBuf,
+    /// Longest wait between reconnection attempts, in milliseconds
+    #[arg(long, default_value_t = 30_000)]
+    max_backoff_ms: u64,
+}
+
+pub fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+fn default_capacity() -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (cpus * 2).clamp(2, 64)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String)> {
+    let mut config = Config::new(args.data_dir.clone());
+    config.max_body_bytes = args.max_body_mb << 20;
+    config.keep_invocations = args.keep_invocations;
+    let server = Server::open(config).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    Ok((server, listener, url))
+}
+
+fn announce(url: &str, server: &Server, worker: Option<u32>) {
+    let token = server.admin_token_path();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "Switchboard {} listening on {url}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(out, "  admin token: {}", token.display());
+    match worker {
+        Some(capacity) => {
+            let _ = writeln!(out, "  worker:      in-process, {capacity} calls at once");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  workers:     none yet; start one with\n               SWB_URL={url} SWB_TOKEN=$(cat {}) swb worker",
+                token.display()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nDeploy and call the bundled example (from the repository root):\n  \
+         cargo build --release --target wasm32-wasip1 --manifest-path examples/functions/Cargo.toml\n  \
+         swb fn deploy examples/functions/target/wasm32-wasip1/release/greet.wasm --name admin/greet \\\n    \
+         --input-schema examples/functions/greet/input.schema.json \\\n    \
+         --output-schema examples/functions/greet/output.schema.json\n  \
+         swb fn invoke admin/greet '{{\"name\":\"Ada\"}}'"
+    );
+    let _ = out.flush();
+}
+
+pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let (server, listener, url) = start(&args).await?;
+    announce(&url, &server, None);
+    server.serve(listener, shutdown_signal()).await
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let (server, listener, url) = start(&args.server).await?;
+    let capacity = args.worker.capacity.unwrap_or_else(default_capacity);
+    let worker = Worker::new(WorkerConfig {
+        name: "local".into(),
+        labels: BTreeMap::new(),
+        capacity,
+        cache_dir: Some(
+            args.worker
+                .cache_dir
+                .unwrap_or_else(|| args.server.data_dir.join("code-cache")),
+        ),
+    })?;
+    // The in-process worker speaks the same protocol over channels instead of a socket.
+    let (to_worker, from_server) = mpsc::unbounded_channel();
+    let (to_server, from_worker) = mpsc::channel(256);
+    let hub = server.hub();
+    let session = tokio::spawn(async move {
+        hub.run_session(LOCAL_OWNER.into(), to_worker, from_worker)
+            .await
+    });
+    let (stop, stopped) = watch::channel(false);
+    let local = tokio::spawn(async move {
+        let mut stopped = stopped;
+        worker
+            .session(to_server, from_server, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    announce(&url, &server, Some(capacity));
+    let result = server.serve(listener, shutdown_signal()).await;
+    let _ = stop.send(true);
+    let _ = local.await;
+    session.abort();
+    result
+}
+
+pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {
+    if let Some(WorkerAction::List) = cmd.action {
+        return list_workers(global).await;
+    }
+    let args = cmd.run;
+    let server = profile::server_url(global)?;
+    let token = profile::token(global)?;
+    let name = args.name.unwrap_or_else(host_name);
+    let worker = Worker::new(WorkerConfig {
+        name,
+        labels: args.labels.into_iter().collect(),
+        capacity: args.capacity.unwrap_or_else(default_capacity),
+        cache_dir: Some(args.cache_dir),
+    })?;
+    tracing::info!(server = %server, name = worker.name(), "worker starting");
+    let backoff = Backoff::new(
+        Duration::from_millis(200),
+        Duration::from_millis(args.max_backoff_ms.max(200)),
+    );
+    swb_worker::run(&worker, &server, &token, backoff, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "worker".into())
+}
+
+async fn list_workers(global: &Global) -> anyhow::Result<()> {
+    let list = profile::client(global)?.workers().await?;
+    if global.json {
+        return crate::cli::print_json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .workers
+        .iter()
+        .map(|w| {
+            vec![
+                w.name.clone(),
+                w.id.clone(),
+                format!("{}/{}", w.in_flight, w.capacity),
+                w.runtimes.join(","),
+                format!(
+                    "{} compiled, {} from disk",
+                    w.code_cache.compiles, w.code_cache.disk_hits
+                ),
+                swb_api::timestamp::format(w.connected_at),
+            ]
+        })
+        .collect();
+    table::print(
+        &["NAME", "ID", "BUSY", "RUNTIMES", "CODE CACHE", "CONNECTED"],
+        &rows,
+    );
+    Ok(())
+}
