@@ -37,6 +37,11 @@ pub fn handle() -> PrometheusHandle {
                 CODE_MEMORY_HITS,
                 "Calls that found their module ready in a worker's memory"
             );
+            // Present from the start, so dashboards see zeros rather than gaps.
+            metrics::gauge!(WORKERS_CONNECTED).set(0.0);
+            for counter in [CODE_COMPILES, CODE_DISK_HITS, CODE_MEMORY_HITS] {
+                metrics::counter!(counter).absolute(0);
+            }
             handle
         })
         .clone()

@@ -1,0 +1,170 @@
+//! The CLI as a user runs it: `swb up`, then `swb fn …`, `swb logs`, `swb inv show`
+//! and `swb worker list` against it.
+
+mod common;
+
+use common::bin;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+use swb_testkit::{ServerProc, guests};
+
+struct Cli<'a> {
+    server: &'a ServerProc,
+    cwd: &'a Path,
+}
+
+impl Cli<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .current_dir(self.cwd)
+            .env("SWB_URL", &self.server.url)
+            .env("SWB_TOKEN", &self.server.token)
+            .env("SWB_CONFIG", self.cwd.join("config.json"))
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "swb {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_deploys_calls_and_reads_logs_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(bin(), "up", &dir.path().join(".swb"), &[]).unwrap();
+    let cli = Cli {
+        server: &server,
+        cwd: dir.path(),
+    };
+    let module = dir.path().join("echo.wasm");
+    std::fs::write(&module, guests::echo()).unwrap();
+    let failing = dir.path().join("exits.wasm");
+    std::fs::write(&failing, guests::exits_3()).unwrap();
+    let module = module.to_str().unwrap();
+
+    let deployed = cli.json(&[
+        "fn",
+        "deploy",
+        module,
+        "--name",
+        "admin/echo",
+        "--timeout-ms",
+        "2000",
+    ]);
+    assert_eq!(deployed["version"], 1);
+    assert_eq!(
+        deployed["workers"]["compiled"], 1,
+        "the in-process worker compiled it"
+    );
+    assert_eq!(deployed["limits"]["timeout_ms"], 2000);
+    let text = cli.ok(&["fn", "deploy", module, "--name", "admin/echo"]);
+    assert!(text.contains("deployed admin/echo version 2"), "{text}");
+
+    assert_eq!(cli.ok(&["fn", "invoke", "admin/echo", "hello"]), "hello");
+    let inv = cli.json(&["fn", "invoke", "admin/echo", r#"{"a":1}"#]);
+    assert_eq!(inv["output"]["a"], 1);
+    assert_eq!(inv["worker"], "local");
+
+    let list = cli.json(&["fn", "list"]);
+    assert_eq!(list["functions"][0]["function"], "admin/echo");
+    let show = cli.ok(&["fn", "show", "admin/echo"]);
+    assert!(
+        show.contains("version:     2 (of 2)") && show.contains("local ready"),
+        "{show}"
+    );
+    let versions = cli.ok(&["fn", "versions", "admin/echo"]);
+    assert!(versions.contains("2 *"), "{versions}");
+    assert!(
+        cli.ok(&["fn", "rollback", "admin/echo", "1"])
+            .contains("now runs version 1")
+    );
+
+    // A failing call: exit code 1, the error on stderr, and a pointer to its record.
+    cli.ok(&[
+        "fn",
+        "deploy",
+        failing.to_str().unwrap(),
+        "--name",
+        "admin/fails",
+    ]);
+    let out = cli.run(&["fn", "invoke", "admin/fails"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: function_error"), "{stderr}");
+    let id = stderr
+        .split("swb inv show ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("the error names the invocation")
+        .to_owned();
+    let out = cli.run(&["fn", "invoke", "admin/fails", "--json"]);
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["error"]["code"], "function_error");
+
+    let record = swb_testkit::eventually("the record", std::time::Duration::from_secs(10), || {
+        let out = cli.run(&["inv", "show", &id]);
+        async move {
+            out.status
+                .success()
+                .then(|| String::from_utf8(out.stdout).unwrap())
+        }
+    })
+    .await;
+    assert!(record.contains("outcome:    function_error"), "{record}");
+    assert!(record.contains("| boom: something went wrong"), "{record}");
+    let logs = cli.ok(&["logs", "admin/fails"]);
+    assert!(
+        logs.contains("function_error") && logs.contains("| boom"),
+        "{logs}"
+    );
+
+    let workers = cli.json(&["worker", "list"]);
+    assert_eq!(workers["workers"][0]["name"], "local");
+    let out = cli.run(&["fn", "show", "admin/nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+
+    // `swb login` saves the server and token for later commands.
+    let out = Command::new(bin())
+        .args(["login", "--server", &server.url, "--token-file"])
+        .arg(server.data_dir.join("admin.token"))
+        .env("SWB_CONFIG", dir.path().join("config.json"))
+        .env_remove("SWB_URL")
+        .env_remove("SWB_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin())
+        .args(["fn", "invoke", "admin/echo", "saved"])
+        .env("SWB_CONFIG", dir.path().join("config.json"))
+        .env_remove("SWB_URL")
+        .env_remove("SWB_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "saved");
+
+    let mut server = server;
+    assert!(
+        server.terminate().unwrap().success(),
+        "clean exit on SIGTERM"
+    );
+}

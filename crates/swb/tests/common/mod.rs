@@ -1,0 +1,66 @@
+//! Shared setup of the integration tests: the real `swb` binary, started on port 0.
+#![allow(dead_code)]
+
+use std::path::Path;
+use swb_api::{ApiError, ErrorCode};
+use swb_client::{Client, ClientError};
+use swb_testkit::{ServerProc, WorkerProc, connected};
+use tempfile::TempDir;
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_swb"))
+}
+
+/// A `swb server` with one `swb worker` process connected to it.
+pub struct Cluster {
+    pub dir: TempDir,
+    pub server: ServerProc,
+    pub worker: Option<WorkerProc>,
+    pub client: Client,
+}
+
+impl Cluster {
+    pub async fn start(worker: bool, server_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = ServerProc::start(bin(), "server", &dir.path().join("data"), server_args)
+            .expect("server starts");
+        let client = server.client();
+        let mut cluster = Self {
+            dir,
+            server,
+            worker: None,
+            client,
+        };
+        if worker {
+            cluster.worker = Some(cluster.start_worker("w1", "cache-w1").await);
+        }
+        cluster
+    }
+
+    pub async fn start_worker(&self, name: &str, cache: &str) -> WorkerProc {
+        let worker = WorkerProc::start(
+            bin(),
+            &self.server,
+            name,
+            &self.dir.path().join(cache),
+            &["--capacity", "4", "--max-backoff-ms", "500"],
+        )
+        .expect("worker starts");
+        connected(&self.client, name).await;
+        worker
+    }
+}
+
+/// Unwraps a client error into the server's API error.
+pub fn api_error(e: ClientError) -> ApiError {
+    match e {
+        ClientError::Api(e) => e,
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+pub fn assert_code(e: ClientError, code: ErrorCode) -> ApiError {
+    let e = api_error(e);
+    assert_eq!(e.code, code, "unexpected error: {e:?}");
+    e
+}

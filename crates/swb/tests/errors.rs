@@ -1,0 +1,207 @@
+//! Every error of the table that a request (rather than a guest) can cause, against
+//! a real `swb server`.
+
+mod common;
+
+use common::{Cluster, api_error, assert_code};
+use reqwest::StatusCode;
+use serde_json::Value;
+use swb_api::{Digest, ErrorCode};
+use swb_testkit::{deploy, guests};
+
+async fn raw(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let body = r.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_get_precise_errors() {
+    let c = Cluster::start(false, &["--max-body-mb", "1"]).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", c.server.url);
+
+    // Open endpoints.
+    let r = http.get(url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = http
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("swb_workers_connected"), "{metrics}");
+
+    // Authentication on everything else.
+    for auth in [
+        None,
+        Some("Bearer swb_0000_1111"),
+        Some("Basic abc"),
+        Some("Bearer nonsense"),
+    ] {
+        let mut req = http.get(url("/v1/functions"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let (status, body) = raw(req).await;
+        assert_eq!(status, 401, "{auth:?}");
+        assert_eq!(body["error"]["code"], "unauthenticated");
+    }
+    let bearer = format!("Bearer {}", c.server.token);
+    let (status, body) = raw(http
+        .get(url("/v1/openapi.json"))
+        .header("authorization", &bearer))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["openapi"], "3.1.0");
+
+    // Unknown things.
+    let (status, body) = raw(http
+        .get(url("/v1/nothing"))
+        .header("authorization", &bearer))
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let echo: swb_api::FunctionRef = "admin/echo".parse().unwrap();
+    let e = assert_code(
+        c.client.function(&echo).await.unwrap_err(),
+        ErrorCode::NotFound,
+    );
+    assert!(e.message.contains("admin/echo"), "{}", e.message);
+
+    // Malformed JSON and wrong shapes.
+    let (status, body) = raw(http
+        .post(url("/v1/functions/admin/echo/versions"))
+        .header("authorization", &bearer)
+        .body("{\"artefact\": "))
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    assert!(body["error"]["details"]["line"].is_number());
+    let (status, body) = raw(http
+        .post(url("/v1/functions/admin/echo/versions"))
+        .header("authorization", &bearer)
+        .body("{\"artefact\":\"sha256:00\"}"))
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+
+    // Artefacts: the digest must match; the size limit holds.
+    let wrong = Digest::of(b"something else");
+    let (status, body) = raw(http
+        .put(url(&format!("/v1/artefacts/{wrong}")))
+        .header("authorization", &bearer)
+        .body(guests::echo()))
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    let big = vec![0u8; 2 << 20];
+    let (status, body) = raw(http
+        .put(url(&format!("/v1/artefacts/{}", Digest::of(&big))))
+        .header("authorization", &bearer)
+        .body(big))
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let module = guests::echo();
+    let digest = Digest::of(&module);
+    assert_eq!(c.client.missing(vec![digest]).await.unwrap(), vec![digest]);
+    let put = |m: Vec<u8>| {
+        http.put(url(&format!("/v1/artefacts/{digest}")))
+            .header("authorization", &bearer)
+            .body(m)
+    };
+    assert_eq!(put(module.clone()).send().await.unwrap().status(), 201);
+    assert_eq!(put(module.clone()).send().await.unwrap().status(), 200);
+    assert!(c.client.missing(vec![digest]).await.unwrap().is_empty());
+
+    // Modules that cannot run are refused at deploy, naming the reason.
+    let cases: [(Vec<u8>, &str, &str); 3] = [
+        (
+            b"definitely not wasm".to_vec(),
+            "malformed",
+            "not a WebAssembly module",
+        ),
+        (guests::no_start(), "no_start", "_start"),
+        (guests::bad_import(), "forbidden_import", "env::open_socket"),
+    ];
+    for (module, reason, says) in cases {
+        let e = assert_code(
+            deploy(&c.client, "admin/bad", module, |_| {})
+                .await
+                .unwrap_err(),
+            ErrorCode::InvalidModule,
+        );
+        assert_eq!(e.details["reason"], reason);
+        assert!(e.message.contains(says), "{}", e.message);
+    }
+    assert_code(
+        c.client
+            .function(&"admin/bad".parse().unwrap())
+            .await
+            .unwrap_err(),
+        ErrorCode::NotFound,
+    );
+
+    // Bad schemas and limits name the failing pointer.
+    let e = api_error(
+        deploy(&c.client, "admin/echo", guests::echo(), |r| {
+            r.interface.input = Some(serde_json::json!({ "type": "no-such-type" }));
+        })
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code, e.details["pointer"].as_str()),
+        (ErrorCode::InvalidInput, Some("/interface/input"))
+    );
+    let e = api_error(
+        deploy(&c.client, "admin/echo", guests::echo(), |r| {
+            r.limits.memory_mb = Some(999_999)
+        })
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.details["pointer"], "/limits/memory_mb");
+
+    // A deployable function with no worker to run it.
+    let deployed = deploy(&c.client, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(deployed.version.version, 1);
+    assert_eq!(
+        (deployed.workers.compiled, deployed.workers.pending),
+        (0, 0)
+    );
+    let e = c.client.invoke(&echo, None, "hi").await.unwrap_err();
+    assert!(e.invocation_id.is_some());
+    let e = assert_code(e.error, ErrorCode::NoWorker);
+    assert!(e.message.contains("admin/echo"), "{}", e.message);
+    let e = c.client.invoke(&echo, Some(7), "hi").await.unwrap_err();
+    assert_code(e.error, ErrorCode::NotFound);
+
+    // Bad query parameters.
+    let (status, _) = raw(http
+        .get(url("/v1/invocations?outcome=weird"))
+        .header("authorization", &bearer))
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = raw(http
+        .get(url("/v1/invocations?limit=0"))
+        .header("authorization", &bearer))
+    .await;
+    assert_eq!(status, 400);
+}

@@ -1,0 +1,242 @@
+//! Hosted execution through a real server and a separate worker process: hostile
+//! guests get the matching error and everyone else keeps being served.
+
+mod common;
+
+use common::{Cluster, assert_code};
+use futures_util::future::join_all;
+use serde_json::json;
+use std::time::Duration;
+use swb_api::{ErrorCode, FunctionRef, Outcome};
+use swb_client::InvocationFilter;
+use swb_testkit::{deploy, eventually, guests};
+
+fn f(name: &str) -> FunctionRef {
+    name.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_guests_get_matching_errors_and_the_worker_keeps_serving() {
+    let c = Cluster::start(true, &[]).await;
+    let client = &c.client;
+    deploy(client, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    let report = deploy(client, "admin/exits", guests::exits_3(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        report.workers.compiled, 1,
+        "the connected worker compiled it at deploy"
+    );
+    deploy(client, "admin/loop", guests::infinite_loop(), |r| {
+        r.limits.timeout_ms = Some(300)
+    })
+    .await
+    .unwrap();
+    deploy(client, "admin/bomb", guests::memory_bomb(), |r| {
+        r.limits.memory_mb = Some(16)
+    })
+    .await
+    .unwrap();
+    deploy(client, "admin/deep", guests::stack_overflow(), |_| {})
+        .await
+        .unwrap();
+    deploy(client, "admin/flood", guests::stdout_flood(), |_| {})
+        .await
+        .unwrap();
+    deploy(client, "admin/chatty", guests::chatty_stderr(), |_| {})
+        .await
+        .unwrap();
+    deploy(client, "admin/plain", guests::prints("plain text"), |_| {})
+        .await
+        .unwrap();
+    let typed_output = json!({
+        "type": "object", "properties": { "greeting": { "type": "string" } }, "required": ["greeting"]
+    });
+    deploy(client, "admin/not-json", guests::prints("oops"), |r| {
+        r.interface.output = Some(typed_output.clone())
+    })
+    .await
+    .unwrap();
+    deploy(
+        client,
+        "admin/wrong-shape",
+        guests::prints(r#"{"greeting":5}"#),
+        |r| r.interface.output = Some(typed_output.clone()),
+    )
+    .await
+    .unwrap();
+    deploy(client, "admin/typed", guests::echo(), |r| {
+        r.interface.input = Some(json!({
+            "type": "object", "properties": { "n": { "type": "integer" } }, "required": ["n"]
+        }));
+    })
+    .await
+    .unwrap();
+
+    let err = |name: &'static str, input: &'static str| async move {
+        client
+            .invoke(&f(name), None, input)
+            .await
+            .unwrap_err()
+            .error
+    };
+    let e = assert_code(err("admin/exits", "").await, ErrorCode::FunctionError);
+    assert_eq!(e.details["exit_code"], 3);
+    assert!(
+        e.details["stderr_tail"]
+            .as_str()
+            .unwrap()
+            .contains("something went wrong"),
+        "{e:?}"
+    );
+    assert_code(err("admin/loop", "").await, ErrorCode::Timeout);
+    let e = assert_code(err("admin/bomb", "").await, ErrorCode::LimitExceeded);
+    assert_eq!(e.details["limit"], "memory");
+    let e = assert_code(err("admin/deep", "").await, ErrorCode::FunctionError);
+    assert!(e.details["trap"].is_string(), "{e:?}");
+    let e = assert_code(err("admin/flood", "").await, ErrorCode::LimitExceeded);
+    assert_eq!(e.details["limit"], "stdout");
+    assert_code(err("admin/not-json", "").await, ErrorCode::BadOutput);
+    let e = assert_code(err("admin/wrong-shape", "").await, ErrorCode::BadOutput);
+    assert_eq!(e.details["pointer"], "/greeting");
+    let e = assert_code(
+        err("admin/typed", r#"{"n":"x"}"#).await,
+        ErrorCode::InvalidInput,
+    );
+    assert_eq!(e.details["pointer"], "/n");
+    assert_code(
+        err("admin/typed", "not json").await,
+        ErrorCode::InvalidInput,
+    );
+
+    // Outputs without a schema come back as they are, typed by what they parse as.
+    let plain = client.invoke(&f("admin/plain"), None, "").await.unwrap();
+    assert_eq!(&plain.output[..], b"plain text");
+    assert_eq!(
+        plain.content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    let typed = client
+        .invoke(&f("admin/typed"), None, r#"{"n":1}"#)
+        .await
+        .unwrap();
+    assert_eq!(&typed.output[..], br#"{"n":1}"#);
+    assert_eq!(typed.content_type.as_deref(), Some("application/json"));
+    assert_eq!(typed.worker.as_deref(), Some("w1"));
+    assert_eq!(typed.version, Some(1));
+
+    // Stderr is the invocation's log: bounded, its tail kept.
+    let chatty = client.invoke(&f("admin/chatty"), None, "").await.unwrap();
+    assert_eq!(&chatty.output[..], b"{}");
+    let record = eventually("the chatty record", Duration::from_secs(10), || async {
+        client.invocation(&chatty.id).await.ok()
+    })
+    .await;
+    assert!(record.stderr_tail.ends_with("the last line\n"));
+    assert!(record.stderr_tail.len() <= 64 << 10);
+
+    // The worker survived all of it.
+    let ok = client
+        .invoke(&f("admin/echo"), None, "still here")
+        .await
+        .unwrap();
+    assert_eq!(&ok.output[..], b"still here");
+
+    // Every failure is on record with its reason.
+    let timeouts = eventually("the timeout record", Duration::from_secs(10), || async {
+        let list = client
+            .invocations(&InvocationFilter {
+                function: Some("admin/loop".into()),
+                outcome: Some("timeout".into()),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (!list.invocations.is_empty()).then_some(list.invocations)
+    })
+    .await;
+    assert_eq!(timeouts[0].outcome, Outcome::Error(ErrorCode::Timeout));
+    assert_eq!(timeouts[0].worker.as_deref(), Some("w1"));
+    assert!(
+        timeouts[0]
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("did not finish within 300 ms")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_invokes_are_all_correct() {
+    let c = Cluster::start(true, &[]).await;
+    deploy(&c.client, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    let echo = f("admin/echo");
+    let calls = (0..200).map(|i| {
+        let (client, echo) = (c.client.clone(), echo.clone());
+        async move {
+            let input = format!("{{\"call\":{i},\"pad\":\"{}\"}}", "x".repeat(i * 10));
+            let out = client.invoke(&echo, None, input.clone()).await.unwrap();
+            assert_eq!(out.output, input.as_bytes(), "call {i}");
+        }
+    });
+    join_all(calls).await;
+    let recorded = eventually("200 records", Duration::from_secs(20), || async {
+        let list = c
+            .client
+            .invocations(&InvocationFilter {
+                function: Some("admin/echo".into()),
+                outcome: Some("ok".into()),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (list.invocations.len() >= 200).then_some(list.invocations.len())
+    })
+    .await;
+    assert_eq!(recorded, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_dying_mid_call_is_worker_lost_and_another_takes_over() {
+    let mut c = Cluster::start(true, &[]).await;
+    deploy(&c.client, "admin/loop", guests::infinite_loop(), |r| {
+        r.limits.timeout_ms = Some(60_000)
+    })
+    .await
+    .unwrap();
+    deploy(&c.client, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    let pending = {
+        let client = c.client.clone();
+        tokio::spawn(async move { client.invoke(&f("admin/loop"), None, "").await })
+    };
+    eventually(
+        "the call to be running",
+        Duration::from_secs(20),
+        || async {
+            let workers = c.client.workers().await.ok()?;
+            (workers.workers.first()?.in_flight == 1).then_some(())
+        },
+    )
+    .await;
+    c.worker.take().unwrap().kill();
+    let e = pending.await.unwrap().unwrap_err();
+    assert_code(e.error, ErrorCode::WorkerLost);
+
+    let e = c
+        .client
+        .invoke(&f("admin/echo"), None, "x")
+        .await
+        .unwrap_err();
+    assert_code(e.error, ErrorCode::NoWorker);
+    let _w2 = c.start_worker("w2", "cache-w2").await;
+    let out = c.client.invoke(&f("admin/echo"), None, "x").await.unwrap();
+    assert_eq!(out.worker.as_deref(), Some("w2"));
+}
