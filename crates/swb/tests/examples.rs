@@ -1,0 +1,78 @@
+//! The README's tour with the real example functions: built from source for
+//! wasm32-wasip1 (as the README says), deployed with their schemas, and called.
+
+mod common;
+
+use common::{Cluster, assert_code};
+use std::path::PathBuf;
+use std::process::Command;
+use swb_api::ErrorCode;
+use swb_testkit::deploy;
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/functions")
+}
+
+fn build_examples() -> PathBuf {
+    let dir = examples();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--manifest-path",
+        ])
+        .arg(dir.join("Cargo.toml"))
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building the examples failed (is the wasm32-wasip1 target installed?):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("target/wasm32-wasip1/release")
+}
+
+fn schema(path: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(examples().join(path)).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_functions_run_as_documented() {
+    let built = build_examples();
+    let c = Cluster::start(true, &[]).await;
+
+    let echo = std::fs::read(built.join("echo.wasm")).unwrap();
+    deploy(&c.client, "admin/echo", echo, |_| {}).await.unwrap();
+    let out = c
+        .client
+        .invoke(&"admin/echo".parse().unwrap(), None, "any bytes at all")
+        .await
+        .unwrap();
+    assert_eq!(&out.output[..], b"any bytes at all");
+
+    let greet = std::fs::read(built.join("greet.wasm")).unwrap();
+    deploy(&c.client, "admin/greet", greet, |r| {
+        r.interface.input = Some(schema("greet/input.schema.json"));
+        r.interface.output = Some(schema("greet/output.schema.json"));
+    })
+    .await
+    .unwrap();
+    let greet = "admin/greet".parse().unwrap();
+    let out = c
+        .client
+        .invoke(&greet, None, r#"{"name":"Ada"}"#)
+        .await
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&out.output).unwrap();
+    assert_eq!(value, serde_json::json!({ "greeting": "Hello, Ada." }));
+    let e = c
+        .client
+        .invoke(&greet, None, r#"{"name":""}"#)
+        .await
+        .unwrap_err();
+    let e = assert_code(e.error, ErrorCode::InvalidInput);
+    assert_eq!(e.details["pointer"], "/name");
+}
