@@ -545,3 +545,251 @@ fn compile_report(targets: &[Arc<Worker>], digest: &Digest) -> CompileReport {
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    //! Scheduling and session rules, with workers played by the test over the same
+    //! channels the in-process worker uses.
+    use super::*;
+    use swb_api::protocol::CallLimits;
+    use swb_store::SqliteStore;
+
+    struct FakeWorker {
+        to_server: mpsc::Sender<WorkerMsg>,
+        from_server: mpsc::UnboundedReceiver<ServerMsg>,
+    }
+
+    impl FakeWorker {
+        async fn join(hub: &Arc<Hub>, name: &str, capacity: u32, cached: Vec<Digest>) -> Self {
+            Self::join_with(hub, name, capacity, cached, PROTOCOL_VERSION).await
+        }
+
+        async fn join_with(
+            hub: &Arc<Hub>,
+            name: &str,
+            capacity: u32,
+            cached: Vec<Digest>,
+            protocol: u32,
+        ) -> Self {
+            let (to_worker, from_server) = mpsc::unbounded_channel();
+            let (to_server, from_worker) = mpsc::channel(16);
+            let session = hub.clone();
+            tokio::spawn(async move {
+                session
+                    .run_session("owner".into(), to_worker, from_worker)
+                    .await
+            });
+            let mut w = Self {
+                to_server,
+                from_server,
+            };
+            w.to_server
+                .send(WorkerMsg::Hello {
+                    protocol,
+                    name: name.into(),
+                    labels: BTreeMap::new(),
+                    capacity,
+                    runtimes: vec![WASM.into()],
+                    cached,
+                })
+                .await
+                .unwrap();
+            match w.from_server.recv().await.unwrap() {
+                ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            w
+        }
+
+        /// Receives the next invoke and answers it with `output`.
+        async fn answer(&mut self, output: &'static str) {
+            loop {
+                if let ServerMsg::Invoke { call, .. } = self.from_server.recv().await.unwrap() {
+                    self.to_server
+                        .send(WorkerMsg::Done {
+                            call,
+                            error: None,
+                            stderr_tail: String::new(),
+                            duration_us: 1,
+                            output: Bytes::from_static(output.as_bytes()),
+                        })
+                        .await
+                        .unwrap();
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn hub() -> (Arc<Hub>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
+        (
+            Arc::new(Hub::new(Arc::new(store), Duration::from_secs(5))),
+            dir,
+        )
+    }
+
+    fn hosted(digest: Digest) -> HostedCall {
+        HostedCall {
+            digest,
+            args: vec![],
+            env: vec![],
+            limits: CallLimits {
+                timeout_ms: 1000,
+                memory_mb: 16,
+                stdout_bytes: 1024,
+                stderr_bytes: 1024,
+            },
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    fn function() -> &'static FunctionRef {
+        static F: std::sync::LazyLock<FunctionRef> =
+            std::sync::LazyLock::new(|| "admin/f".parse().unwrap());
+        &F
+    }
+
+    #[tokio::test]
+    async fn no_worker_names_the_function() {
+        let (hub, _dir) = hub().await;
+        let e = hub
+            .call(&function(), hosted(Digest::of(b"m")), Bytes::new(), soon())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NoWorker);
+        assert!(e.message.contains("admin/f"));
+    }
+
+    #[tokio::test]
+    async fn workers_with_the_code_ready_are_preferred() {
+        let (hub, _dir) = hub().await;
+        let d = Digest::of(b"m");
+        let mut cold = FakeWorker::join(&hub, "cold", 4, vec![]).await;
+        let mut warm = FakeWorker::join(&hub, "warm", 4, vec![d]).await;
+        for _ in 0..4 {
+            let call = hub.call(function(), hosted(d), Bytes::new(), soon());
+            let (answer, ()) = tokio::join!(call, warm.answer("ok"));
+            assert_eq!(answer.unwrap().worker, "warm");
+        }
+        assert!(
+            cold.from_server.try_recv().is_err(),
+            "the cold worker got nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn round_robin_spreads_calls_when_no_worker_has_the_code() {
+        let (hub, _dir) = hub().await;
+        let d = Digest::of(b"m");
+        let mut a = FakeWorker::join(&hub, "a", 4, vec![]).await;
+        let mut b = FakeWorker::join(&hub, "b", 4, vec![]).await;
+        let two_calls = async {
+            tokio::join!(
+                hub.call(function(), hosted(d), Bytes::new(), soon()),
+                hub.call(function(), hosted(d), Bytes::new(), soon()),
+            )
+        };
+        // Each worker must receive one of the two calls for both to be answered.
+        let ((r1, r2), (), ()) = tokio::join!(two_calls, a.answer("a"), b.answer("b"));
+        let mut names = [r1.unwrap().worker, r2.unwrap().worker];
+        names.sort();
+        assert_eq!(names, ["a".to_string(), "b".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_busy_worker_makes_calls_wait_until_their_deadline() {
+        let (hub, _dir) = hub().await;
+        let d = Digest::of(b"m");
+        let mut w = FakeWorker::join(&hub, "w", 1, vec![d]).await;
+        let first = {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.call(function(), hosted(d), Bytes::new(), soon()).await })
+        };
+        // The first call occupies the only slot…
+        let invoke = w.from_server.recv().await.unwrap();
+        let ServerMsg::Invoke { call, .. } = invoke else {
+            panic!("expected an invoke, got {invoke:?}")
+        };
+        // …so a second call with a short deadline gives up with no_worker.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let e = hub
+            .call(&function(), hosted(d), Bytes::new(), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NoWorker);
+        assert!(e.message.contains("busy"), "{}", e.message);
+        w.to_server
+            .send(WorkerMsg::Done {
+                call,
+                error: None,
+                stderr_tail: String::new(),
+                duration_us: 1,
+                output: Bytes::from_static(b"done"),
+            })
+            .await
+            .unwrap();
+        assert_eq!(&first.await.unwrap().unwrap().result.unwrap()[..], b"done");
+    }
+
+    #[tokio::test]
+    async fn a_session_ending_fails_its_calls_with_worker_lost() {
+        let (hub, _dir) = hub().await;
+        let d = Digest::of(b"m");
+        let mut w = FakeWorker::join(&hub, "w", 2, vec![d]).await;
+        let call = {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.call(function(), hosted(d), Bytes::new(), soon()).await })
+        };
+        assert!(matches!(
+            w.from_server.recv().await,
+            Some(ServerMsg::Invoke { .. })
+        ));
+        drop(w);
+        let answer = call.await.unwrap().unwrap();
+        assert_eq!(answer.result.unwrap_err().code, ErrorCode::WorkerLost);
+        assert!(hub.workers(None).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_worker_failing_to_load_code_is_skipped_and_reported() {
+        let (hub, _dir) = hub().await;
+        let d = Digest::of(b"m");
+        let mut w = FakeWorker::join(&hub, "w", 2, vec![]).await;
+        let push = hub.push_code(d, Bytes::from_static(b"wasm"), Duration::from_secs(5));
+        let worker_side = async {
+            assert!(matches!(
+                w.from_server.recv().await,
+                Some(ServerMsg::Code { .. })
+            ));
+            w.to_server
+                .send(WorkerMsg::Compiled {
+                    digest: d,
+                    error: Some("compile failed: bad".into()),
+                })
+                .await
+                .unwrap();
+        };
+        let (report, ()) = tokio::join!(push, worker_side);
+        assert_eq!((report.compiled, report.pending), (0, 0));
+        assert_eq!(report.failed[0].error, "compile failed: bad");
+        assert_eq!(hub.code_status(&d)[0].status, WorkerCodeStatus::Failed);
+        let e = hub
+            .call(&function(), hosted(d), Bytes::new(), soon())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NoWorker);
+        assert_eq!(e.details["workers"][0]["worker"], "w");
+    }
+
+    #[tokio::test]
+    async fn other_protocol_versions_are_refused() {
+        let (hub, _dir) = hub().await;
+        let _w = FakeWorker::join_with(&hub, "old", 1, vec![], 99).await;
+        assert!(hub.workers(None).is_empty());
+    }
+}
