@@ -658,7 +658,7 @@ mod tests {
     async fn no_worker_names_the_function() {
         let (hub, _dir) = hub().await;
         let e = hub
-            .call(&function(), hosted(Digest::of(b"m")), Bytes::new(), soon())
+            .call(function(), hosted(Digest::of(b"m")), Bytes::new(), soon())
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
@@ -718,7 +718,7 @@ mod tests {
         // …so a second call with a short deadline gives up with no_worker.
         let deadline = Instant::now() + Duration::from_millis(50);
         let e = hub
-            .call(&function(), hosted(d), Bytes::new(), deadline)
+            .call(function(), hosted(d), Bytes::new(), deadline)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
@@ -779,7 +779,7 @@ mod tests {
         assert_eq!(report.failed[0].error, "compile failed: bad");
         assert_eq!(hub.code_status(&d)[0].status, WorkerCodeStatus::Failed);
         let e = hub
-            .call(&function(), hosted(d), Bytes::new(), soon())
+            .call(function(), hosted(d), Bytes::new(), soon())
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
