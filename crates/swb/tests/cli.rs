@@ -133,6 +133,35 @@ async fn a_user_deploys_calls_and_reads_logs_with_the_cli() {
         "{logs}"
     );
 
+    // `swb logs --follow` prints calls as they happen.
+    let mut follow = Command::new(bin())
+        .args(["logs", "admin/echo", "--follow", "--json"])
+        .env("SWB_URL", &server.url)
+        .env("SWB_TOKEN", &server.token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in lines.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let fresh = cli.json(&["fn", "invoke", "admin/echo", "followed"]);
+    let id = fresh["invocation_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("the followed call shows up");
+        if serde_json::from_str::<Value>(&line).unwrap()["id"] == id.as_str() {
+            break;
+        }
+    }
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+
     let workers = cli.json(&["worker", "list"]);
     assert_eq!(workers["workers"][0]["name"], "local");
     let out = cli.run(&["fn", "show", "admin/nope"]);

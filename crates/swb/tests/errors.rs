@@ -192,6 +192,16 @@ async fn requests_get_precise_errors() {
     assert!(e.message.contains("admin/echo"), "{}", e.message);
     let e = c.client.invoke(&echo, Some(7), "hi").await.unwrap_err();
     assert_code(e.error, ErrorCode::NotFound);
+    let e = c
+        .client
+        .invoke(&echo, None, vec![b'x'; 2 << 20])
+        .await
+        .unwrap_err();
+    assert!(
+        e.invocation_id.is_some(),
+        "an oversized call is still on record"
+    );
+    assert_code(e.error, ErrorCode::PayloadTooLarge);
 
     // Bad query parameters.
     let (status, _) = raw(http
