@@ -249,13 +249,21 @@ fn resolve_limits(app: &App, req: &DeployRequest) -> Result<Limits, ApiError> {
     })
 }
 
-async fn detail(app: &App, function: FunctionRef) -> AppResult<FunctionDetail> {
+/// A function's catalog row and all its versions; `not_found` if it does not exist.
+async fn function_versions(
+    app: &App,
+    function: &FunctionRef,
+) -> AppResult<(swb_store::FunctionRow, Vec<VersionInfo>)> {
     let row = app
         .store
-        .function(&function)
+        .function(function)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("function {function}")))?;
-    let versions = app.store.versions(&function).await?;
+    Ok((row, app.store.versions(function).await?))
+}
+
+async fn detail(app: &App, function: FunctionRef) -> AppResult<FunctionDetail> {
+    let (row, versions) = function_versions(app, &function).await?;
     let active = versions
         .iter()
         .find(|v| v.version == row.active_version)
@@ -296,13 +304,7 @@ async fn list_versions(
     _: Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> AppResult<axum::Json<VersionList>> {
-    let function = function_ref(&ns, &name)?;
-    let row = app
-        .store
-        .function(&function)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("function {function}")))?;
-    let versions = app.store.versions(&function).await?;
+    let (row, versions) = function_versions(&app, &function_ref(&ns, &name)?).await?;
     Ok(axum::Json(VersionList {
         versions,
         active_version: row.active_version,
