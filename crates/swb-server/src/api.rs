@@ -402,10 +402,10 @@ async fn invoke(
         Ok(_) => Outcome::OK,
         Err(e) => Outcome::Error(e.code),
     };
-    metrics::counter!(m::INVOCATIONS, "function" => function.to_string(), "outcome" => outcome.as_str())
+    let label = function.to_string();
+    metrics::counter!(m::INVOCATIONS, "function" => label.clone(), "outcome" => outcome.as_str())
         .increment(1);
-    metrics::histogram!(m::INVOCATION_SECONDS, "function" => function.to_string())
-        .record(elapsed.as_secs_f64());
+    metrics::histogram!(m::INVOCATION_SECONDS, "function" => label).record(elapsed.as_secs_f64());
     let mut response = match &attempt.result {
         Ok((output, content_type)) => {
             ([(CONTENT_TYPE, *content_type)], output.clone()).into_response()

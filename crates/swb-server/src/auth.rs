@@ -110,11 +110,6 @@ impl Authenticator {
         }
     }
 
-    /// Forgets a cached token so that a revocation takes effect at once.
-    pub fn forget(&self, token_id: &str) {
-        self.cache.lock().expect("auth cache").pop(token_id);
-    }
-
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
         let unauthenticated = |msg: &str| ApiError::new(ErrorCode::Unauthenticated, msg);
         let header = header
