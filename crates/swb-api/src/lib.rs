@@ -3,11 +3,13 @@
 //! internal; a type here is a promise to clients and workers, so change it with care.
 
 mod error;
+mod identity;
 mod ids;
 pub mod protocol;
 mod rest;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use identity::*;
 pub use ids::{Digest, FunctionRef, IdError, Namespace};
 pub use rest::*;
 

@@ -251,6 +251,174 @@ pub async fn invocations(store: &dyn Store) {
 }
 
 /// Runs every conformance test against stores made by `$make` (an async expression).
+pub async fn namespaces_shares_and_audit(store: &dyn Store) {
+    let user = |id: &str, email: &str, namespace: &str| User {
+        id: id.into(),
+        email: email.into(),
+        namespace: ns(namespace),
+        is_admin: false,
+        created_at: now_ms(),
+    };
+    store
+        .create_user(&user("u1", "alice@example.com", "alice"))
+        .await
+        .unwrap();
+    store
+        .create_user(&user("u2", "bob@example.com", "bob"))
+        .await
+        .unwrap();
+    // A personal namespace is a namespace like any other: a team cannot take it.
+    let team = |name: &str, owner: &str| crate::NamespaceRow {
+        name: ns(name),
+        owner_id: owner.into(),
+        created_at: now_ms(),
+    };
+    assert!(matches!(
+        store.create_namespace(&team("alice", "u2")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.create_namespace(&team("lab", "u1")).await.unwrap();
+    let names: Vec<_> = store
+        .namespaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.name.to_string(), n.owner_id))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("alice".into(), "u1".into()),
+            ("bob".into(), "u2".into()),
+            ("lab".into(), "u1".into())
+        ]
+    );
+    assert_eq!(
+        store
+            .user_by_email("bob@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "u2"
+    );
+    assert!(
+        store
+            .user_by_email("carol@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let share = |function: Option<&str>, email: &str, role| crate::Share {
+        namespace: ns("lab"),
+        function: function.map(str::to_owned),
+        email: email.into(),
+        role,
+        created_by: "u1".into(),
+        created_at: now_ms(),
+    };
+    store
+        .put_share(&share(None, "bob@example.com", swb_api::Role::Call))
+        .await
+        .unwrap();
+    store
+        .put_share(&share(None, "bob@example.com", swb_api::Role::Deploy))
+        .await
+        .unwrap();
+    store
+        .put_share(&share(
+            Some("echo"),
+            "carol@example.com",
+            swb_api::Role::Call,
+        ))
+        .await
+        .unwrap();
+    let shares = store.shares().await.unwrap();
+    assert_eq!(shares.len(), 2, "a second grant replaces the role");
+    assert_eq!(shares[0].role, swb_api::Role::Deploy);
+    assert_eq!(shares[1].function.as_deref(), Some("echo"));
+    assert!(
+        store
+            .delete_share(&ns("lab"), Some("echo"), "carol@example.com")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_share(&ns("lab"), Some("echo"), "carol@example.com")
+            .await
+            .unwrap()
+    );
+
+    // Tokens: listed without secrets, revoked once.
+    store
+        .create_token(&crate::NewToken {
+            id: "t1".into(),
+            user_id: "u1".into(),
+            secret_hash: [1; 32],
+            scopes: vec!["*".into()],
+            description: "laptop".into(),
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.tokens_of("u1").await.unwrap()[0].description,
+        "laptop"
+    );
+    assert!(
+        !store.revoke_token("u2", "t1").await.unwrap(),
+        "only the owner revokes"
+    );
+    assert!(store.revoke_token("u1", "t1").await.unwrap());
+    assert!(!store.revoke_token("u1", "t1").await.unwrap());
+    assert!(
+        store
+            .token("t1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+
+    // Deleting a user removes their tokens, namespaces, and what is in them.
+    store
+        .create_version(&f("lab/echo"), hosted(Digest::of(b"m"), "x"))
+        .await
+        .unwrap();
+    assert!(store.delete_user("u1").await.unwrap());
+    assert!(!store.delete_user("u1").await.unwrap());
+    assert!(store.token("t1").await.unwrap().is_none());
+    assert!(store.function(&f("lab/echo")).await.unwrap().is_none());
+    assert!(store.shares().await.unwrap().is_empty());
+    assert_eq!(store.users().await.unwrap().len(), 1);
+
+    for (i, namespace) in [Some("bob"), None, Some("lab")].into_iter().enumerate() {
+        store
+            .record_audit(&swb_api::AuditEvent {
+                id: format!("e{i}"),
+                at: now_ms(),
+                actor: "bob@example.com".into(),
+                action: "share.create".into(),
+                namespace: namespace.map(ns),
+                target: "x".into(),
+                details: serde_json::json!({ "i": i }),
+            })
+            .await
+            .unwrap();
+    }
+    let all = store.audit(None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e2", "e1", "e0"]
+    );
+    let bobs = store.audit(Some(&[ns("bob")]), 10).await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].details["i"], 0);
+}
+
 macro_rules! conformance_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -273,6 +441,11 @@ macro_rules! conformance_suite {
             async fn invocations() {
                 let (store, _guard) = $make;
                 super::invocations(&store).await;
+            }
+            #[tokio::test]
+            async fn namespaces_shares_and_audit() {
+                let (store, _guard) = $make;
+                super::namespaces_shares_and_audit(&store).await;
             }
         }
     };

@@ -9,8 +9,8 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use bytes::Bytes;
 use swb_api::{
-    Digest, FunctionKind, FunctionRef, FunctionSummary, InvocationRecord, Namespace, Outcome,
-    VersionInfo,
+    AuditEvent, Digest, FunctionKind, FunctionRef, FunctionSummary, InvocationRecord, Namespace,
+    Outcome, Role, VersionInfo,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +67,37 @@ pub struct FunctionRow {
     pub updated_at: i64,
 }
 
+/// A namespace and its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRow {
+    pub name: Namespace,
+    pub owner_id: String,
+    pub created_at: i64,
+}
+
+/// A grant to an e-mail address on a namespace (`function: None`) or one function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub namespace: Namespace,
+    pub function: Option<String>,
+    /// Lower-case.
+    pub email: String,
+    pub role: Role,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// A token as its owner may list it (never its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSummary {
+    pub id: String,
+    pub scopes: Vec<String>,
+    pub description: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct InvocationQuery {
     pub function: Option<FunctionRef>,
@@ -81,10 +112,37 @@ pub struct InvocationQuery {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn count_users(&self) -> Result<u64>;
-    /// Fails with `Conflict` when the e-mail or namespace is taken.
+    /// Creates the user and their personal namespace. Fails with `Conflict` when the
+    /// e-mail or namespace is taken.
     async fn create_user(&self, user: &User) -> Result<()>;
+    async fn users(&self) -> Result<Vec<User>>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    /// Deletes the user, their tokens, the namespaces they own and the functions in
+    /// them. `false` when there was no such user.
+    async fn delete_user(&self, id: &str) -> Result<bool>;
     async fn create_token(&self, token: &NewToken) -> Result<()>;
     async fn token(&self, id: &str) -> Result<Option<TokenRow>>;
+    async fn tokens_of(&self, user_id: &str) -> Result<Vec<TokenSummary>>;
+    /// Marks a token of this user revoked; `false` when there is no such live token.
+    async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<bool>;
+
+    /// Fails with `Conflict` when the name is taken.
+    async fn create_namespace(&self, ns: &NamespaceRow) -> Result<()>;
+    async fn namespaces(&self) -> Result<Vec<NamespaceRow>>;
+    /// Creates or replaces (the role) a share.
+    async fn put_share(&self, share: &Share) -> Result<()>;
+    /// `false` when there was no such share.
+    async fn delete_share(
+        &self,
+        ns: &Namespace,
+        function: Option<&str>,
+        email: &str,
+    ) -> Result<bool>;
+    async fn shares(&self) -> Result<Vec<Share>>;
+
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// Newest first; `namespaces: None` means all.
+    async fn audit(&self, namespaces: Option<&[Namespace]>, limit: u32) -> Result<Vec<AuditEvent>>;
 
     /// Which of `digests` have no stored artefact.
     async fn missing_artefacts(&self, digests: &[Digest]) -> Result<Vec<Digest>>;

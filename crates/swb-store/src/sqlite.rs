@@ -1,4 +1,7 @@
-use crate::{FunctionRow, InvocationQuery, NewToken, Result, Store, StoreError, TokenRow, User};
+use crate::{
+    FunctionRow, InvocationQuery, NamespaceRow, NewToken, Result, Share, Store, StoreError,
+    TokenRow, TokenSummary, User,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -7,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 use swb_api::timestamp::now_ms;
 use swb_api::{
-    ApiError, Digest, FunctionKind, FunctionRef, FunctionSummary, InvocationRecord, Namespace,
-    Outcome, VersionInfo,
+    ApiError, AuditEvent, Digest, FunctionKind, FunctionRef, FunctionSummary, InvocationRecord,
+    Namespace, Outcome, Role, VersionInfo,
 };
 
 /// The embedded store: one SQLite file in WAL mode with full syncs (durable commits;
@@ -110,6 +113,17 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, user: &User) -> Result<()> {
+        let conflict = |e: sqlx::Error| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!(
+                    "a user with e-mail {} or a namespace {} exists",
+                    user.email, user.namespace
+                ))
+            } else {
+                e.into()
+            }
+        };
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO users (id, email, namespace, is_admin, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -118,19 +132,55 @@ impl Store for SqliteStore {
         .bind(user.namespace.as_str())
         .bind(user.is_admin)
         .bind(user.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!(
-                    "a user with e-mail {} or namespace {} exists",
-                    user.email, user.namespace
-                ))
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(conflict)?;
+        sqlx::query("INSERT INTO namespaces (name, owner_id, created_at) VALUES (?, ?, ?)")
+            .bind(user.namespace.as_str())
+            .bind(&user.id)
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict)?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM functions WHERE namespace IN (SELECT name FROM namespaces WHERE owner_id = ?)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM shares WHERE namespace IN (SELECT name FROM namespaces WHERE owner_id = ?)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn create_token(&self, token: &NewToken) -> Result<()> {
@@ -170,6 +220,170 @@ impl Store for SqliteStore {
             expires_at: row.try_get("expires_at")?,
             revoked_at: row.try_get("revoked_at")?,
         }))
+    }
+
+    async fn tokens_of(&self, user_id: &str) -> Result<Vec<TokenSummary>> {
+        let rows = sqlx::query("SELECT * FROM tokens WHERE user_id = ? ORDER BY created_at, id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let scopes: String = row.try_get("scopes")?;
+                Ok(TokenSummary {
+                    id: row.try_get("id")?,
+                    scopes: serde_json::from_str(&scopes).map_err(corrupt)?,
+                    description: row.try_get("description")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(token_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_namespace(&self, ns: &NamespaceRow) -> Result<()> {
+        sqlx::query("INSERT INTO namespaces (name, owner_id, created_at) VALUES (?, ?, ?)")
+            .bind(ns.name.as_str())
+            .bind(&ns.owner_id)
+            .bind(ns.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("namespace {} is taken", ns.name))
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn namespaces(&self) -> Result<Vec<NamespaceRow>> {
+        let rows = sqlx::query("SELECT * FROM namespaces ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name")?;
+                Ok(NamespaceRow {
+                    name: name.parse().map_err(corrupt)?,
+                    owner_id: row.try_get("owner_id")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_share(&self, share: &Share) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO shares (namespace, function, email, role, created_by, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (namespace, function, email) DO UPDATE SET role = excluded.role",
+        )
+        .bind(share.namespace.as_str())
+        .bind(share.function.as_deref().unwrap_or(""))
+        .bind(&share.email)
+        .bind(share.role.as_str())
+        .bind(&share.created_by)
+        .bind(share.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_share(
+        &self,
+        ns: &Namespace,
+        function: Option<&str>,
+        email: &str,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM shares WHERE namespace = ? AND function = ? AND email = ?")
+                .bind(ns.as_str())
+                .bind(function.unwrap_or(""))
+                .bind(email)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn shares(&self) -> Result<Vec<Share>> {
+        let rows = sqlx::query("SELECT * FROM shares ORDER BY namespace, function, email")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let ns: String = row.try_get("namespace")?;
+                let function: String = row.try_get("function")?;
+                let role: String = row.try_get("role")?;
+                Ok(Share {
+                    namespace: ns.parse().map_err(corrupt)?,
+                    function: (!function.is_empty()).then_some(function),
+                    email: row.try_get("email")?,
+                    role: Role::parse(&role).ok_or_else(|| corrupt(&role))?,
+                    created_by: row.try_get("created_by")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (id, at, actor, action, namespace, target, details)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&event.id)
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(event.namespace.as_ref().map(|n| n.as_str().to_owned()))
+        .bind(&event.target)
+        .bind(event.details.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit(&self, namespaces: Option<&[Namespace]>, limit: u32) -> Result<Vec<AuditEvent>> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM audit WHERE 1 = 1");
+        if let Some(namespaces) = namespaces {
+            if namespaces.is_empty() {
+                return Ok(Vec::new());
+            }
+            qb.push(" AND");
+            push_namespaces(&mut qb, namespaces);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let ns: Option<String> = row.try_get("namespace")?;
+                let details: String = row.try_get("details")?;
+                Ok(AuditEvent {
+                    id: row.try_get("id")?,
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    namespace: ns.map(|n| n.parse()).transpose().map_err(corrupt)?,
+                    target: row.try_get("target")?,
+                    details: serde_json::from_str(&details).map_err(corrupt)?,
+                })
+            })
+            .collect()
     }
 
     async fn missing_artefacts(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
