@@ -2,6 +2,7 @@
 //! authorize, validate, and call into the store, the routing table and the hub.
 
 use crate::App;
+use crate::acl::{Acl, Roles};
 use crate::auth::Caller;
 use crate::error::{AppError, AppResult, error_response};
 use crate::extract::{Body, Json, Query, parse_json};
@@ -9,10 +10,11 @@ use crate::metrics as m;
 use crate::routes::{Route, compile_schema};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,7 +24,7 @@ use swb_api::timestamp::now_ms;
 use swb_api::{
     ApiError, ArtefactInfo, DeployRequest, DeployResponse, Digest, ErrorCode, FunctionDetail,
     FunctionKind, FunctionList, FunctionRef, Health, InvocationList, InvocationRecord, Limits,
-    MissingRequest, MissingResponse, Outcome, RollbackRequest, VersionInfo, VersionList,
+    MissingRequest, MissingResponse, Outcome, Role, RollbackRequest, VersionInfo, VersionList,
     VersionSummary, WorkerList, headers,
 };
 use swb_store::InvocationQuery;
@@ -32,30 +34,105 @@ use tokio::time::Instant;
 const MAX_DIGESTS: usize = 10_000;
 const MAX_INVOCATIONS_PAGE: u32 = 1_000;
 
+/// Every route: method, path, handler. The router is built from this table, and the
+/// authorization tests check that each entry has expectations.
+fn table() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
+    use crate::identity as id;
+    vec![
+        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/metrics", get(metrics)),
+        (Method::GET, "/v1/openapi.json", get(openapi)),
+        (
+            Method::POST,
+            "/v1/artefacts/missing",
+            post(missing_artefacts),
+        ),
+        (Method::PUT, "/v1/artefacts/{digest}", put(put_artefact)),
+        (Method::GET, "/v1/functions", get(list_functions)),
+        (Method::GET, "/v1/functions/{ns}/{name}", get(show_function)),
+        (
+            Method::DELETE,
+            "/v1/functions/{ns}/{name}",
+            delete(delete_function),
+        ),
+        (
+            Method::GET,
+            "/v1/functions/{ns}/{name}/versions",
+            get(list_versions),
+        ),
+        (
+            Method::POST,
+            "/v1/functions/{ns}/{name}/versions",
+            post(deploy),
+        ),
+        (
+            Method::POST,
+            "/v1/functions/{ns}/{name}/rollback",
+            post(rollback),
+        ),
+        (
+            Method::POST,
+            "/v1/functions/{ns}/{name}/invoke",
+            post(invoke),
+        ),
+        (
+            Method::GET,
+            "/v1/functions/{ns}/{name}/shares",
+            get(id::list_function_shares),
+        ),
+        (
+            Method::POST,
+            "/v1/functions/{ns}/{name}/shares",
+            post(id::share_function),
+        ),
+        (
+            Method::DELETE,
+            "/v1/functions/{ns}/{name}/shares/{email}",
+            delete(id::unshare_function),
+        ),
+        (Method::GET, "/v1/invocations", get(list_invocations)),
+        (Method::GET, "/v1/invocations/{id}", get(show_invocation)),
+        (Method::GET, "/v1/workers", get(list_workers)),
+        (Method::GET, "/v1/worker/connect", get(crate::ws::connect)),
+        (Method::GET, "/v1/me", get(id::me)),
+        (Method::GET, "/v1/users", get(id::list_users)),
+        (Method::POST, "/v1/users", post(id::create_user)),
+        (Method::DELETE, "/v1/users/{email}", delete(id::delete_user)),
+        (Method::GET, "/v1/namespaces", get(id::list_namespaces)),
+        (Method::POST, "/v1/namespaces", post(id::create_namespace)),
+        (
+            Method::GET,
+            "/v1/namespaces/{ns}/shares",
+            get(id::list_namespace_shares),
+        ),
+        (
+            Method::POST,
+            "/v1/namespaces/{ns}/shares",
+            post(id::share_namespace),
+        ),
+        (
+            Method::DELETE,
+            "/v1/namespaces/{ns}/shares/{email}",
+            delete(id::unshare_namespace),
+        ),
+        (Method::GET, "/v1/tokens", get(id::list_tokens)),
+        (Method::POST, "/v1/tokens", post(id::create_token)),
+        (Method::DELETE, "/v1/tokens/{id}", delete(id::revoke_token)),
+        (Method::GET, "/v1/audit", get(id::list_audit)),
+    ]
+}
+
+/// Method and path of every route.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    table().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
 pub fn router(app: Arc<App>) -> Router {
-    let v1 = Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/artefacts/missing", post(missing_artefacts))
-        .route("/artefacts/{digest}", axum::routing::put(put_artefact))
-        .route("/functions", get(list_functions))
-        .route(
-            "/functions/{ns}/{name}",
-            get(show_function).delete(delete_function),
-        )
-        .route(
-            "/functions/{ns}/{name}/versions",
-            get(list_versions).post(deploy),
-        )
-        .route("/functions/{ns}/{name}/rollback", post(rollback))
-        .route("/functions/{ns}/{name}/invoke", post(invoke))
-        .route("/invocations", get(list_invocations))
-        .route("/invocations/{id}", get(show_invocation))
-        .route("/workers", get(list_workers))
-        .route("/worker/connect", get(crate::ws::connect));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .nest("/v1", v1)
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .with_state(app)
@@ -89,17 +166,47 @@ async fn openapi(_: Caller) -> impl IntoResponse {
     )
 }
 
-fn function_ref(ns: &str, name: &str) -> Result<FunctionRef, ApiError> {
+pub(crate) fn function_ref(ns: &str, name: &str) -> Result<FunctionRef, ApiError> {
     FunctionRef::new(ns, name).map_err(|e| ApiError::invalid_input(e.to_string()))
+}
+
+/// The caller's roles on a function; `not_found` when they may not even see it, so
+/// that nobody learns what exists in namespaces closed to them.
+pub(crate) fn visible(app: &App, caller: &Caller, f: &FunctionRef) -> Result<Roles, ApiError> {
+    let roles = caller.roles(&app.acl, f.namespace(), Some(f.name()));
+    if roles.is_empty() {
+        Err(ApiError::not_found(format!("function {f}")))
+    } else {
+        Ok(roles)
+    }
+}
+
+pub(crate) fn forbidden(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, format!("you may not {what}"))
+}
+
+/// Which workers may receive a function's code and calls: platform workers (the
+/// in-process one, or one connected with an administrator's unscoped token), and
+/// workers whose identity holds `serve` on the function.
+fn eligible_for<'a>(
+    acl: &'a Acl,
+    f: &'a FunctionRef,
+) -> impl Fn(Option<&Caller>) -> bool + Send + Sync + 'a {
+    move |worker| {
+        worker.is_none_or(|c| {
+            c.is_platform_admin() || c.roles(acl, f.namespace(), Some(f.name())).has(Role::Serve)
+        })
+    }
 }
 
 // ---- artefacts -------------------------------------------------------------------
 
 async fn missing_artefacts(
     State(app): State<Arc<App>>,
-    _: Caller,
+    caller: Caller,
     Json(req): Json<MissingRequest>,
 ) -> AppResult<axum::Json<MissingResponse>> {
+    caller.require_uploader()?;
     if req.digests.len() > MAX_DIGESTS {
         return Err(
             ApiError::invalid_input(format!("at most {MAX_DIGESTS} digests per request")).into(),
@@ -111,10 +218,11 @@ async fn missing_artefacts(
 
 async fn put_artefact(
     State(app): State<Arc<App>>,
-    _: Caller,
+    caller: Caller,
     Path(digest): Path<String>,
     Body(bytes): Body,
 ) -> AppResult<(StatusCode, axum::Json<ArtefactInfo>)> {
+    caller.require_uploader()?;
     let digest: Digest = digest.parse().map_err(|e: swb_api::IdError| {
         ApiError::invalid_input(format!("bad digest in path: {e}"))
     })?;
@@ -145,9 +253,10 @@ async fn put_artefact(
 
 async fn list_functions(
     State(app): State<Arc<App>>,
-    _: Caller,
+    caller: Caller,
 ) -> AppResult<axum::Json<FunctionList>> {
-    let functions = app.store.list_functions(None).await?;
+    let mut functions = app.store.list_functions(None).await?;
+    functions.retain(|f| visible(&app, &caller, &f.function).is_ok());
     Ok(axum::Json(FunctionList { functions }))
 }
 
@@ -158,7 +267,12 @@ async fn deploy(
     Json(req): Json<DeployRequest>,
 ) -> AppResult<(StatusCode, axum::Json<DeployResponse>)> {
     let function = function_ref(&ns, &name)?;
-    caller.require_write(function.namespace())?;
+    if !caller
+        .roles(&app.acl, function.namespace(), Some(function.name()))
+        .has(Role::Deploy)
+    {
+        return Err(forbidden(format_args!("deploy {function}")).into());
+    }
     let limits = resolve_limits(&app, &req)?;
     for (schema, at) in [
         (&req.interface.input, "/interface/input"),
@@ -205,9 +319,22 @@ async fn deploy(
         .await?;
     app.routes.invalidate(&function);
     tracing::info!(%function, version = version.version, artefact = %req.artefact, "deployed");
+    app.audit(
+        &caller,
+        "function.deploy",
+        Some(function.namespace()),
+        function.to_string(),
+        json!({ "version": version.version, "artefact": req.artefact }),
+    )
+    .await;
     let workers = app
         .hub
-        .push_code(req.artefact, module, app.config.deploy_wait)
+        .push_code(
+            req.artefact,
+            module,
+            app.config.deploy_wait,
+            &eligible_for(&app.acl, &function),
+        )
         .await;
     Ok((
         StatusCode::CREATED,
@@ -263,6 +390,7 @@ async fn function_versions(
 }
 
 async fn detail(app: &App, function: FunctionRef) -> AppResult<FunctionDetail> {
+    let eligible = eligible_for(&app.acl, &function);
     let (row, versions) = function_versions(app, &function).await?;
     let active = versions
         .iter()
@@ -271,7 +399,7 @@ async fn detail(app: &App, function: FunctionRef) -> AppResult<FunctionDetail> {
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "active version is missing"))?;
     let workers = active
         .artefact
-        .map(|d| app.hub.code_status(&d))
+        .map(|d| app.hub.code_status(&d, &eligible))
         .unwrap_or_default();
     Ok(FunctionDetail {
         kind: row.kind,
@@ -287,24 +415,28 @@ async fn detail(app: &App, function: FunctionRef) -> AppResult<FunctionDetail> {
             .collect(),
         active,
         workers,
-        function,
+        function: function.clone(),
     })
 }
 
 async fn show_function(
     State(app): State<Arc<App>>,
-    _: Caller,
+    caller: Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> AppResult<axum::Json<FunctionDetail>> {
-    Ok(axum::Json(detail(&app, function_ref(&ns, &name)?).await?))
+    let function = function_ref(&ns, &name)?;
+    visible(&app, &caller, &function)?;
+    Ok(axum::Json(detail(&app, function).await?))
 }
 
 async fn list_versions(
     State(app): State<Arc<App>>,
-    _: Caller,
+    caller: Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> AppResult<axum::Json<VersionList>> {
-    let (row, versions) = function_versions(&app, &function_ref(&ns, &name)?).await?;
+    let function = function_ref(&ns, &name)?;
+    visible(&app, &caller, &function)?;
+    let (row, versions) = function_versions(&app, &function).await?;
     Ok(axum::Json(VersionList {
         versions,
         active_version: row.active_version,
@@ -318,19 +450,34 @@ async fn rollback(
     Json(req): Json<RollbackRequest>,
 ) -> AppResult<axum::Json<FunctionDetail>> {
     let function = function_ref(&ns, &name)?;
-    caller.require_write(function.namespace())?;
+    if !visible(&app, &caller, &function)?.has(Role::Deploy) {
+        return Err(forbidden(format_args!("roll back {function}")).into());
+    }
     if !app.store.set_active_version(&function, req.version).await? {
         return Err(ApiError::not_found(format!("version {} of {function}", req.version)).into());
     }
     app.routes.invalidate(&function);
     tracing::info!(%function, version = req.version, "rolled back");
-    let detail = detail(&app, function).await?;
+    app.audit(
+        &caller,
+        "function.rollback",
+        Some(function.namespace()),
+        function.to_string(),
+        json!({ "version": req.version }),
+    )
+    .await;
+    let detail = detail(&app, function.clone()).await?;
     if let Some(digest) = detail.active.artefact
         && let Some(module) = app.store.artefact(&digest).await?
     {
         // Warm the workers without holding up the answer.
-        let hub = app.hub.clone();
-        tokio::spawn(async move { hub.push_code(digest, module, Duration::ZERO).await });
+        let app = app.clone();
+        tokio::spawn(async move {
+            let eligible = eligible_for(&app.acl, &function);
+            app.hub
+                .push_code(digest, module, Duration::ZERO, &eligible)
+                .await
+        });
     }
     Ok(axum::Json(detail))
 }
@@ -341,12 +488,22 @@ async fn delete_function(
     Path((ns, name)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
     let function = function_ref(&ns, &name)?;
-    caller.require_write(function.namespace())?;
+    if !visible(&app, &caller, &function)?.is_owner() {
+        return Err(forbidden(format_args!("delete {function}")).into());
+    }
     if !app.store.delete_function(&function).await? {
         return Err(ApiError::not_found(format!("function {function}")).into());
     }
     app.routes.invalidate(&function);
     tracing::info!(%function, "deleted");
+    app.audit(
+        &caller,
+        "function.delete",
+        Some(function.namespace()),
+        function.to_string(),
+        json!({}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -377,21 +534,28 @@ impl Attempt {
 
 async fn invoke(
     State(app): State<Arc<App>>,
-    _: Caller,
+    caller: Caller,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<InvokeQuery>,
     body: Result<Body, AppError>,
 ) -> Response {
     let started_at = now_ms();
     let clock = Instant::now();
-    let route = match function_ref(&ns, &name) {
-        Ok(function) => match app.routes.get(&function, q.version).await {
-            Ok(route) => (function, route),
-            Err(e) => return error_response(e),
-        },
+    let function = match function_ref(&ns, &name).and_then(|f| {
+        let roles = visible(&app, &caller, &f)?;
+        if roles.has(Role::Call) {
+            Ok(f)
+        } else {
+            Err(forbidden(format_args!("call {f}")))
+        }
+    }) {
+        Ok(f) => f,
         Err(e) => return error_response(e),
     };
-    let (function, route) = route;
+    let route = match app.routes.get(&function, q.version).await {
+        Ok(route) => route,
+        Err(e) => return error_response(e),
+    };
     let attempt = match body {
         Ok(Body(input)) => run(&app, &function, &route, input).await,
         Err(AppError(e)) => Attempt::failed(e),
@@ -453,9 +617,10 @@ async fn run(app: &App, function: &FunctionRef, route: &Route, input: Bytes) -> 
         ));
     };
     let deadline = Instant::now() + Duration::from_millis(hosted.limits.timeout_ms);
+    let eligible = eligible_for(&app.acl, function);
     let answer = match app
         .hub
-        .call(function, hosted.clone(), input, deadline)
+        .call(function, hosted.clone(), input, deadline, &eligible)
         .await
     {
         Ok(answer) => answer,
@@ -560,7 +725,7 @@ async fn list_invocations(
         .store
         .invocations(&InvocationQuery {
             function,
-            namespaces: caller.visible_namespaces(),
+            namespaces: caller.record_namespaces(&app.acl),
             outcome,
             after: q.after,
             limit,
@@ -576,7 +741,7 @@ async fn show_invocation(
 ) -> AppResult<axum::Json<InvocationRecord>> {
     let not_found = || ApiError::not_found(format!("invocation {id}"));
     let record = app.store.invocation(&id).await?.ok_or_else(not_found)?;
-    if let Some(visible) = caller.visible_namespaces()
+    if let Some(visible) = caller.record_namespaces(&app.acl)
         && !visible.contains(record.function.namespace())
     {
         return Err(not_found().into());
@@ -585,8 +750,10 @@ async fn show_invocation(
 }
 
 async fn list_workers(State(app): State<Arc<App>>, caller: Caller) -> axum::Json<WorkerList> {
-    let owner = (!caller.is_admin()).then_some(caller.user.id.as_str());
+    let all = caller.is_platform_admin();
     axum::Json(WorkerList {
-        workers: app.hub.workers(owner),
+        workers: app
+            .hub
+            .workers(|w| all || w.is_some_and(|w| w.user.id == caller.user.id)),
     })
 }

@@ -5,6 +5,7 @@
 //! against its SHA-256 hash. Only the hash is stored.
 
 use crate::App;
+use crate::acl::Scope;
 use crate::error::{AppError, store_error};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use swb_api::timestamp::now_ms;
-use swb_api::{ApiError, ErrorCode, Namespace};
+use swb_api::{ApiError, ErrorCode};
 use swb_store::{Store, TokenRow, User};
 
 const PREFIX: &str = "swb_";
@@ -65,34 +66,10 @@ fn parse(token: &str) -> Option<(&str, &str)> {
 pub struct Caller {
     pub user: User,
     pub token_id: String,
-    pub scopes: Vec<String>,
-}
-
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        self.user.is_admin
-    }
-
-    /// Admins write anywhere; everyone else writes in their own namespace.
-    pub fn require_write(&self, ns: &Namespace) -> Result<(), ApiError> {
-        if self.is_admin() || &self.user.namespace == ns {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "namespace {ns} belongs to someone else; you may write to {}",
-                    self.user.namespace
-                ),
-            ))
-        }
-    }
-
-    /// Namespaces whose private records (invocations, workers) the caller may read;
-    /// `None` means all.
-    pub fn visible_namespaces(&self) -> Option<Vec<Namespace>> {
-        (!self.is_admin()).then(|| vec![self.user.namespace.clone()])
-    }
+    pub scopes: Vec<Scope>,
+    /// The scopes as written when the token was created.
+    pub scope_text: Vec<String>,
+    pub expires_at: Option<i64>,
 }
 
 pub struct Authenticator {
@@ -108,6 +85,11 @@ impl Authenticator {
                 NonZeroUsize::new(CACHE_ENTRIES).expect("non-zero"),
             )),
         }
+    }
+
+    /// Forgets a cached token so that a revocation takes effect at once.
+    pub fn forget(&self, token_id: &str) {
+        self.cache.lock().expect("auth cache").pop(token_id);
     }
 
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
@@ -128,10 +110,21 @@ impl Authenticator {
         if row.revoked_at.is_some() || row.expires_at.is_some_and(|t| t <= now_ms()) {
             return Err(invalid());
         }
+        let scopes = row
+            .scopes
+            .iter()
+            .map(|s| Scope::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                tracing::error!(token = %row.id, error = %e.message, "stored token has a bad scope");
+                invalid()
+            })?;
         Ok(Caller {
             user: row.user,
             token_id: row.id,
-            scopes: row.scopes,
+            scopes,
+            scope_text: row.scopes,
+            expires_at: row.expires_at,
         })
     }
 

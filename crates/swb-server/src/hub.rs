@@ -5,6 +5,7 @@
 //! messages. The WebSocket endpoint and the in-process worker of `swb up` both feed
 //! [`Hub::run_session`].
 
+use crate::auth::Caller;
 use crate::metrics as m;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +31,10 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// deadline itself and reports `timeout`; this covers the trip back).
 const ANSWER_GRACE: Duration = Duration::from_secs(2);
 
+/// Decides whether a worker may receive a function's calls and code, from the
+/// identity it connected with (`None`: the in-process worker of `swb up`).
+pub type Eligible<'a> = &'a (dyn Fn(Option<&Caller>) -> bool + Send + Sync);
+
 /// Sending half towards a worker.
 pub type ToWorker = mpsc::UnboundedSender<ServerMsg>;
 /// Receiving half from a worker.
@@ -52,7 +57,9 @@ pub struct Answer {
 
 struct Worker {
     id: String,
-    owner: String,
+    caller: Option<Caller>,
+    /// Signalled to end the session (its token was revoked).
+    close: Notify,
     name: String,
     labels: BTreeMap<String, String>,
     capacity: u32,
@@ -72,6 +79,10 @@ struct Worker {
 impl Worker {
     fn runs_wasm(&self) -> bool {
         self.runtimes.iter().any(|r| r == WASM)
+    }
+
+    fn may_run(&self, eligible: Eligible<'_>) -> bool {
+        self.runs_wasm() && eligible(self.caller.as_ref())
     }
 
     fn code_state(&self, digest: &Digest) -> Option<CodeState> {
@@ -137,17 +148,32 @@ impl Hub {
         self.workers.read().expect("workers lock").clone()
     }
 
-    /// Workers visible to a caller: all, or those of one owner.
-    pub fn workers(&self, owner: Option<&str>) -> Vec<WorkerInfo> {
+    /// Workers whose connecting identity passes `visible`.
+    pub fn workers(&self, visible: impl Fn(Option<&Caller>) -> bool) -> Vec<WorkerInfo> {
         self.snapshot()
             .iter()
-            .filter(|w| owner.is_none_or(|o| o == w.owner))
+            .filter(|w| visible(w.caller.as_ref()))
             .map(|w| w.info())
             .collect()
     }
 
-    /// Runs one worker session to its end. `owner` is the authenticated user id.
-    pub async fn run_session(self: &Arc<Self>, owner: String, tx: ToWorker, mut rx: FromWorker) {
+    /// Ends the sessions of workers whose identity matches (e.g. a revoked token).
+    pub fn close_sessions(&self, matches: impl Fn(&Caller) -> bool) {
+        for w in self.snapshot() {
+            if w.caller.as_ref().is_some_and(&matches) {
+                w.close.notify_one();
+            }
+        }
+    }
+
+    /// Runs one worker session to its end. `caller` is the identity the worker
+    /// authenticated as; `None` for the in-process worker of `swb up`.
+    pub async fn run_session(
+        self: &Arc<Self>,
+        caller: Option<Caller>,
+        tx: ToWorker,
+        mut rx: FromWorker,
+    ) {
         let hello = match timeout(HELLO_TIMEOUT, rx.recv()).await {
             Ok(Some(WorkerMsg::Hello {
                 protocol,
@@ -160,6 +186,7 @@ impl Hub {
             Ok(Some(other)) => {
                 refuse(
                     &tx,
+                    ErrorCode::InvalidInput,
                     format!("the first message must be hello, got {other:?}"),
                 );
                 return;
@@ -170,18 +197,24 @@ impl Hub {
         if protocol != PROTOCOL_VERSION {
             refuse(
                 &tx,
+                ErrorCode::InvalidInput,
                 format!("worker speaks protocol {protocol}; this server speaks {PROTOCOL_VERSION}"),
             );
             return;
         }
         if capacity == 0 {
-            refuse(&tx, "capacity must be at least 1".into());
+            refuse(
+                &tx,
+                ErrorCode::InvalidInput,
+                "capacity must be at least 1".into(),
+            );
             return;
         }
         let now = now_ms();
         let worker = Arc::new(Worker {
             id: uuid::Uuid::now_v7().to_string(),
-            owner,
+            caller,
+            close: Notify::new(),
             name,
             labels,
             capacity,
@@ -213,7 +246,15 @@ impl Hub {
         // A worker that stays silent for three heartbeats is gone.
         let silence = self.heartbeat * 3;
         loop {
-            match timeout(silence, rx.recv()).await {
+            let msg = tokio::select! {
+                msg = timeout(silence, rx.recv()) => msg,
+                _ = worker.close.notified() => {
+                    tracing::info!(worker = %worker.name, "closing the session: its token was revoked");
+                    refuse(&tx, ErrorCode::Unauthenticated, "the worker's token was revoked".into());
+                    break;
+                }
+            };
+            match msg {
                 Ok(Some(msg)) => self.handle(&worker, msg),
                 Ok(None) => break,
                 Err(_) => {
@@ -303,8 +344,13 @@ impl Hub {
         }
     }
 
-    /// Answers a worker's "no code" request from the artefact store.
+    /// Answers a worker's "no code" request from the artefact store, for code the
+    /// worker was sent a call of (a worker cannot fetch arbitrary artefacts).
     async fn send_code(&self, worker: &Worker, digest: Digest) {
+        if worker.code_state(&digest).is_none() {
+            tracing::warn!(%digest, worker = %worker.name, "refusing code the worker was not given a call for");
+            return;
+        }
         match self.store.artefact(&digest).await {
             Ok(Some(module)) => {
                 worker
@@ -323,11 +369,17 @@ impl Hub {
 
     /// Sends new code to every Wasm worker that lacks it and waits up to `wait` for
     /// their compile reports.
-    pub async fn push_code(&self, digest: Digest, module: Bytes, wait: Duration) -> CompileReport {
+    pub async fn push_code(
+        &self,
+        digest: Digest,
+        module: Bytes,
+        wait: Duration,
+        eligible: Eligible<'_>,
+    ) -> CompileReport {
         let targets: Vec<_> = self
             .snapshot()
             .into_iter()
-            .filter(|w| w.runs_wasm())
+            .filter(|w| w.may_run(eligible))
             .collect();
         for w in &targets {
             let mut code = w.code.lock().expect("code lock");
@@ -351,10 +403,10 @@ impl Hub {
     }
 
     /// How each Wasm worker stands with a module.
-    pub fn code_status(&self, digest: &Digest) -> Vec<FunctionWorker> {
+    pub fn code_status(&self, digest: &Digest, eligible: Eligible<'_>) -> Vec<FunctionWorker> {
         self.snapshot()
             .iter()
-            .filter(|w| w.runs_wasm())
+            .filter(|w| w.may_run(eligible))
             .map(|w| {
                 let (status, error) = match w.code_state(digest) {
                     Some(CodeState::Ready) => (WorkerCodeStatus::Ready, None),
@@ -380,8 +432,17 @@ impl Hub {
         hosted: HostedCall,
         input: Bytes,
         deadline: Instant,
+        eligible: Eligible<'_>,
     ) -> Result<Answer, ApiError> {
-        let worker = self.acquire(function, &hosted.digest, deadline).await?;
+        let worker = self
+            .acquire(function, &hosted.digest, deadline, eligible)
+            .await?;
+        worker
+            .code
+            .lock()
+            .expect("code lock")
+            .entry(hosted.digest)
+            .or_insert(CodeState::Pending);
         let call = worker.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         worker.calls.lock().expect("calls lock").insert(call, tx);
@@ -422,11 +483,12 @@ impl Hub {
         function: &FunctionRef,
         digest: &Digest,
         deadline: Instant,
+        eligible: Eligible<'_>,
     ) -> Result<Arc<Worker>, ApiError> {
         loop {
             let mut freed = pin!(self.freed.notified());
             freed.as_mut().enable();
-            match self.pick(digest) {
+            match self.pick(digest, eligible) {
                 Pick::Worker(w) => return Ok(w),
                 Pick::NoneConnected => {
                     return Err(ApiError::new(
@@ -456,15 +518,15 @@ impl Hub {
         }
     }
 
-    fn pick(&self, digest: &Digest) -> Pick {
+    fn pick(&self, digest: &Digest, eligible: Eligible<'_>) -> Pick {
         let workers = self.workers.read().expect("workers lock");
         let n = workers.len();
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
-        let (mut eligible, mut failed) = (0, Vec::new());
+        let (mut suitable, mut failed) = (0, Vec::new());
         let mut fallback: Option<&Arc<Worker>> = None;
         for i in 0..n {
             let w = &workers[(start + i) % n];
-            if !w.runs_wasm() {
+            if !w.may_run(eligible) {
                 continue;
             }
             let state = w.code_state(digest);
@@ -475,7 +537,7 @@ impl Hub {
                 });
                 continue;
             }
-            eligible += 1;
+            suitable += 1;
             if w.in_flight.load(Ordering::Acquire) >= w.capacity {
                 continue;
             }
@@ -492,7 +554,7 @@ impl Hub {
         {
             return Pick::Worker(w.clone());
         }
-        match (eligible, failed.is_empty()) {
+        match (suitable, failed.is_empty()) {
             (0, true) => Pick::NoneConnected,
             (0, false) => Pick::AllFailed(failed),
             _ => Pick::Busy,
@@ -524,10 +586,10 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
-fn refuse(tx: &ToWorker, message: String) {
+fn refuse(tx: &ToWorker, code: ErrorCode, message: String) {
     tracing::warn!(%message, "refusing worker");
     let _ = tx.send(ServerMsg::Refused {
-        error: ApiError::new(ErrorCode::InvalidInput, message),
+        error: ApiError::new(code, message),
     });
 }
 
@@ -574,11 +636,7 @@ mod tests {
             let (to_worker, from_server) = mpsc::unbounded_channel();
             let (to_server, from_worker) = mpsc::channel(16);
             let session = hub.clone();
-            tokio::spawn(async move {
-                session
-                    .run_session("owner".into(), to_worker, from_worker)
-                    .await
-            });
+            tokio::spawn(async move { session.run_session(None, to_worker, from_worker).await });
             let mut w = Self {
                 to_server,
                 from_server,
@@ -644,6 +702,10 @@ mod tests {
         }
     }
 
+    fn any(_: Option<&Caller>) -> bool {
+        true
+    }
+
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
     }
@@ -658,7 +720,13 @@ mod tests {
     async fn no_worker_names_the_function() {
         let (hub, _dir) = hub().await;
         let e = hub
-            .call(function(), hosted(Digest::of(b"m")), Bytes::new(), soon())
+            .call(
+                function(),
+                hosted(Digest::of(b"m")),
+                Bytes::new(),
+                soon(),
+                &any,
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
@@ -672,7 +740,7 @@ mod tests {
         let mut cold = FakeWorker::join(&hub, "cold", 4, vec![]).await;
         let mut warm = FakeWorker::join(&hub, "warm", 4, vec![d]).await;
         for _ in 0..4 {
-            let call = hub.call(function(), hosted(d), Bytes::new(), soon());
+            let call = hub.call(function(), hosted(d), Bytes::new(), soon(), &any);
             let (answer, ()) = tokio::join!(call, warm.answer("ok"));
             assert_eq!(answer.unwrap().worker, "warm");
         }
@@ -690,8 +758,8 @@ mod tests {
         let mut b = FakeWorker::join(&hub, "b", 4, vec![]).await;
         let two_calls = async {
             tokio::join!(
-                hub.call(function(), hosted(d), Bytes::new(), soon()),
-                hub.call(function(), hosted(d), Bytes::new(), soon()),
+                hub.call(function(), hosted(d), Bytes::new(), soon(), &any),
+                hub.call(function(), hosted(d), Bytes::new(), soon(), &any),
             )
         };
         // Each worker must receive one of the two calls for both to be answered.
@@ -708,7 +776,10 @@ mod tests {
         let mut w = FakeWorker::join(&hub, "w", 1, vec![d]).await;
         let first = {
             let hub = hub.clone();
-            tokio::spawn(async move { hub.call(function(), hosted(d), Bytes::new(), soon()).await })
+            tokio::spawn(async move {
+                hub.call(function(), hosted(d), Bytes::new(), soon(), &any)
+                    .await
+            })
         };
         // The first call occupies the only slot…
         let invoke = w.from_server.recv().await.unwrap();
@@ -718,7 +789,7 @@ mod tests {
         // …so a second call with a short deadline gives up with no_worker.
         let deadline = Instant::now() + Duration::from_millis(50);
         let e = hub
-            .call(function(), hosted(d), Bytes::new(), deadline)
+            .call(function(), hosted(d), Bytes::new(), deadline, &any)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
@@ -743,7 +814,10 @@ mod tests {
         let mut w = FakeWorker::join(&hub, "w", 2, vec![d]).await;
         let call = {
             let hub = hub.clone();
-            tokio::spawn(async move { hub.call(function(), hosted(d), Bytes::new(), soon()).await })
+            tokio::spawn(async move {
+                hub.call(function(), hosted(d), Bytes::new(), soon(), &any)
+                    .await
+            })
         };
         assert!(matches!(
             w.from_server.recv().await,
@@ -752,7 +826,7 @@ mod tests {
         drop(w);
         let answer = call.await.unwrap().unwrap();
         assert_eq!(answer.result.unwrap_err().code, ErrorCode::WorkerLost);
-        assert!(hub.workers(None).is_empty());
+        assert!(hub.workers(|_| true).is_empty());
     }
 
     #[tokio::test]
@@ -760,7 +834,7 @@ mod tests {
         let (hub, _dir) = hub().await;
         let d = Digest::of(b"m");
         let mut w = FakeWorker::join(&hub, "w", 2, vec![]).await;
-        let push = hub.push_code(d, Bytes::from_static(b"wasm"), Duration::from_secs(5));
+        let push = hub.push_code(d, Bytes::from_static(b"wasm"), Duration::from_secs(5), &any);
         let worker_side = async {
             assert!(matches!(
                 w.from_server.recv().await,
@@ -777,9 +851,12 @@ mod tests {
         let (report, ()) = tokio::join!(push, worker_side);
         assert_eq!((report.compiled, report.pending), (0, 0));
         assert_eq!(report.failed[0].error, "compile failed: bad");
-        assert_eq!(hub.code_status(&d)[0].status, WorkerCodeStatus::Failed);
+        assert_eq!(
+            hub.code_status(&d, &any)[0].status,
+            WorkerCodeStatus::Failed
+        );
         let e = hub
-            .call(function(), hosted(d), Bytes::new(), soon())
+            .call(function(), hosted(d), Bytes::new(), soon(), &any)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
@@ -790,6 +867,6 @@ mod tests {
     async fn other_protocol_versions_are_refused() {
         let (hub, _dir) = hub().await;
         let _w = FakeWorker::join_with(&hub, "old", 1, vec![], 99).await;
-        assert!(hub.workers(None).is_empty());
+        assert!(hub.workers(|_| true).is_empty());
     }
 }

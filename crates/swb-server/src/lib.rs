@@ -1,17 +1,20 @@
 //! The Switchboard control plane: REST API, authentication, the routing table, the
 //! worker hub and the invocation recorder, over a [`swb_store::Store`].
 
+mod acl;
 mod api;
 mod auth;
 mod config;
 mod error;
 mod extract;
 mod hub;
+mod identity;
 mod metrics;
 mod recorder;
 mod routes;
 mod ws;
 
+pub use api::routes;
 pub use auth::{Authenticator, Caller, issue_token};
 pub use config::Config;
 pub use hub::{FromWorker, Hub, ToWorker};
@@ -32,8 +35,34 @@ pub struct App {
     pub hub: Arc<Hub>,
     routes: routes::Routes,
     auth: Authenticator,
+    acl: acl::Acl,
     recorder: recorder::Recorder,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl App {
+    /// Appends to the audit log; a failure is logged, not fatal to the request.
+    pub(crate) async fn audit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        namespace: Option<&Namespace>,
+        target: String,
+        details: serde_json::Value,
+    ) {
+        let event = swb_api::AuditEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: now_ms(),
+            actor: caller.user.email.clone(),
+            action: action.into(),
+            namespace: namespace.cloned(),
+            target,
+            details,
+        };
+        if let Err(e) = self.store.record_audit(&event).await {
+            tracing::error!(error = %e, action, "could not write an audit event");
+        }
+    }
 }
 
 /// A server ready to serve: store open, admin bootstrapped.
@@ -41,9 +70,6 @@ pub struct Server {
     app: Arc<App>,
     recorder: recorder::RecorderTask,
 }
-
-/// The owner recorded for the in-process worker of `swb up`.
-pub const LOCAL_OWNER: &str = "local";
 
 impl Server {
     /// Opens (or creates) the data directory and its SQLite database, and creates the
@@ -62,7 +88,11 @@ impl Server {
     pub async fn with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
         bootstrap_admin(store.as_ref(), &config.data_dir).await?;
         let (recorder, task) = recorder::Recorder::spawn(store.clone(), config.keep_invocations);
+        let acl = acl::Acl::load(store.as_ref())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot load namespaces and shares: {}", e.message))?;
         let app = Arc::new(App {
+            acl,
             hub: Arc::new(Hub::new(store.clone(), config.heartbeat)),
             routes: routes::Routes::new(store.clone(), &config),
             auth: Authenticator::new(store.clone()),

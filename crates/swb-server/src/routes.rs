@@ -124,6 +124,12 @@ impl Routes {
         })
     }
 
+    /// Drops every cached route (after a user and their functions are deleted).
+    pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.lock().expect("routes lock").clear();
+    }
+
     /// Drops every cached route of a function (after deploy, rollback or delete).
     pub fn invalidate(&self, function: &FunctionRef) {
         self.generation.fetch_add(1, Ordering::AcqRel);

@@ -67,7 +67,7 @@ async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
         }
     });
     app.hub
-        .run_session(caller.user.id, to_worker, from_worker)
+        .run_session(Some(caller), to_worker, from_worker)
         .await;
     reader.abort();
     let _ = writer.await;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use swb_server::{Config, LOCAL_OWNER, Server};
+use swb_server::{Config, Server};
 use swb_worker::{Backoff, Worker, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -178,10 +178,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (to_worker, from_server) = mpsc::unbounded_channel();
     let (to_server, from_worker) = mpsc::channel(256);
     let hub = server.hub();
-    let session = tokio::spawn(async move {
-        hub.run_session(LOCAL_OWNER.into(), to_worker, from_worker)
-            .await
-    });
+    let session = tokio::spawn(async move { hub.run_session(None, to_worker, from_worker).await });
     let (stop, stopped) = watch::channel(false);
     let local = tokio::spawn(async move {
         let mut stopped = stopped;

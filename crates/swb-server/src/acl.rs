@@ -1,0 +1,362 @@
+//! Who may do what: roles from namespace ownership and e-mail shares, narrowed by a
+//! token's scopes.
+//!
+//! The namespace owners and shares live in memory (a snapshot reloaded after every
+//! change), so authorization on the hot path reads no database.
+
+use crate::auth::Caller;
+use crate::error::store_error;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use swb_api::{ApiError, ErrorCode, Namespace, Role};
+use swb_store::{Share, Store, User};
+
+/// A set of roles. `OWNER` implies the others; `DEPLOY` implies `CALL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roles(u8);
+
+impl Roles {
+    pub const NONE: Roles = Roles(0);
+    const CALL: u8 = 1;
+    const DEPLOY: u8 = 2;
+    const SERVE: u8 = 4;
+    const OWNER: u8 = 8;
+    pub const ALL: Roles = Roles(Self::CALL | Self::DEPLOY | Self::SERVE | Self::OWNER);
+
+    pub fn of(role: Role) -> Roles {
+        match role {
+            Role::Call => Roles(Self::CALL),
+            Role::Deploy => Roles(Self::DEPLOY | Self::CALL),
+            Role::Serve => Roles(Self::SERVE),
+        }
+    }
+
+    pub fn has(self, role: Role) -> bool {
+        let bit = match role {
+            Role::Call => Self::CALL,
+            Role::Deploy => Self::DEPLOY,
+            Role::Serve => Self::SERVE,
+        };
+        self.0 & bit != 0
+    }
+
+    pub fn is_owner(self) -> bool {
+        self.0 & Self::OWNER != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn union(self, other: Roles) -> Roles {
+        Roles(self.0 | other.0)
+    }
+
+    fn intersect(self, other: Roles) -> Roles {
+        Roles(self.0 & other.0)
+    }
+}
+
+/// One entry of a token's scope list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// `*`: everything the user may do.
+    All,
+    /// `role:ns` (whole namespace, also written `role:ns/*`) or `role:ns/name`.
+    Grant {
+        role: Role,
+        namespace: Namespace,
+        function: Option<String>,
+    },
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Result<Scope, ApiError> {
+        let bad = || {
+            ApiError::invalid_input(format!(
+                "bad scope {s:?}: use \"*\", \"<role>:<ns>\", \"<role>:<ns>/*\" or \"<role>:<ns>/<name>\" with role call, deploy or serve"
+            ))
+        };
+        if s == "*" {
+            return Ok(Scope::All);
+        }
+        let (role, target) = s.split_once(':').ok_or_else(bad)?;
+        let role = Role::parse(role).ok_or_else(bad)?;
+        let (ns, function) = match target.split_once('/') {
+            None | Some((_, "*")) => (target.split('/').next().unwrap_or(target), None),
+            Some((ns, name)) => {
+                format!("{ns}/{name}")
+                    .parse::<swb_api::FunctionRef>()
+                    .map_err(|_| bad())?;
+                (ns, Some(name.to_owned()))
+            }
+        };
+        Ok(Scope::Grant {
+            role,
+            namespace: ns.parse().map_err(|_| bad())?,
+            function,
+        })
+    }
+
+    /// The roles this scope allows on `ns` (and `function`, if given).
+    fn allows(&self, ns: &Namespace, function: Option<&str>) -> Roles {
+        match self {
+            Scope::All => Roles::ALL,
+            Scope::Grant {
+                role,
+                namespace,
+                function: scoped,
+            } => {
+                let covers = namespace == ns
+                    && match (scoped, function) {
+                        (None, _) => true,
+                        (Some(s), Some(f)) => s == f,
+                        (Some(_), None) => false,
+                    };
+                if covers {
+                    Roles::of(*role)
+                } else {
+                    Roles::NONE
+                }
+            }
+        }
+    }
+
+    /// Whether this scope grants at least what `other` does.
+    pub fn covers(&self, other: &Scope) -> bool {
+        match (self, other) {
+            (Scope::All, _) => true,
+            (Scope::Grant { .. }, Scope::All) => false,
+            (
+                Scope::Grant { .. },
+                Scope::Grant {
+                    role,
+                    namespace,
+                    function,
+                },
+            ) => {
+                let wanted = Roles::of(*role);
+                self.allows(namespace, function.as_deref())
+                    .intersect(wanted)
+                    == wanted
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Snapshot {
+    owners: HashMap<Namespace, String>,
+    shares: HashMap<String, Vec<Share>>,
+}
+
+pub struct Acl {
+    snapshot: RwLock<Snapshot>,
+}
+
+impl Acl {
+    pub async fn load(store: &dyn Store) -> Result<Self, ApiError> {
+        let acl = Self {
+            snapshot: RwLock::new(Snapshot::default()),
+        };
+        acl.reload(store).await?;
+        Ok(acl)
+    }
+
+    /// Re-reads owners and shares; called after every change to them.
+    pub async fn reload(&self, store: &dyn Store) -> Result<(), ApiError> {
+        let namespaces = store.namespaces().await.map_err(store_error)?;
+        let shares = store.shares().await.map_err(store_error)?;
+        let mut next = Snapshot::default();
+        for ns in namespaces {
+            next.owners.insert(ns.name, ns.owner_id);
+        }
+        for share in shares {
+            next.shares
+                .entry(share.email.clone())
+                .or_default()
+                .push(share);
+        }
+        *self.snapshot.write().expect("acl lock") = next;
+        Ok(())
+    }
+
+    pub fn owner(&self, ns: &Namespace) -> Option<String> {
+        self.snapshot
+            .read()
+            .expect("acl lock")
+            .owners
+            .get(ns)
+            .cloned()
+    }
+
+    pub fn namespaces(&self) -> Vec<(Namespace, String)> {
+        let snap = self.snapshot.read().expect("acl lock");
+        let mut all: Vec<_> = snap
+            .owners
+            .iter()
+            .map(|(n, o)| (n.clone(), o.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// A user's roles on a namespace or one of its functions, before token scopes.
+    pub fn user_roles(&self, user: &User, ns: &Namespace, function: Option<&str>) -> Roles {
+        if user.is_admin {
+            return Roles::ALL;
+        }
+        let snap = self.snapshot.read().expect("acl lock");
+        if snap.owners.get(ns) == Some(&user.id) {
+            return Roles::ALL;
+        }
+        snap.shares
+            .get(&user.email)
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                &s.namespace == ns
+                    && match (&s.function, function) {
+                        (None, _) => true,
+                        (Some(s), Some(f)) => s == f,
+                        (Some(_), None) => false,
+                    }
+            })
+            .fold(Roles::NONE, |acc, s| acc.union(Roles::of(s.role)))
+    }
+}
+
+impl Caller {
+    /// What this caller may do on a namespace or one of its functions: the user's
+    /// roles narrowed by the token's scopes.
+    pub fn roles(&self, acl: &Acl, ns: &Namespace, function: Option<&str>) -> Roles {
+        let user = acl.user_roles(&self.user, ns, function);
+        let token = self
+            .scopes
+            .iter()
+            .fold(Roles::NONE, |acc, s| acc.union(s.allows(ns, function)));
+        user.intersect(token)
+    }
+
+    /// Whether the token is unscoped (`*`): account management needs one.
+    pub fn is_unscoped(&self) -> bool {
+        self.scopes.contains(&Scope::All)
+    }
+
+    pub fn require_unscoped(&self) -> Result<(), ApiError> {
+        if self.is_unscoped() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this needs a token without scope restrictions",
+            ))
+        }
+    }
+
+    /// Uploading artefacts needs an unscoped token or one that may deploy something.
+    pub fn require_uploader(&self) -> Result<(), ApiError> {
+        let deploys = |s: &Scope| {
+            matches!(
+                s,
+                Scope::All
+                    | Scope::Grant {
+                        role: Role::Deploy,
+                        ..
+                    }
+            )
+        };
+        if self.scopes.iter().any(deploys) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this token may not upload artefacts: it has no deploy scope",
+            ))
+        }
+    }
+
+    /// An administrator acting with an unscoped token.
+    pub fn is_platform_admin(&self) -> bool {
+        self.user.is_admin && self.is_unscoped()
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_platform_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only an administrator may do this",
+            ))
+        }
+    }
+
+    /// Namespaces whose private records (invocations, audit) the caller may read:
+    /// those where they may deploy; `None` means all.
+    pub fn record_namespaces(&self, acl: &Acl) -> Option<Vec<Namespace>> {
+        if self.is_platform_admin() {
+            return None;
+        }
+        Some(
+            acl.namespaces()
+                .into_iter()
+                .map(|(ns, _)| ns)
+                .filter(|ns| self.roles(acl, ns, None).has(Role::Deploy))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(s: &str) -> Namespace {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn scopes_parse_and_reject_nonsense() {
+        assert_eq!(Scope::parse("*").unwrap(), Scope::All);
+        let whole = Scope::parse("serve:alice/*").unwrap();
+        assert_eq!(whole, Scope::parse("serve:alice").unwrap());
+        assert_eq!(
+            Scope::parse("call:alice/echo").unwrap(),
+            Scope::Grant {
+                role: Role::Call,
+                namespace: ns("alice"),
+                function: Some("echo".into())
+            }
+        );
+        for bad in [
+            "",
+            "call",
+            "owner:alice",
+            "call:",
+            "call:Alice",
+            "call:a/b/c",
+            "call:a/B",
+        ] {
+            assert!(Scope::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_narrow_and_cover() {
+        let deploy_ns = Scope::parse("deploy:alice").unwrap();
+        let call_echo = Scope::parse("call:alice/echo").unwrap();
+        assert!(deploy_ns.allows(&ns("alice"), Some("echo")).has(Role::Call));
+        assert!(!deploy_ns.allows(&ns("bob"), Some("echo")).has(Role::Call));
+        assert!(
+            !call_echo
+                .allows(&ns("alice"), Some("other"))
+                .has(Role::Call)
+        );
+        assert!(!call_echo.allows(&ns("alice"), None).has(Role::Call));
+        assert!(deploy_ns.covers(&call_echo));
+        assert!(!call_echo.covers(&deploy_ns));
+        assert!(!Scope::parse("serve:alice").unwrap().covers(&call_echo));
+        assert!(Scope::All.covers(&deploy_ns) && !deploy_ns.covers(&Scope::All));
+    }
+}
