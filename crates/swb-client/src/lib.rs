@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use swb_api::{
-    ApiError, ArtefactInfo, DeployRequest, DeployResponse, Digest, ErrorBody, ErrorCode,
-    FunctionDetail, FunctionList, FunctionRef, Health, InvocationList, InvocationRecord,
-    MissingRequest, MissingResponse, RollbackRequest, VersionList, WorkerList, headers,
+    ApiError, ArtefactInfo, AuditList, CreateNamespaceRequest, CreateTokenRequest,
+    CreateUserRequest, CreatedToken, CreatedUser, DeployRequest, DeployResponse, Digest, ErrorBody,
+    ErrorCode, FunctionDetail, FunctionList, FunctionRef, Health, InvocationList, InvocationRecord,
+    Me, MissingRequest, MissingResponse, Namespace, NamespaceInfo, Role, RollbackRequest,
+    ShareInfo, ShareList, ShareRequest, TokenList, UserList, VersionList, WorkerList, headers,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,10 @@ impl Client {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -243,6 +249,100 @@ impl Client {
 
     pub async fn workers(&self) -> Result<WorkerList> {
         self.json(self.request(Method::GET, "/v1/workers")).await
+    }
+}
+
+/// What a share applies to.
+#[derive(Debug, Clone, Copy)]
+pub enum ShareTarget<'a> {
+    Function(&'a FunctionRef),
+    Namespace(&'a Namespace),
+}
+
+impl ShareTarget<'_> {
+    fn path(&self) -> String {
+        match self {
+            Self::Function(f) => format!("/v1/functions/{f}/shares"),
+            Self::Namespace(ns) => format!("/v1/namespaces/{ns}/shares"),
+        }
+    }
+}
+
+impl Client {
+    pub async fn me(&self) -> Result<Me> {
+        self.json(self.request(Method::GET, "/v1/me")).await
+    }
+
+    pub async fn create_user(&self, email: &str) -> Result<CreatedUser> {
+        let body = CreateUserRequest {
+            email: email.into(),
+        };
+        self.json(self.post_json("/v1/users", &body)).await
+    }
+
+    pub async fn users(&self) -> Result<UserList> {
+        self.json(self.request(Method::GET, "/v1/users")).await
+    }
+
+    pub async fn delete_user(&self, email: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/users/{email}")))
+            .await
+            .map(drop)
+    }
+
+    pub async fn create_namespace(&self, name: &Namespace) -> Result<NamespaceInfo> {
+        let body = CreateNamespaceRequest { name: name.clone() };
+        self.json(self.post_json("/v1/namespaces", &body)).await
+    }
+
+    pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
+        self.json(self.request(Method::GET, "/v1/namespaces")).await
+    }
+
+    pub async fn share(
+        &self,
+        target: ShareTarget<'_>,
+        email: &str,
+        role: Role,
+    ) -> Result<ShareInfo> {
+        let body = ShareRequest {
+            email: email.into(),
+            role,
+        };
+        self.json(self.post_json(&target.path(), &body)).await
+    }
+
+    pub async fn shares(&self, target: ShareTarget<'_>) -> Result<ShareList> {
+        self.json(self.request(Method::GET, &target.path())).await
+    }
+
+    pub async fn unshare(&self, target: ShareTarget<'_>, email: &str) -> Result<()> {
+        let path = format!("{}/{email}", target.path());
+        self.send(self.request(Method::DELETE, &path))
+            .await
+            .map(drop)
+    }
+
+    pub async fn create_token(&self, req: &CreateTokenRequest) -> Result<CreatedToken> {
+        self.json(self.post_json("/v1/tokens", req)).await
+    }
+
+    pub async fn tokens(&self) -> Result<TokenList> {
+        self.json(self.request(Method::GET, "/v1/tokens")).await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/tokens/{id}")))
+            .await
+            .map(drop)
+    }
+
+    pub async fn audit(&self, limit: Option<u32>) -> Result<AuditList> {
+        let mut req = self.request(Method::GET, "/v1/audit");
+        if let Some(limit) = limit {
+            req = req.query(&[("limit", limit)]);
+        }
+        self.json(req).await
     }
 }
 

@@ -32,6 +32,15 @@ pub enum FnCmd {
     Rollback { function: FunctionRef, version: u32 },
     /// Delete a function and all its versions
     Rm { function: FunctionRef },
+    /// Grant a role on a function to an e-mail (works before they have an account)
+    Share(crate::identity::FnShareArgs),
+    /// Take back a share
+    Unshare {
+        function: FunctionRef,
+        email: String,
+    },
+    /// List a function's shares
+    Shares { function: FunctionRef },
 }
 
 #[derive(Args)]
@@ -136,6 +145,11 @@ pub fn report_error(e: &anyhow::Error, json: bool) {
 pub async fn function(global: &Global, cmd: FnCmd) -> anyhow::Result<()> {
     let client = profile::client(global)?;
     match cmd {
+        FnCmd::Share(args) => crate::identity::share_function(global, args).await,
+        FnCmd::Unshare { function, email } => {
+            crate::identity::unshare_function(global, function, email).await
+        }
+        FnCmd::Shares { function } => crate::identity::function_shares(global, function).await,
         FnCmd::Deploy(args) => deploy(global, &client, args).await,
         FnCmd::Invoke(args) => {
             let input = match args.input.as_deref() {

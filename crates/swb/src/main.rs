@@ -2,6 +2,7 @@
 //! parses flags and calls into the library crates.
 
 mod cli;
+mod identity;
 mod profile;
 mod run;
 mod table;
@@ -58,6 +59,19 @@ enum Command {
     Inv(cli::InvCmd),
     /// Save a server URL and token for later commands
     Login(cli::LoginArgs),
+    /// Show who the current token belongs to and what it may do
+    Me,
+    /// Manage users (administrators)
+    #[command(subcommand)]
+    User(identity::UserCmd),
+    /// Team namespaces and namespace-wide sharing
+    #[command(name = "ns", subcommand)]
+    Ns(identity::NsCmd),
+    /// Create, list and revoke API tokens
+    #[command(subcommand)]
+    Token(identity::TokenCmd),
+    /// Who deployed, shared, created or revoked what, and when
+    Audit(identity::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +91,11 @@ fn main() -> ExitCode {
             Command::Logs(args) => cli::logs(&cli.global, args).await,
             Command::Inv(cmd) => cli::invocation(&cli.global, cmd).await,
             Command::Login(args) => cli::login(&cli.global, args).await,
+            Command::Me => identity::me(&cli.global).await,
+            Command::User(cmd) => identity::user(&cli.global, cmd).await,
+            Command::Ns(cmd) => identity::namespace(&cli.global, cmd).await,
+            Command::Token(cmd) => identity::token(&cli.global, cmd).await,
+            Command::Audit(args) => identity::audit(&cli.global, args).await,
         }
     });
     match result {

@@ -3,54 +3,16 @@
 
 mod common;
 
-use common::bin;
+use common::{Cli, bin};
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use swb_testkit::{ServerProc, guests};
-
-struct Cli<'a> {
-    server: &'a ServerProc,
-    cwd: &'a Path,
-}
-
-impl Cli<'_> {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .current_dir(self.cwd)
-            .env("SWB_URL", &self.server.url)
-            .env("SWB_TOKEN", &self.server.token)
-            .env("SWB_CONFIG", self.cwd.join("config.json"))
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "swb {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_deploys_calls_and_reads_logs_with_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(bin(), "up", &dir.path().join(".swb"), &[]).unwrap();
-    let cli = Cli {
-        server: &server,
-        cwd: dir.path(),
-    };
+    let cli = Cli::new(&server.url, &server.token, dir.path());
     let module = dir.path().join("echo.wasm");
     std::fs::write(&module, guests::echo()).unwrap();
     let failing = dir.path().join("exits.wasm");

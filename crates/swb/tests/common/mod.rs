@@ -1,7 +1,9 @@
 //! Shared setup of the integration tests: the real `swb` binary, started on port 0.
 #![allow(dead_code)]
 
-use std::path::Path;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use swb_api::{ApiError, ErrorCode};
 use swb_client::{Client, ClientError};
 use swb_testkit::{ServerProc, WorkerProc, connected};
@@ -63,4 +65,48 @@ pub fn assert_code(e: ClientError, code: ErrorCode) -> ApiError {
     let e = api_error(e);
     assert_eq!(e.code, code, "unexpected error: {e:?}");
     e
+}
+
+/// The `swb` CLI pointed at a server with a token, run in `cwd`.
+pub struct Cli {
+    url: String,
+    token: String,
+    cwd: PathBuf,
+}
+
+impl Cli {
+    pub fn new(url: &str, token: &str, cwd: &Path) -> Self {
+        Self {
+            url: url.into(),
+            token: token.into(),
+            cwd: cwd.into(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .current_dir(&self.cwd)
+            .env("SWB_URL", &self.url)
+            .env("SWB_TOKEN", &self.token)
+            .env("SWB_CONFIG", self.cwd.join("config.json"))
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "swb {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
 }
