@@ -757,3 +757,32 @@ async fn list_workers(State(app): State<Arc<App>>, caller: Caller) -> axum::Json
             .workers(|w| all || w.is_some_and(|w| w.user.id == caller.user.id)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|m| (m.to_uppercase(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut served: Vec<(String, String)> = routes()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p.to_owned()))
+            .collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(documented, served);
+    }
+}
