@@ -10,7 +10,7 @@
 //! The payload carries the bulk data of the messages that have any (module bytes,
 //! call input, call output) so that it is never re-encoded. See docs/protocol.md.
 
-use crate::{ApiError, CacheStats, Digest};
+use crate::{ApiError, CacheStats, Digest, FunctionRef, Interface};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,6 +42,20 @@ pub struct HostedCall {
     pub limits: CallLimits,
 }
 
+/// A remote function a worker serves, announced in its hello.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServedFunction {
+    pub function: FunctionRef,
+    pub interface: Interface,
+    /// Publish this interface as a new version when it differs from the active one
+    /// (otherwise a difference is refused with `conflict`).
+    #[serde(default)]
+    pub replace: bool,
+    /// Calls may be retried once on another worker if this one is lost.
+    #[serde(default)]
+    pub idempotent: bool,
+}
+
 /// Messages from the server to a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -63,6 +77,14 @@ pub enum ServerMsg {
         call: CallId,
         #[serde(flatten)]
         hosted: HostedCall,
+        #[serde(skip)]
+        input: Bytes,
+    },
+    /// Run a call of a remote function the worker serves; payload is its input.
+    Call {
+        call: CallId,
+        function: FunctionRef,
+        limits: CallLimits,
         #[serde(skip)]
         input: Bytes,
     },
@@ -88,7 +110,12 @@ pub enum WorkerMsg {
         /// Digests already compiled in the worker's disk cache.
         #[serde(default)]
         cached: Vec<Digest>,
+        /// Remote functions this worker serves.
+        #[serde(default)]
+        functions: Vec<ServedFunction>,
     },
+    /// The worker is stopping: send it no new calls; it finishes those it has.
+    Draining,
     Heartbeat {
         in_flight: u32,
         code_cache: CacheStats,
@@ -164,14 +191,14 @@ impl Frame for ServerMsg {
     fn payload(&self) -> Option<&Bytes> {
         match self {
             Self::Code { module, .. } => Some(module),
-            Self::Invoke { input, .. } => Some(input),
+            Self::Invoke { input, .. } | Self::Call { input, .. } => Some(input),
             _ => None,
         }
     }
     fn payload_mut(&mut self) -> Option<&mut Bytes> {
         match self {
             Self::Code { module, .. } => Some(module),
-            Self::Invoke { input, .. } => Some(input),
+            Self::Invoke { input, .. } | Self::Call { input, .. } => Some(input),
             _ => None,
         }
     }

@@ -109,6 +109,12 @@ pub struct DeployRequest {
     /// Static, non-secret environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Labels a worker must have to receive this function's calls.
+    #[serde(default)]
+    pub requires: BTreeMap<String, String>,
+    /// Safe to run twice: a call whose worker is lost is retried once elsewhere.
+    #[serde(default)]
+    pub idempotent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +144,12 @@ pub struct VersionInfo {
     pub limits: Limits,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Labels a worker must have to receive this function's calls.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requires: BTreeMap<String, String>,
+    /// A call whose worker is lost is retried once on another worker.
+    #[serde(default)]
+    pub idempotent: bool,
     #[serde(with = "timestamp")]
     pub created_at: i64,
 }
@@ -256,6 +268,12 @@ pub struct WorkerInfo {
     pub in_flight: u32,
     pub runtimes: Vec<String>,
     pub protocol: u32,
+    /// Remote functions the worker serves.
+    #[serde(default)]
+    pub functions: Vec<FunctionRef>,
+    /// Finishing its calls before it stops; takes no new ones.
+    #[serde(default)]
+    pub draining: bool,
     #[serde(with = "timestamp")]
     pub connected_at: i64,
     #[serde(with = "timestamp")]

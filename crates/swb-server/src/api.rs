@@ -6,6 +6,7 @@ use crate::acl::{Acl, Roles};
 use crate::auth::Caller;
 use crate::error::{AppError, AppResult, error_response};
 use crate::extract::{Body, Json, Query, parse_json};
+use crate::hub::{Answer, Target};
 use crate::metrics as m;
 use crate::routes::{Route, compile_schema};
 use axum::Router;
@@ -181,6 +182,21 @@ pub(crate) fn visible(app: &App, caller: &Caller, f: &FunctionRef) -> Result<Rol
     }
 }
 
+/// Whether a worker with this identity may serve a function (`None`: in-process).
+pub(crate) fn check_serve(
+    app: &App,
+    worker: Option<&Caller>,
+    f: &FunctionRef,
+) -> Result<(), ApiError> {
+    if eligible_for(&app.acl, f)(worker) {
+        Ok(())
+    } else {
+        Err(forbidden(format_args!(
+            "serve {f}: the token lacks serve on it"
+        )))
+    }
+}
+
 pub(crate) fn forbidden(what: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Forbidden, format!("you may not {what}"))
 }
@@ -313,6 +329,8 @@ async fn deploy(
                 limits,
                 args: req.args,
                 env: req.env,
+                requires: req.requires,
+                idempotent: req.idempotent,
                 created_at: 0,
             },
         )
@@ -610,19 +628,36 @@ async fn run(app: &App, function: &FunctionRef, route: &Route, input: Bytes) -> 
     {
         return Attempt::failed(e);
     }
-    let Some(hosted) = &route.hosted else {
-        return Attempt::failed(ApiError::new(
-            ErrorCode::NoWorker,
-            format!("no worker serves {function}"),
-        ));
-    };
-    let deadline = Instant::now() + Duration::from_millis(hosted.limits.timeout_ms);
     let eligible = eligible_for(&app.acl, function);
-    let answer = match app
-        .hub
-        .call(function, hosted.clone(), input, deadline, &eligible)
-        .await
-    {
+    let limits = match &route.target {
+        Target::Hosted(h) => h.limits,
+        Target::Remote { limits, .. } => *limits,
+    };
+    let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+    let requires = &route.version.requires;
+    let call = |input: Bytes| {
+        app.hub.call(
+            function,
+            route.target.clone(),
+            requires,
+            input,
+            deadline,
+            &eligible,
+        )
+    };
+    let lost = |r: &Result<Answer, ApiError>| match r {
+        Err(e) => e.code == ErrorCode::WorkerLost,
+        Ok(a) => a
+            .result
+            .as_ref()
+            .is_err_and(|e| e.code == ErrorCode::WorkerLost),
+    };
+    let mut answer = call(input.clone()).await;
+    if route.version.idempotent && lost(&answer) {
+        tracing::info!(%function, "worker lost; retrying the idempotent call once");
+        answer = call(input).await;
+    }
+    let answer = match answer {
         Ok(answer) => answer,
         Err(e) => return Attempt::failed(e),
     };

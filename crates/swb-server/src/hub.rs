@@ -8,12 +8,12 @@
 use crate::auth::Caller;
 use crate::metrics as m;
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use swb_api::protocol::{CallId, HostedCall, PROTOCOL_VERSION, ServerMsg, WorkerMsg};
+use swb_api::protocol::{CallId, CallLimits, HostedCall, ServerMsg, WorkerMsg};
 use swb_api::timestamp::now_ms;
 use swb_api::{
     ApiError, CacheStats, CompileReport, Digest, ErrorCode, FunctionRef, FunctionWorker,
@@ -25,8 +25,6 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 /// The runtime a worker must offer to run hosted functions.
 pub const WASM: &str = "wasm";
-/// How long a worker has to say hello after connecting.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A call's answer may arrive this long after its deadline (the worker enforces the
 /// deadline itself and reports `timeout`; this covers the trip back).
 const ANSWER_GRACE: Duration = Duration::from_secs(2);
@@ -39,6 +37,29 @@ pub type Eligible<'a> = &'a (dyn Fn(Option<&Caller>) -> bool + Send + Sync);
 pub type ToWorker = mpsc::UnboundedSender<ServerMsg>;
 /// Receiving half from a worker.
 pub type FromWorker = mpsc::Receiver<WorkerMsg>;
+
+/// What a call runs.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A hosted module, on any Wasm worker allowed to run it.
+    Hosted(HostedCall),
+    /// A remote function, on the workers that serve it.
+    Remote {
+        function: FunctionRef,
+        limits: CallLimits,
+    },
+}
+
+/// A worker's hello, checked and with its functions registered.
+pub struct Hello {
+    pub protocol: u32,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: u32,
+    pub runtimes: Vec<String>,
+    pub cached: Vec<Digest>,
+    pub functions: Vec<FunctionRef>,
+}
 
 #[derive(Debug, Clone)]
 enum CodeState {
@@ -64,6 +85,8 @@ struct Worker {
     labels: BTreeMap<String, String>,
     capacity: u32,
     runtimes: Vec<String>,
+    functions: HashSet<FunctionRef>,
+    draining: AtomicBool,
     protocol: u32,
     connected_at: i64,
     last_heartbeat_at: AtomicI64,
@@ -83,6 +106,22 @@ impl Worker {
 
     fn may_run(&self, eligible: Eligible<'_>) -> bool {
         self.runs_wasm() && eligible(self.caller.as_ref())
+    }
+
+    /// Whether this worker may take a call of `target`.
+    fn suits(
+        &self,
+        target: &Target,
+        eligible: Eligible<'_>,
+        requires: &BTreeMap<String, String>,
+    ) -> bool {
+        let kind = match target {
+            Target::Hosted(_) => self.runs_wasm(),
+            Target::Remote { function, .. } => self.functions.contains(function),
+        };
+        kind && !self.draining.load(Ordering::Acquire)
+            && requires.iter().all(|(k, v)| self.labels.get(k) == Some(v))
+            && eligible(self.caller.as_ref())
     }
 
     fn code_state(&self, digest: &Digest) -> Option<CodeState> {
@@ -113,6 +152,12 @@ impl Worker {
             capacity: self.capacity,
             in_flight: self.in_flight.load(Ordering::Relaxed),
             runtimes: self.runtimes.clone(),
+            functions: {
+                let mut f: Vec<_> = self.functions.iter().cloned().collect();
+                f.sort();
+                f
+            },
+            draining: self.draining.load(Ordering::Relaxed),
             protocol: self.protocol,
             connected_at: self.connected_at,
             last_heartbeat_at: self.last_heartbeat_at.load(Ordering::Relaxed),
@@ -166,50 +211,25 @@ impl Hub {
         }
     }
 
-    /// Runs one worker session to its end. `caller` is the identity the worker
-    /// authenticated as; `None` for the in-process worker of `swb up`.
+    /// Runs one worker session to its end, after its hello was checked (see
+    /// `sessions.rs`). `caller` is the identity the worker authenticated as; `None`
+    /// for the in-process worker of `swb up`.
     pub async fn run_session(
         self: &Arc<Self>,
         caller: Option<Caller>,
+        hello: Hello,
         tx: ToWorker,
         mut rx: FromWorker,
     ) {
-        let hello = match timeout(HELLO_TIMEOUT, rx.recv()).await {
-            Ok(Some(WorkerMsg::Hello {
-                protocol,
-                name,
-                labels,
-                capacity,
-                runtimes,
-                cached,
-            })) => (protocol, name, labels, capacity, runtimes, cached),
-            Ok(Some(other)) => {
-                refuse(
-                    &tx,
-                    ErrorCode::InvalidInput,
-                    format!("the first message must be hello, got {other:?}"),
-                );
-                return;
-            }
-            Ok(None) | Err(_) => return,
-        };
-        let (protocol, name, labels, capacity, runtimes, cached) = hello;
-        if protocol != PROTOCOL_VERSION {
-            refuse(
-                &tx,
-                ErrorCode::InvalidInput,
-                format!("worker speaks protocol {protocol}; this server speaks {PROTOCOL_VERSION}"),
-            );
-            return;
-        }
-        if capacity == 0 {
-            refuse(
-                &tx,
-                ErrorCode::InvalidInput,
-                "capacity must be at least 1".into(),
-            );
-            return;
-        }
+        let Hello {
+            protocol,
+            name,
+            labels,
+            capacity,
+            runtimes,
+            cached,
+            functions,
+        } = hello;
         let now = now_ms();
         let worker = Arc::new(Worker {
             id: uuid::Uuid::now_v7().to_string(),
@@ -219,6 +239,8 @@ impl Hub {
             labels,
             capacity,
             runtimes,
+            functions: functions.into_iter().collect(),
+            draining: AtomicBool::new(false),
             protocol,
             connected_at: now,
             last_heartbeat_at: AtomicI64::new(now),
@@ -231,7 +253,7 @@ impl Hub {
             tx: tx.clone(),
         });
         let _ = tx.send(ServerMsg::Welcome {
-            protocol: PROTOCOL_VERSION,
+            protocol,
             worker_id: worker.id.clone(),
             heartbeat_ms: self.heartbeat.as_millis() as u64,
         });
@@ -338,6 +360,10 @@ impl Hub {
                 }
                 self.freed.notify_one();
             }
+            WorkerMsg::Draining => {
+                tracing::info!(worker = %worker.name, "worker is draining");
+                worker.draining.store(true, Ordering::Release);
+            }
             WorkerMsg::Hello { .. } => {
                 tracing::warn!(worker = %worker.name, "ignoring a second hello");
             }
@@ -423,27 +449,43 @@ impl Hub {
             .collect()
     }
 
-    /// Runs a hosted call on a worker: one with the code ready if any has free
-    /// capacity, otherwise the next in round robin. Waits for capacity until
-    /// `deadline`.
+    /// Runs a call on a worker: among those that suit it and have free capacity,
+    /// one with the code ready (hosted), otherwise the next in round robin. Waits for
+    /// capacity until `deadline`.
     pub async fn call(
         &self,
         function: &FunctionRef,
-        hosted: HostedCall,
+        target: Target,
+        requires: &BTreeMap<String, String>,
         input: Bytes,
         deadline: Instant,
         eligible: Eligible<'_>,
     ) -> Result<Answer, ApiError> {
         let worker = self
-            .acquire(function, &hosted.digest, deadline, eligible)
+            .acquire(function, &target, requires, deadline, eligible)
             .await?;
-        worker
-            .code
-            .lock()
-            .expect("code lock")
-            .entry(hosted.digest)
-            .or_insert(CodeState::Pending);
         let call = worker.next_call.fetch_add(1, Ordering::Relaxed);
+        let msg = match target {
+            Target::Hosted(hosted) => {
+                worker
+                    .code
+                    .lock()
+                    .expect("code lock")
+                    .entry(hosted.digest)
+                    .or_insert(CodeState::Pending);
+                ServerMsg::Invoke {
+                    call,
+                    hosted,
+                    input,
+                }
+            }
+            Target::Remote { function, limits } => ServerMsg::Call {
+                call,
+                function,
+                limits,
+                input,
+            },
+        };
         let (tx, rx) = oneshot::channel();
         worker.calls.lock().expect("calls lock").insert(call, tx);
         let _guard = CancelOnDrop {
@@ -451,15 +493,7 @@ impl Hub {
             call,
             freed: &self.freed,
         };
-        if worker
-            .tx
-            .send(ServerMsg::Invoke {
-                call,
-                hosted,
-                input,
-            })
-            .is_err()
-        {
+        if worker.tx.send(msg).is_err() {
             return Err(ApiError::new(
                 ErrorCode::WorkerLost,
                 format!("worker {} went away", worker.name),
@@ -481,21 +515,31 @@ impl Hub {
     async fn acquire(
         &self,
         function: &FunctionRef,
-        digest: &Digest,
+        target: &Target,
+        requires: &BTreeMap<String, String>,
         deadline: Instant,
         eligible: Eligible<'_>,
     ) -> Result<Arc<Worker>, ApiError> {
         loop {
             let mut freed = pin!(self.freed.notified());
             freed.as_mut().enable();
-            match self.pick(digest, eligible) {
+            match self.pick(target, requires, eligible) {
                 Pick::Worker(w) => return Ok(w),
                 Pick::NoneConnected => {
+                    let how = match target {
+                        Target::Hosted(_) => "start one with `swb worker`",
+                        Target::Remote { .. } => {
+                            "its owner must start a worker that serves it (`swb serve`)"
+                        }
+                    };
+                    let labels = if requires.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with labels {requires:?}")
+                    };
                     return Err(ApiError::new(
                         ErrorCode::NoWorker,
-                        format!(
-                            "no connected worker can run {function}: start one with `swb worker`"
-                        ),
+                        format!("no connected worker{labels} can run {function}: {how}"),
                     ));
                 }
                 Pick::AllFailed(errors) => {
@@ -518,7 +562,12 @@ impl Hub {
         }
     }
 
-    fn pick(&self, digest: &Digest, eligible: Eligible<'_>) -> Pick {
+    fn pick(
+        &self,
+        target: &Target,
+        requires: &BTreeMap<String, String>,
+        eligible: Eligible<'_>,
+    ) -> Pick {
         let workers = self.workers.read().expect("workers lock");
         let n = workers.len();
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
@@ -526,10 +575,14 @@ impl Hub {
         let mut fallback: Option<&Arc<Worker>> = None;
         for i in 0..n {
             let w = &workers[(start + i) % n];
-            if !w.may_run(eligible) {
+            if !w.suits(target, eligible, requires) {
                 continue;
             }
-            let state = w.code_state(digest);
+            let state = match target {
+                Target::Hosted(h) => w.code_state(&h.digest),
+                // Remote workers always have their code.
+                Target::Remote { .. } => Some(CodeState::Ready),
+            };
             if let Some(CodeState::Failed(e)) = state {
                 failed.push(WorkerFailure {
                     worker: w.name.clone(),
@@ -623,35 +676,27 @@ mod tests {
 
     impl FakeWorker {
         async fn join(hub: &Arc<Hub>, name: &str, capacity: u32, cached: Vec<Digest>) -> Self {
-            Self::join_with(hub, name, capacity, cached, PROTOCOL_VERSION).await
-        }
-
-        async fn join_with(
-            hub: &Arc<Hub>,
-            name: &str,
-            capacity: u32,
-            cached: Vec<Digest>,
-            protocol: u32,
-        ) -> Self {
             let (to_worker, from_server) = mpsc::unbounded_channel();
             let (to_server, from_worker) = mpsc::channel(16);
             let session = hub.clone();
-            tokio::spawn(async move { session.run_session(None, to_worker, from_worker).await });
+            let hello = Hello {
+                protocol: 1,
+                name: name.into(),
+                labels: BTreeMap::new(),
+                capacity,
+                runtimes: vec![WASM.into()],
+                cached,
+                functions: vec![],
+            };
+            tokio::spawn(async move {
+                session
+                    .run_session(None, hello, to_worker, from_worker)
+                    .await
+            });
             let mut w = Self {
                 to_server,
                 from_server,
             };
-            w.to_server
-                .send(WorkerMsg::Hello {
-                    protocol,
-                    name: name.into(),
-                    labels: BTreeMap::new(),
-                    capacity,
-                    runtimes: vec![WASM.into()],
-                    cached,
-                })
-                .await
-                .unwrap();
             match w.from_server.recv().await.unwrap() {
                 ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } => {}
                 other => panic!("unexpected {other:?}"),
@@ -688,8 +733,13 @@ mod tests {
         )
     }
 
-    fn hosted(digest: Digest) -> HostedCall {
-        HostedCall {
+    fn none() -> &'static BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        &NONE
+    }
+
+    fn hosted(digest: Digest) -> Target {
+        Target::Hosted(HostedCall {
             digest,
             args: vec![],
             env: vec![],
@@ -699,7 +749,7 @@ mod tests {
                 stdout_bytes: 1024,
                 stderr_bytes: 1024,
             },
-        }
+        })
     }
 
     fn any(_: Option<&Caller>) -> bool {
@@ -723,6 +773,7 @@ mod tests {
             .call(
                 function(),
                 hosted(Digest::of(b"m")),
+                none(),
                 Bytes::new(),
                 soon(),
                 &any,
@@ -740,7 +791,7 @@ mod tests {
         let mut cold = FakeWorker::join(&hub, "cold", 4, vec![]).await;
         let mut warm = FakeWorker::join(&hub, "warm", 4, vec![d]).await;
         for _ in 0..4 {
-            let call = hub.call(function(), hosted(d), Bytes::new(), soon(), &any);
+            let call = hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any);
             let (answer, ()) = tokio::join!(call, warm.answer("ok"));
             assert_eq!(answer.unwrap().worker, "warm");
         }
@@ -758,8 +809,8 @@ mod tests {
         let mut b = FakeWorker::join(&hub, "b", 4, vec![]).await;
         let two_calls = async {
             tokio::join!(
-                hub.call(function(), hosted(d), Bytes::new(), soon(), &any),
-                hub.call(function(), hosted(d), Bytes::new(), soon(), &any),
+                hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any),
+                hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any),
             )
         };
         // Each worker must receive one of the two calls for both to be answered.
@@ -777,7 +828,7 @@ mod tests {
         let first = {
             let hub = hub.clone();
             tokio::spawn(async move {
-                hub.call(function(), hosted(d), Bytes::new(), soon(), &any)
+                hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any)
                     .await
             })
         };
@@ -789,7 +840,7 @@ mod tests {
         // …so a second call with a short deadline gives up with no_worker.
         let deadline = Instant::now() + Duration::from_millis(50);
         let e = hub
-            .call(function(), hosted(d), Bytes::new(), deadline, &any)
+            .call(function(), hosted(d), none(), Bytes::new(), deadline, &any)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
@@ -815,7 +866,7 @@ mod tests {
         let call = {
             let hub = hub.clone();
             tokio::spawn(async move {
-                hub.call(function(), hosted(d), Bytes::new(), soon(), &any)
+                hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any)
                     .await
             })
         };
@@ -856,17 +907,10 @@ mod tests {
             WorkerCodeStatus::Failed
         );
         let e = hub
-            .call(function(), hosted(d), Bytes::new(), soon(), &any)
+            .call(function(), hosted(d), none(), Bytes::new(), soon(), &any)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
         assert_eq!(e.details["workers"][0]["worker"], "w");
-    }
-
-    #[tokio::test]
-    async fn other_protocol_versions_are_refused() {
-        let (hub, _dir) = hub().await;
-        let _w = FakeWorker::join_with(&hub, "old", 1, vec![], 99).await;
-        assert!(hub.workers(|_| true).is_empty());
     }
 }

@@ -12,6 +12,7 @@ mod identity;
 mod metrics;
 mod recorder;
 mod routes;
+mod sessions;
 mod ws;
 
 pub use api::routes;
@@ -107,8 +108,15 @@ impl Server {
         })
     }
 
-    pub fn hub(&self) -> Arc<Hub> {
-        self.app.hub.clone()
+    /// Runs a worker session over in-memory channels (the in-process worker of
+    /// `swb up`): the same protocol as over a WebSocket.
+    pub fn local_worker_session(
+        &self,
+        tx: ToWorker,
+        rx: FromWorker,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let app = self.app.clone();
+        async move { app.worker_session(None, tx, rx).await }
     }
 
     pub fn admin_token_path(&self) -> PathBuf {

@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::error::store_error;
+use crate::hub::Target;
 use jsonschema::Validator;
 use lru::LruCache;
 use serde_json::Value;
@@ -21,8 +22,8 @@ pub struct Route {
     pub version: VersionInfo,
     pub input: Option<Validator>,
     pub output: Option<Validator>,
-    /// The call as a worker receives it (hosted functions).
-    pub hosted: Option<HostedCall>,
+    /// The call as a worker receives it.
+    pub target: Target,
 }
 
 /// Compiles a JSON Schema, naming where it sits in the deploy request on failure.
@@ -96,8 +97,14 @@ impl Routes {
         };
         let input = schema(&version.interface.input, "/interface/input")?;
         let output = schema(&version.interface.output, "/interface/output")?;
-        let hosted = match (version.kind, version.artefact) {
-            (FunctionKind::Hosted, Some(digest)) => Some(HostedCall {
+        let limits = CallLimits {
+            timeout_ms: version.limits.timeout_ms,
+            memory_mb: version.limits.memory_mb,
+            stdout_bytes: self.stdout_bytes,
+            stderr_bytes: self.stderr_bytes,
+        };
+        let target = match (version.kind, version.artefact) {
+            (FunctionKind::Hosted, Some(digest)) => Target::Hosted(HostedCall {
                 digest,
                 args: std::iter::once(function.to_string())
                     .chain(version.args.iter().cloned())
@@ -107,20 +114,24 @@ impl Routes {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-                limits: CallLimits {
-                    timeout_ms: version.limits.timeout_ms,
-                    memory_mb: version.limits.memory_mb,
-                    stdout_bytes: self.stdout_bytes,
-                    stderr_bytes: self.stderr_bytes,
-                },
+                limits,
             }),
-            _ => None,
+            (FunctionKind::Hosted, None) => {
+                return Err(ApiError::new(
+                    ErrorCode::Internal,
+                    "hosted version without artefact",
+                ));
+            }
+            (FunctionKind::Remote, _) => Target::Remote {
+                function: function.clone(),
+                limits,
+            },
         };
         Ok(Route {
             version,
             input,
             output,
-            hosted,
+            target,
         })
     }
 

@@ -66,8 +66,7 @@ async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
             }
         }
     });
-    app.hub
-        .run_session(Some(caller), to_worker, from_worker)
+    app.worker_session(Some(caller), to_worker, from_worker)
         .await;
     reader.abort();
     let _ = writer.await;

@@ -23,6 +23,8 @@ pub fn hosted(digest: Digest, description: &str) -> VersionInfo {
         },
         args: vec![],
         env: Default::default(),
+        requires: Default::default(),
+        idempotent: false,
         created_at: 0,
     }
 }

@@ -1,12 +1,17 @@
-//! The Switchboard worker: runs hosted calls in a [`swb_runtime::Runtime`] for one
-//! server session at a time.
+//! The Switchboard worker: runs hosted calls in a [`swb_runtime::Runtime`] and remote
+//! calls in [`Handler`]s, for one server session at a time.
 //!
 //! A session is a pair of channels carrying protocol messages, so the same code
 //! serves the in-process worker of `swb up` and a remote worker dialling
-//! `/v1/worker/connect` over a WebSocket ([`connect`]).
+//! `/v1/worker/connect` over a WebSocket ([`run`]).
 
+mod exec;
+mod handler;
+pub mod sdk;
 mod session;
 mod ws;
 
+pub use exec::Exec;
+pub use handler::{CallContext, Handler, Reply};
 pub use session::{SessionEnd, Worker, WorkerConfig};
 pub use ws::{Backoff, RunError, run};

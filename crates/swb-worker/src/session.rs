@@ -1,13 +1,16 @@
+use crate::handler::{CallContext, Handler, Reply};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use swb_api::protocol::{CallId, HostedCall, PROTOCOL_VERSION, ServerMsg, WorkerMsg};
-use swb_api::{ApiError, CacheStats, Digest, ErrorCode};
+use swb_api::protocol::{
+    CallId, CallLimits, HostedCall, PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg,
+};
+use swb_api::{ApiError, CacheStats, Digest, ErrorCode, FunctionRef};
 use swb_runtime::{CallRequest, Runtime, RuntimeConfig};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::timeout;
 
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,6 +21,8 @@ pub struct WorkerConfig {
     pub labels: BTreeMap<String, String>,
     /// Calls run at once.
     pub capacity: u32,
+    /// Run hosted (Wasm) functions.
+    pub wasm: bool,
     /// Compiled-code cache that survives restarts; `None` keeps code in memory only.
     pub cache_dir: Option<PathBuf>,
 }
@@ -35,18 +40,31 @@ pub enum SessionEnd {
 
 pub struct Worker {
     config: WorkerConfig,
-    runtime: Arc<Runtime>,
+    runtime: Option<Arc<Runtime>>,
+    functions: Vec<(ServedFunction, Arc<dyn Handler>)>,
+}
+
+/// How a running call is stopped: hosted calls poll the flag, remote handlers are
+/// dropped when the notify fires.
+#[derive(Default)]
+struct Cancel {
+    flag: Arc<AtomicBool>,
+    notify: Notify,
 }
 
 type CodeWaiters = Mutex<HashMap<Digest, Vec<oneshot::Sender<Result<(), String>>>>>;
 
 /// State shared by a session's tasks.
 struct Shared {
-    runtime: Arc<Runtime>,
+    runtime: Option<Arc<Runtime>>,
+    handlers: HashMap<FunctionRef, Arc<dyn Handler>>,
     out: mpsc::Sender<WorkerMsg>,
     slots: Semaphore,
     in_flight: AtomicU32,
-    cancels: Mutex<HashMap<CallId, Arc<AtomicBool>>>,
+    /// Calls received and not yet answered (running or waiting for a slot).
+    outstanding: AtomicU32,
+    idle: Notify,
+    cancels: Mutex<HashMap<CallId, Arc<Cancel>>>,
     waiting_for_code: CodeWaiters,
     reported: Mutex<CacheStats>,
 }
@@ -54,15 +72,26 @@ struct Shared {
 impl Worker {
     pub fn new(config: WorkerConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(config.capacity > 0, "capacity must be at least 1");
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: config.cache_dir.clone(),
-            max_instances: config.capacity.max(8) * 2,
-            ..RuntimeConfig::default()
-        })?;
+        let runtime = if config.wasm {
+            Some(Arc::new(Runtime::new(RuntimeConfig {
+                cache_dir: config.cache_dir.clone(),
+                max_instances: config.capacity.max(8) * 2,
+                ..RuntimeConfig::default()
+            })?))
+        } else {
+            None
+        };
         Ok(Self {
             config,
-            runtime: Arc::new(runtime),
+            runtime,
+            functions: Vec::new(),
         })
+    }
+
+    /// Adds a remote function this worker serves, announced in every hello.
+    pub fn serve(mut self, function: ServedFunction, handler: Arc<dyn Handler>) -> Self {
+        self.functions.push((function, handler));
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -82,8 +111,13 @@ impl Worker {
             name: self.config.name.clone(),
             labels: self.config.labels.clone(),
             capacity: self.config.capacity,
-            runtimes: vec!["wasm".into()],
-            cached: self.runtime.cached_on_disk(),
+            runtimes: self.runtime.iter().map(|_| "wasm".to_string()).collect(),
+            cached: self
+                .runtime
+                .as_ref()
+                .map(|r| r.cached_on_disk())
+                .unwrap_or_default(),
+            functions: self.functions.iter().map(|(f, _)| f.clone()).collect(),
         };
         if out.send(hello).await.is_err() {
             return SessionEnd::Closed { welcomed: false };
@@ -102,31 +136,46 @@ impl Worker {
         };
         let shared = Arc::new(Shared {
             runtime: self.runtime.clone(),
+            handlers: self
+                .functions
+                .iter()
+                .map(|(f, h)| (f.function.clone(), h.clone()))
+                .collect(),
             out,
             slots: Semaphore::new(self.config.capacity as usize),
             in_flight: AtomicU32::new(0),
+            outstanding: AtomicU32::new(0),
+            idle: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             waiting_for_code: Mutex::new(HashMap::new()),
             reported: Mutex::new(CacheStats::default()),
         });
         let mut ticker = tokio::time::interval(Duration::from_millis(heartbeat_ms));
         let mut shutdown = std::pin::pin!(shutdown);
-        let end = loop {
+        let mut draining = false;
+        loop {
+            // While draining, the session ends once every received call is answered.
+            let idle = shared.idle.notified();
+            if draining && shared.outstanding.load(Ordering::Acquire) == 0 {
+                tracing::info!(worker = %self.config.name, "drained");
+                return SessionEnd::Shutdown;
+            }
             tokio::select! {
                 msg = inbox.recv() => match msg {
-                    None => break SessionEnd::Closed { welcomed: true },
-                    Some(ServerMsg::Refused { error }) => break SessionEnd::Refused(error),
+                    None => return SessionEnd::Closed { welcomed: true },
+                    Some(ServerMsg::Refused { error }) => return SessionEnd::Refused(error),
                     Some(msg) => shared.handle(msg),
                 },
                 _ = ticker.tick() => shared.heartbeat().await,
-                _ = &mut shutdown => break SessionEnd::Shutdown,
+                _ = &mut shutdown, if !draining => {
+                    // Stop taking calls, finish those received, then stop.
+                    tracing::info!(worker = %self.config.name, "draining");
+                    draining = true;
+                    let _ = shared.out.send(WorkerMsg::Draining).await;
+                }
+                _ = idle, if draining => {}
             }
-        };
-        if matches!(end, SessionEnd::Shutdown) {
-            // Let running calls finish and report (bounded by their own deadlines).
-            let _ = shared.slots.acquire_many(self.config.capacity).await;
         }
-        end
     }
 }
 
@@ -142,25 +191,102 @@ impl Shared {
                 hosted,
                 input,
             } => {
-                let cancel = Arc::new(AtomicBool::new(false));
-                self.cancels
-                    .lock()
-                    .expect("cancels lock")
-                    .insert(call, cancel.clone());
+                let cancel = self.accept(call);
                 let shared = self.clone();
-                tokio::spawn(async move { shared.run_call(call, hosted, input, cancel).await });
+                tokio::spawn(async move {
+                    let reply = shared.run_hosted(hosted, input, &cancel.flag).await;
+                    shared.finish(call, reply).await;
+                });
+            }
+            ServerMsg::Call {
+                call,
+                function,
+                limits,
+                input,
+            } => {
+                let cancel = self.accept(call);
+                let shared = self.clone();
+                tokio::spawn(async move {
+                    let run = shared.run_remote(function, limits, input);
+                    tokio::select! {
+                        reply = run => shared.finish(call, reply).await,
+                        // Dropping the handler's future stops it (the exec adapter
+                        // kills its process group).
+                        _ = cancel.notify.notified() => shared.forget(call),
+                    }
+                });
             }
             ServerMsg::Cancel { call } => {
-                if let Some(flag) = self.cancels.lock().expect("cancels lock").get(&call) {
-                    flag.store(true, Ordering::Relaxed);
+                if let Some(c) = self.cancels.lock().expect("cancels lock").get(&call) {
+                    c.flag.store(true, Ordering::Relaxed);
+                    c.notify.notify_one();
                 }
             }
             ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } => {}
         }
     }
 
+    /// Registers a received call so that it can be cancelled and drained.
+    fn accept(&self, call: CallId) -> Arc<Cancel> {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        let cancel = Arc::new(Cancel::default());
+        self.cancels
+            .lock()
+            .expect("cancels lock")
+            .insert(call, cancel.clone());
+        cancel
+    }
+
+    /// Drops a call's bookkeeping; wakes the drain when it was the last one.
+    fn forget(&self, call: CallId) {
+        self.cancels.lock().expect("cancels lock").remove(&call);
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_one();
+        }
+    }
+
+    async fn finish(&self, call: CallId, reply: Timed) {
+        let (output, error) = match reply.reply.output {
+            Ok(output) => (output, None),
+            Err(e) => (Bytes::new(), Some(e)),
+        };
+        let _ = self
+            .out
+            .send(WorkerMsg::Done {
+                call,
+                error,
+                stderr_tail: reply.reply.stderr_tail,
+                duration_us: reply.duration.as_micros() as u64,
+                output,
+            })
+            .await;
+        self.forget(call);
+        self.report_cache_changes().await;
+    }
+
+    async fn run_remote(&self, function: FunctionRef, limits: CallLimits, input: Bytes) -> Timed {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let reply = match self.handlers.get(&function) {
+            Some(handler) => handler.call(CallContext { function, limits }, input).await,
+            None => Reply::error(ApiError::not_found(format!(
+                "function {function} on this worker"
+            ))),
+        };
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        Timed {
+            reply,
+            duration: started.elapsed(),
+        }
+    }
+
     async fn heartbeat(&self) {
-        let code_cache = self.runtime.stats();
+        let code_cache = self.runtime.as_ref().map(|r| r.stats()).unwrap_or_default();
         *self.reported.lock().expect("reported lock") = code_cache;
         let _ = self
             .out
@@ -174,7 +300,10 @@ impl Shared {
     /// Reports the cache counters early when code was compiled or loaded from disk,
     /// so that the server sees cache activity without waiting for a heartbeat.
     async fn report_cache_changes(&self) {
-        let now = self.runtime.stats();
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        let now = runtime.stats();
         let before = *self.reported.lock().expect("reported lock");
         if now.compiles != before.compiles || now.disk_hits != before.disk_hits {
             self.heartbeat().await;
@@ -182,11 +311,14 @@ impl Shared {
     }
 
     async fn compile(&self, digest: Digest, module: Bytes) {
-        let runtime = self.runtime.clone();
-        let result =
-            tokio::task::spawn_blocking(move || runtime.prepare(digest, &module).map(|_| ()))
-                .await
-                .unwrap_or_else(|e| Err(format!("compiler crashed: {e}")));
+        let result = match self.runtime.clone() {
+            Some(runtime) => {
+                tokio::task::spawn_blocking(move || runtime.prepare(digest, &module).map(|_| ()))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("compiler crashed: {e}")))
+            }
+            None => Err("this worker does not run Wasm".into()),
+        };
         if let Err(e) = &result {
             tracing::warn!(%digest, error = %e, "could not load module");
         }
@@ -235,13 +367,12 @@ impl Shared {
         }
     }
 
-    async fn run_call(
-        self: Arc<Self>,
-        call: CallId,
+    async fn run_hosted(
+        &self,
         hosted: HostedCall,
         input: Bytes,
-        cancel: Arc<AtomicBool>,
-    ) {
+        cancel: &Arc<AtomicBool>,
+    ) -> Timed {
         let _slot = self
             .slots
             .acquire()
@@ -249,12 +380,12 @@ impl Shared {
             .expect("semaphore is never closed");
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let hosted = Arc::new(hosted);
-        let mut result = self.execute(&hosted, input.clone(), &cancel).await;
+        let mut result = self.execute(&hosted, input.clone(), cancel).await;
         if result.is_none() {
             let wait = Duration::from_millis(hosted.limits.timeout_ms);
             result = Some(match self.fetch_code(hosted.digest, wait).await {
                 Ok(()) => self
-                    .execute(&hosted, input, &cancel)
+                    .execute(&hosted, input, cancel)
                     .await
                     .unwrap_or_else(|| {
                         failed(ApiError::new(
@@ -265,24 +396,15 @@ impl Shared {
                 Err(e) => failed(e),
             });
         }
-        let done = result.expect("set above");
-        self.cancels.lock().expect("cancels lock").remove(&call);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let (output, error) = match done.output {
-            Ok(output) => (output, None),
-            Err(e) => (Bytes::new(), Some(e)),
-        };
-        let _ = self
-            .out
-            .send(WorkerMsg::Done {
-                call,
-                error,
+        let done = result.expect("set above");
+        Timed {
+            reply: Reply {
+                output: done.output,
                 stderr_tail: String::from_utf8_lossy(&done.stderr_tail).into_owned(),
-                duration_us: done.duration.as_micros() as u64,
-                output,
-            })
-            .await;
-        self.report_cache_changes().await;
+            },
+            duration: done.duration,
+        }
     }
 
     /// Runs the call on a blocking thread; `None` when the module is not available.
@@ -292,7 +414,13 @@ impl Shared {
         input: Bytes,
         cancel: &Arc<AtomicBool>,
     ) -> Option<swb_runtime::CallResult> {
-        let (runtime, hosted, cancel) = (self.runtime.clone(), hosted.clone(), cancel.clone());
+        let Some(runtime) = self.runtime.clone() else {
+            return Some(failed(ApiError::new(
+                ErrorCode::Internal,
+                "this worker does not run Wasm",
+            )));
+        };
+        let (hosted, cancel) = (hosted.clone(), cancel.clone());
         tokio::task::spawn_blocking(move || {
             let module = runtime.lookup(&hosted.digest)?;
             Some(runtime.call(
@@ -314,6 +442,12 @@ impl Shared {
             )))
         })
     }
+}
+
+/// A reply with how long the call took.
+struct Timed {
+    reply: Reply,
+    duration: Duration,
 }
 
 fn failed(error: ApiError) -> swb_runtime::CallResult {

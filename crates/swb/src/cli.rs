@@ -71,6 +71,12 @@ pub struct DeployArgs {
     /// Static, non-secret environment variable as KEY=VALUE (repeatable)
     #[arg(long = "env", value_parser = parse_pair)]
     env: Vec<(String, String)>,
+    /// Only workers with this label (key=value, repeatable) receive its calls
+    #[arg(long = "require", value_parser = parse_pair)]
+    requires: Vec<(String, String)>,
+    /// Calls are safe to repeat: retry once on another worker if one is lost
+    #[arg(long)]
+    idempotent: bool,
 }
 
 #[derive(Args)]
@@ -297,7 +303,7 @@ pub async fn function(global: &Global, cmd: FnCmd) -> anyhow::Result<()> {
     }
 }
 
-fn read_schema(path: &Path) -> anyhow::Result<Value> {
+pub fn read_schema(path: &Path) -> anyhow::Result<Value> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))
 }
@@ -332,6 +338,8 @@ async fn deploy(
                 },
                 args: args.args,
                 env: args.env.into_iter().collect(),
+                requires: args.requires.into_iter().collect(),
+                idempotent: args.idempotent,
             },
         )
         .await?;

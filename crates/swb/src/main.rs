@@ -49,6 +49,8 @@ enum Command {
     Server(run::ServerArgs),
     /// Run a worker that connects to a server, or list connected workers
     Worker(run::WorkerCmd),
+    /// Serve a remote function by running a command for each call (the exec adapter)
+    Serve(run::ServeArgs),
     /// Deploy, call and manage functions
     #[command(name = "fn", subcommand)]
     Fn(cli::FnCmd),
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
             Command::Up(args) => run::up(args).await,
             Command::Server(args) => run::server(args).await,
             Command::Worker(cmd) => run::worker(&cli.global, cmd).await,
+            Command::Serve(args) => run::serve(&cli.global, args).await,
             Command::Fn(cmd) => cli::function(&cli.global, cmd).await,
             Command::Logs(args) => cli::logs(&cli.global, args).await,
             Command::Inv(cmd) => cli::invocation(&cli.global, cmd).await,

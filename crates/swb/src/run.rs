@@ -168,6 +168,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         name: "local".into(),
         labels: BTreeMap::new(),
         capacity,
+        wasm: true,
         cache_dir: Some(
             args.worker
                 .cache_dir
@@ -177,8 +178,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     // The in-process worker speaks the same protocol over channels instead of a socket.
     let (to_worker, from_server) = mpsc::unbounded_channel();
     let (to_server, from_worker) = mpsc::channel(256);
-    let hub = server.hub();
-    let session = tokio::spawn(async move { hub.run_session(None, to_worker, from_worker).await });
+    let session = tokio::spawn(server.local_worker_session(to_worker, from_worker));
     let (stop, stopped) = watch::channel(false);
     let local = tokio::spawn(async move {
         let mut stopped = stopped;
@@ -208,9 +208,89 @@ pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {
         name,
         labels: args.labels.into_iter().collect(),
         capacity: args.capacity.unwrap_or_else(default_capacity),
+        wasm: true,
         cache_dir: Some(args.cache_dir),
     })?;
     tracing::info!(server = %server, name = worker.name(), "worker starting");
+    let backoff = Backoff::new(
+        Duration::from_millis(200),
+        Duration::from_millis(args.max_backoff_ms.max(200)),
+    );
+    swb_worker::run(&worker, &server, &token, backoff, shutdown_signal()).await?;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The function to serve, as namespace/name (created on first serve)
+    function: swb_api::FunctionRef,
+    /// JSON Schema the input must match
+    #[arg(long, value_name = "FILE")]
+    input_schema: Option<PathBuf>,
+    /// JSON Schema the output must match
+    #[arg(long, value_name = "FILE")]
+    output_schema: Option<PathBuf>,
+    /// One-line description shown in the catalog
+    #[arg(long)]
+    description: Option<String>,
+    /// Calls run at once
+    #[arg(long, default_value_t = 4)]
+    concurrency: u32,
+    /// Label as key=value (repeatable)
+    #[arg(long = "label", value_parser = parse_pair)]
+    labels: Vec<(String, String)>,
+    /// Publish this interface as a new version if it differs from the active one
+    #[arg(long)]
+    replace: bool,
+    /// Calls are safe to repeat: retry once on another worker if this one is lost
+    #[arg(long)]
+    idempotent: bool,
+    /// Worker name [default: host name]
+    #[arg(long)]
+    name: Option<String>,
+    /// Longest wait between reconnection attempts, in milliseconds
+    #[arg(long, default_value_t = 30_000)]
+    max_backoff_ms: u64,
+    /// The command and its arguments: input on stdin, output on stdout
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+/// `swb serve`: the exec adapter.
+pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
+    let server = profile::server_url(global)?;
+    let token = profile::token(global)?;
+    let interface = swb_api::Interface {
+        input: args
+            .input_schema
+            .as_deref()
+            .map(crate::cli::read_schema)
+            .transpose()?,
+        output: args
+            .output_schema
+            .as_deref()
+            .map(crate::cli::read_schema)
+            .transpose()?,
+        description: args.description,
+    };
+    let (program, rest) = args.command.split_first().expect("clap requires a command");
+    let worker = Worker::new(WorkerConfig {
+        name: args.name.unwrap_or_else(host_name),
+        labels: args.labels.into_iter().collect(),
+        capacity: args.concurrency,
+        wasm: false,
+        cache_dir: None,
+    })?
+    .serve(
+        swb_api::protocol::ServedFunction {
+            function: args.function.clone(),
+            interface,
+            replace: args.replace,
+            idempotent: args.idempotent,
+        },
+        std::sync::Arc::new(swb_worker::Exec::new(program.clone(), rest.to_vec())),
+    );
+    tracing::info!(server = %server, function = %args.function, command = %program, "serving");
     let backoff = Backoff::new(
         Duration::from_millis(200),
         Duration::from_millis(args.max_backoff_ms.max(200)),
@@ -240,7 +320,14 @@ async fn list_workers(global: &Global) -> anyhow::Result<()> {
                 w.name.clone(),
                 w.id.clone(),
                 format!("{}/{}", w.in_flight, w.capacity),
-                w.runtimes.join(","),
+                {
+                    let mut serves = w.runtimes.clone();
+                    serves.extend(w.functions.iter().map(ToString::to_string));
+                    if w.draining {
+                        serves.push("(draining)".into());
+                    }
+                    serves.join(",")
+                },
                 format!(
                     "{} compiled, {} from disk",
                     w.code_cache.compiles, w.code_cache.disk_hits
@@ -250,7 +337,7 @@ async fn list_workers(global: &Global) -> anyhow::Result<()> {
         })
         .collect();
     table::print(
-        &["NAME", "ID", "BUSY", "RUNTIMES", "CODE CACHE", "CONNECTED"],
+        &["NAME", "ID", "BUSY", "SERVES", "CODE CACHE", "CONNECTED"],
         &rows,
     );
     Ok(())

@@ -1,0 +1,198 @@
+//! The start of a worker session: check the hello, register the remote functions the
+//! worker serves, then hand the session to the hub.
+
+use crate::App;
+use crate::api::check_serve;
+use crate::auth::Caller;
+use crate::error::store_error;
+use crate::hub::{FromWorker, Hello, ToWorker};
+use crate::routes::compile_schema;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use swb_api::protocol::{PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg};
+use swb_api::{ApiError, ErrorCode, FunctionKind, Limits, VersionInfo};
+use tokio::time::timeout;
+
+/// How long a worker has to say hello after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl App {
+    /// Runs a worker session over a pair of channels, from its hello to its end.
+    pub async fn worker_session(
+        self: &Arc<Self>,
+        caller: Option<Caller>,
+        tx: ToWorker,
+        mut rx: FromWorker,
+    ) {
+        let refuse = |error: ApiError| {
+            tracing::warn!(error = %error, "refusing worker");
+            let _ = tx.send(ServerMsg::Refused { error });
+        };
+        let msg = match timeout(HELLO_TIMEOUT, rx.recv()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) | Err(_) => return,
+        };
+        let WorkerMsg::Hello {
+            protocol,
+            name,
+            labels,
+            capacity,
+            runtimes,
+            cached,
+            functions,
+        } = msg
+        else {
+            return refuse(ApiError::invalid_input(format!(
+                "the first message must be hello, got {msg:?}"
+            )));
+        };
+        if protocol != PROTOCOL_VERSION {
+            return refuse(ApiError::invalid_input(format!(
+                "worker speaks protocol {protocol}; this server speaks {PROTOCOL_VERSION}"
+            )));
+        }
+        if capacity == 0 {
+            return refuse(ApiError::invalid_input("capacity must be at least 1"));
+        }
+        let mut served = Vec::with_capacity(functions.len());
+        for f in &functions {
+            if let Err(e) = self.register(caller.as_ref(), &name, f).await {
+                return refuse(e);
+            }
+            served.push(f.function.clone());
+        }
+        let hello = Hello {
+            protocol,
+            name,
+            labels,
+            capacity,
+            runtimes,
+            cached,
+            functions: served,
+        };
+        self.hub.run_session(caller, hello, tx, rx).await;
+    }
+
+    /// Publishes a remote function a worker serves, or checks it against the active
+    /// version: the first worker creates it; a different interface is a conflict
+    /// unless the worker asks to replace it.
+    async fn register(
+        &self,
+        caller: Option<&Caller>,
+        worker: &str,
+        served: &ServedFunction,
+    ) -> Result<(), ApiError> {
+        let function = &served.function;
+        check_serve(self, caller, function)?;
+        for (schema, at) in [
+            (&served.interface.input, "/interface/input"),
+            (&served.interface.output, "/interface/output"),
+        ] {
+            if let Some(schema) = schema {
+                compile_schema(schema, at)?;
+            }
+        }
+        let existing = self.store.function(function).await.map_err(store_error)?;
+        if let Some(row) = &existing {
+            if row.kind == FunctionKind::Hosted {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "{function} is a hosted function; a worker cannot serve it as a remote one"
+                    ),
+                ));
+            }
+            let active = self
+                .store
+                .version(function, row.active_version)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| ApiError::new(ErrorCode::Internal, "active version is missing"))?;
+            if active.interface == served.interface && active.idempotent == served.idempotent {
+                return Ok(());
+            }
+            if !served.replace {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "the interface of {function} differs from its active version {}; \
+                         start the worker with --replace to publish it as a new version",
+                        active.version
+                    ),
+                )
+                .with_details(json!({ "active": active.interface, "offered": served.interface })));
+            }
+        }
+        let version = self
+            .store
+            .create_version(
+                function,
+                VersionInfo {
+                    version: 0,
+                    kind: FunctionKind::Remote,
+                    artefact: None,
+                    interface: served.interface.clone(),
+                    limits: Limits {
+                        timeout_ms: self.config.default_timeout_ms,
+                        memory_mb: self.config.default_memory_mb,
+                    },
+                    args: Vec::new(),
+                    env: Default::default(),
+                    requires: Default::default(),
+                    idempotent: served.idempotent,
+                    created_at: 0,
+                },
+            )
+            .await
+            .map_err(store_error)?;
+        self.routes.invalidate(function);
+        tracing::info!(%function, version = version.version, worker, "remote function published");
+        if let Some(caller) = caller {
+            self.audit(
+                caller,
+                "function.serve",
+                Some(function.namespace()),
+                function.to_string(),
+                json!({ "version": version.version, "worker": worker }),
+            )
+            .await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Server};
+    use swb_api::protocol::{ServerMsg, WorkerMsg};
+    use tokio::sync::mpsc;
+
+    #[tokio::test]
+    async fn other_protocol_versions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::open(Config::new(dir.path().into())).await.unwrap();
+        let (tx, mut from_server) = mpsc::unbounded_channel();
+        let (to_server, rx) = mpsc::channel(4);
+        let session = tokio::spawn(server.local_worker_session(tx, rx));
+        to_server
+            .send(WorkerMsg::Hello {
+                protocol: 99,
+                name: "old".into(),
+                labels: Default::default(),
+                capacity: 1,
+                runtimes: vec!["wasm".into()],
+                cached: vec![],
+                functions: vec![],
+            })
+            .await
+            .unwrap();
+        match from_server.recv().await {
+            Some(ServerMsg::Refused { error }) => {
+                assert!(error.message.contains("protocol 99"), "{}", error.message)
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        session.await.unwrap();
+    }
+}
