@@ -54,6 +54,9 @@ pub struct ServedFunction {
     /// Calls may be retried once on another worker if this one is lost.
     #[serde(default)]
     pub idempotent: bool,
+    /// Deadline per call; the server's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// Messages from the server to a worker.

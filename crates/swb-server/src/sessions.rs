@@ -93,6 +93,13 @@ impl App {
                 compile_schema(schema, at)?;
             }
         }
+        let timeout_ms = served.timeout_ms.unwrap_or(self.config.default_timeout_ms);
+        if !(1..=self.config.max_timeout_ms).contains(&timeout_ms) {
+            return Err(ApiError::invalid_input(format!(
+                "timeout_ms must be between 1 and {}",
+                self.config.max_timeout_ms
+            )));
+        }
         let existing = self.store.function(function).await.map_err(store_error)?;
         if let Some(row) = &existing {
             if row.kind == FunctionKind::Hosted {
@@ -109,14 +116,17 @@ impl App {
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| ApiError::new(ErrorCode::Internal, "active version is missing"))?;
-            if active.interface == served.interface && active.idempotent == served.idempotent {
+            if active.interface == served.interface
+                && active.idempotent == served.idempotent
+                && active.limits.timeout_ms == timeout_ms
+            {
                 return Ok(());
             }
             if !served.replace {
                 return Err(ApiError::new(
                     ErrorCode::Conflict,
                     format!(
-                        "the interface of {function} differs from its active version {}; \
+                        "the interface of {function} (or its settings) differs from its active version {}; \
                          start the worker with --replace to publish it as a new version",
                         active.version
                     ),
@@ -134,7 +144,7 @@ impl App {
                     artefact: None,
                     interface: served.interface.clone(),
                     limits: Limits {
-                        timeout_ms: self.config.default_timeout_ms,
+                        timeout_ms,
                         memory_mb: self.config.default_memory_mb,
                     },
                     args: Vec::new(),

@@ -421,6 +421,19 @@ pub async fn namespaces_shares_and_audit(store: &dyn Store) {
     assert_eq!(bobs[0].details["i"], 0);
 }
 
+pub async fn concurrent_versions(store: &dyn Store) {
+    let racy = f("alice/racy");
+    let calls =
+        (0..8).map(|i| store.create_version(&racy, hosted(Digest::of(b"m"), &i.to_string())));
+    let mut numbers: Vec<u32> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("concurrent deploys all succeed").version)
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=8).collect::<Vec<_>>());
+}
+
 macro_rules! conformance_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -443,6 +456,11 @@ macro_rules! conformance_suite {
             async fn invocations() {
                 let (store, _guard) = $make;
                 super::invocations(&store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_versions() {
+                let (store, _guard) = $make;
+                super::concurrent_versions(&store).await;
             }
             #[tokio::test]
             async fn namespaces_shares_and_audit() {

@@ -435,7 +435,9 @@ impl Store for SqliteStore {
         mut info: VersionInfo,
     ) -> Result<VersionInfo> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock up front, so two concurrent deploys queue
+        // (busy_timeout) instead of failing on a stale read of the version number.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing: Option<(i64, String)> =
             sqlx::query_as("SELECT id, kind FROM functions WHERE namespace = ? AND name = ?")
                 .bind(function.namespace().as_str())

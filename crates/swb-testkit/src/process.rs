@@ -170,7 +170,7 @@ pub struct WorkerProc {
 
 impl WorkerProc {
     /// Starts `swb worker --name <name> --cache-dir <cache_dir> <extra…>` against a
-    /// server; it dials out with the server's admin token.
+    /// server; it dials out with the server's admin token unless `extra` gives one.
     pub fn start(
         bin: &Path,
         server: &ServerProc,
@@ -181,17 +181,33 @@ impl WorkerProc {
         let cache = cache_dir.to_str().context("utf-8 path")?;
         let mut args = vec!["worker", "--name", name, "--cache-dir", cache];
         args.extend_from_slice(extra);
-        let log = cache_dir.with_extension("log");
+        Self::spawn(bin, &args, server, name, &cache_dir.with_extension("log"))
+    }
+
+    /// Starts any worker program (`swb serve …`, an SDK service) with `SWB_URL` and
+    /// `SWB_TOKEN` pointing at the server; its stderr goes to `log`.
+    pub fn spawn(
+        program: &Path,
+        args: &[&str],
+        server: &ServerProc,
+        name: &str,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let envs = [
             ("SWB_URL", server.url.as_str()),
             ("SWB_TOKEN", server.token.as_str()),
         ];
-        let proc = Proc::spawn(bin, &args, &log, &envs)?;
+        let proc = Proc::spawn(program, args, log, &envs)?;
         Ok(Self {
             proc,
             name: name.to_owned(),
-            log,
+            log: log.to_owned(),
         })
+    }
+
+    /// Asks the worker to stop (SIGTERM: drain, then exit) and waits for it.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.proc.terminate()
     }
 
     /// Kills the worker abruptly (SIGKILL), as a crash would.

@@ -128,6 +128,7 @@ impl Service {
                 interface,
                 replace: true,
                 idempotent: false,
+                timeout_ms: None,
             },
             Arc::new(handler),
         ));

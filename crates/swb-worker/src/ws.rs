@@ -76,10 +76,14 @@ pub async fn run(
                 Err(e) => Err(e),
             }
         };
+        let mut attempt = std::pin::pin!(attempt);
         let result = tokio::select! {
-            r = attempt => r,
+            r = &mut attempt => r,
             _ = &mut shutdown => {
+                // Let the session drain: it stops taking calls and ends when the
+                // calls it has are answered.
                 let _ = stop_tx.send(true);
+                let _ = attempt.await;
                 return Ok(());
             }
         };

@@ -236,6 +236,10 @@ pub struct ServeArgs {
     /// Calls run at once
     #[arg(long, default_value_t = 4)]
     concurrency: u32,
+    /// Deadline per call in milliseconds; the command's process group is killed
+    /// when it passes [server default: 10000]
+    #[arg(long)]
+    timeout_ms: Option<u64>,
     /// Label as key=value (repeatable)
     #[arg(long = "label", value_parser = parse_pair)]
     labels: Vec<(String, String)>,
@@ -287,6 +291,7 @@ pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             interface,
             replace: args.replace,
             idempotent: args.idempotent,
+            timeout_ms: args.timeout_ms,
         },
         std::sync::Arc::new(swb_worker::Exec::new(program.clone(), rest.to_vec())),
     );
