@@ -272,12 +272,26 @@ impl Shared {
             .expect("semaphore is never closed");
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let reply = match self.handlers.get(&function) {
+        let mut reply = match self.handlers.get(&function) {
             Some(handler) => handler.call(CallContext { function, limits }, input).await,
             None => Reply::error(ApiError::not_found(format!(
                 "function {function} on this worker"
             ))),
         };
+        // Whatever a handler returns, no more than the call's output bound travels.
+        if reply
+            .output
+            .as_ref()
+            .is_ok_and(|out| out.len() as u64 > limits.stdout_bytes)
+        {
+            reply.output = Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                format!("output exceeds {} bytes", limits.stdout_bytes),
+            )
+            .with_details(
+                serde_json::json!({ "limit": "stdout", "limit_bytes": limits.stdout_bytes }),
+            ));
+        }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         Timed {
             reply,

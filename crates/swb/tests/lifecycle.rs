@@ -181,3 +181,34 @@ async fn state_survives_a_server_restart_and_workers_reconnect() {
         "worker kept running"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_labels_send_calls_only_to_matching_workers() {
+    let c = Cluster::start(true, &[]).await;
+    deploy(&c.client, "admin/gpu", guests::echo(), |r| {
+        r.requires.insert("gpu".into(), "true".into());
+    })
+    .await
+    .unwrap();
+    // w1 has no labels: it may not take the call.
+    let e = c
+        .client
+        .invoke(&f("admin/gpu"), None, "x")
+        .await
+        .unwrap_err();
+    let e = assert_code(e.error, ErrorCode::NoWorker);
+    assert!(e.message.contains("gpu"), "{}", e.message);
+    let _gpu = swb_testkit::WorkerProc::start(
+        common::bin(),
+        &c.server,
+        "gpu-box",
+        &c.dir.path().join("cache-gpu"),
+        &["--label", "gpu=true"],
+    )
+    .unwrap();
+    connected(&c.client, "gpu-box").await;
+    for _ in 0..4 {
+        let out = c.client.invoke(&f("admin/gpu"), None, "x").await.unwrap();
+        assert_eq!(out.worker.as_deref(), Some("gpu-box"));
+    }
+}
