@@ -415,10 +415,10 @@ async fn detail(app: &App, function: FunctionRef) -> AppResult<FunctionDetail> {
         .find(|v| v.version == row.active_version)
         .cloned()
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "active version is missing"))?;
-    let workers = active
-        .artefact
-        .map(|d| app.hub.code_status(&d, &eligible))
-        .unwrap_or_default();
+    let workers = match active.artefact {
+        Some(digest) => app.hub.code_status(&digest, &eligible),
+        None => app.hub.serving(&function, &eligible),
+    };
     Ok(FunctionDetail {
         kind: row.kind,
         active_version: row.active_version,

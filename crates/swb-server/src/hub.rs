@@ -428,6 +428,20 @@ impl Hub {
         }
     }
 
+    /// The workers serving a remote function (all ready by definition).
+    pub fn serving(&self, function: &FunctionRef, eligible: Eligible<'_>) -> Vec<FunctionWorker> {
+        self.snapshot()
+            .iter()
+            .filter(|w| w.functions.contains(function) && eligible(w.caller.as_ref()))
+            .map(|w| FunctionWorker {
+                id: w.id.clone(),
+                name: w.name.clone(),
+                status: WorkerCodeStatus::Ready,
+                error: None,
+            })
+            .collect()
+    }
+
     /// How each Wasm worker stands with a module.
     pub fn code_status(&self, digest: &Digest, eligible: Eligible<'_>) -> Vec<FunctionWorker> {
         self.snapshot()

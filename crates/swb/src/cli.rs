@@ -230,10 +230,15 @@ pub async fn function(global: &Global, cmd: FnCmd) -> anyhow::Result<()> {
             if let Some(desc) = &a.interface.description {
                 println!("description: {desc}");
             }
-            println!(
-                "limits:      {} ms, {} MiB",
-                a.limits.timeout_ms, a.limits.memory_mb
-            );
+            match d.kind {
+                swb_api::FunctionKind::Hosted => println!(
+                    "limits:      {} ms, {} MiB",
+                    a.limits.timeout_ms, a.limits.memory_mb
+                ),
+                swb_api::FunctionKind::Remote => {
+                    println!("limits:      {} ms", a.limits.timeout_ms)
+                }
+            }
             for (label, schema) in [
                 ("input", &a.interface.input),
                 ("output", &a.interface.output),

@@ -87,6 +87,9 @@ async fn exec_workers_share_calls_survive_each_other_and_come_back() {
     // Published as a remote function by the first worker; both serve it.
     let detail = c.client.function(&echo).await.unwrap();
     assert_eq!(detail.kind, swb_api::FunctionKind::Remote);
+    let mut serving: Vec<_> = detail.workers.iter().map(|w| w.name.as_str()).collect();
+    serving.sort();
+    assert_eq!(serving, ["e1", "e2"]);
     let workers = c.client.workers().await.unwrap();
     assert!(
         workers
