@@ -8,6 +8,8 @@ use serde_json::Value;
 pub enum ErrorCode {
     Unauthenticated,
     Forbidden,
+    /// A sealed blob (dataset) may be used by functions but never downloaded.
+    Sealed,
     NotFound,
     InvalidInput,
     InvalidModule,
@@ -23,9 +25,10 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::Unauthenticated,
         Self::Forbidden,
+        Self::Sealed,
         Self::NotFound,
         Self::InvalidInput,
         Self::InvalidModule,
@@ -44,7 +47,7 @@ impl ErrorCode {
         match self {
             Self::InvalidInput | Self::InvalidModule => 400,
             Self::Unauthenticated => 401,
-            Self::Forbidden => 403,
+            Self::Forbidden | Self::Sealed => 403,
             Self::NotFound => 404,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
@@ -60,6 +63,7 @@ impl ErrorCode {
         match self {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
+            Self::Sealed => "sealed",
             Self::NotFound => "not_found",
             Self::InvalidInput => "invalid_input",
             Self::InvalidModule => "invalid_module",

@@ -5,12 +5,14 @@
 mod error;
 mod identity;
 mod ids;
+mod jobs;
 pub mod protocol;
 mod rest;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use identity::*;
 pub use ids::{Digest, FunctionRef, IdError, Namespace};
+pub use jobs::*;
 pub use rest::*;
 
 /// Response headers that carry an invocation's metadata next to the function's output.

@@ -88,6 +88,9 @@ pub enum ServerMsg {
         call: CallId,
         function: FunctionRef,
         limits: CallLimits,
+        /// The stored profile (settings) the caller named, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<serde_json::Value>,
         #[serde(skip)]
         input: Bytes,
     },

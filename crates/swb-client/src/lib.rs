@@ -7,11 +7,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use swb_api::{
-    ApiError, ArtefactInfo, AuditList, CreateNamespaceRequest, CreateTokenRequest,
-    CreateUserRequest, CreatedToken, CreatedUser, DeployRequest, DeployResponse, Digest, ErrorBody,
-    ErrorCode, FunctionDetail, FunctionList, FunctionRef, Health, InvocationList, InvocationRecord,
-    Me, MissingRequest, MissingResponse, Namespace, NamespaceInfo, Role, RollbackRequest,
-    ShareInfo, ShareList, ShareRequest, TokenList, UserList, VersionList, WorkerList, headers,
+    ApiError, ArtefactInfo, AuditList, BlobInfo, BlobList, CreateNamespaceRequest,
+    CreateTokenRequest, CreateUserRequest, CreatedToken, CreatedUser, DeployRequest,
+    DeployResponse, Digest, ErrorBody, ErrorCode, FunctionDetail, FunctionList, FunctionRef,
+    Health, InvocationList, InvocationRecord, Job, JobAccepted, JobList, JobsAccepted, Me,
+    MissingRequest, MissingResponse, Namespace, NamespaceInfo, ProfileInfo, ProfileList, Role,
+    RollbackRequest, ShareInfo, ShareList, ShareRequest, SubmitJob, SubmitJobs, TokenList,
+    UserList, VersionList, WorkerList, headers,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +346,103 @@ impl Client {
         }
         self.json(req).await
     }
+}
+
+impl Client {
+    pub async fn submit_job(&self, job: &SubmitJob) -> Result<JobAccepted> {
+        self.json(self.post_json("/v1/jobs", job)).await
+    }
+
+    pub async fn submit_jobs(&self, jobs: Vec<SubmitJob>) -> Result<JobsAccepted> {
+        self.json(self.post_json("/v1/jobs/batch", &SubmitJobs { jobs }))
+            .await
+    }
+
+    /// A job; with `wait_s`, waits up to that long for it to end.
+    pub async fn job(&self, id: &str, wait_s: Option<u64>) -> Result<Job> {
+        let mut req = self.request(Method::GET, &format!("/v1/jobs/{id}"));
+        if let Some(w) = wait_s {
+            req = req.query(&[("wait_s", w)]);
+        }
+        self.json(req).await
+    }
+
+    pub async fn jobs(&self, filter: &JobFilter) -> Result<JobList> {
+        self.json(self.request(Method::GET, "/v1/jobs").query(filter))
+            .await
+    }
+
+    pub async fn cancel_job(&self, id: &str) -> Result<Job> {
+        self.json(self.request(Method::POST, &format!("/v1/jobs/{id}/cancel")))
+            .await
+    }
+
+    /// Uploads a blob from a stream of chunks (`sealed`: a dataset nobody may download).
+    pub async fn put_blob(&self, body: reqwest::Body, sealed: bool) -> Result<BlobInfo> {
+        let req = self
+            .request(Method::POST, "/v1/blobs")
+            .query(&[("sealed", sealed)])
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        self.json(req).await
+    }
+
+    /// Downloads a blob as a response whose body can be streamed.
+    pub async fn get_blob(&self, digest: &Digest) -> Result<reqwest::Response> {
+        self.send(self.request(Method::GET, &format!("/v1/blobs/{digest}")))
+            .await
+    }
+
+    pub async fn blobs(&self) -> Result<BlobList> {
+        self.json(self.request(Method::GET, "/v1/blobs")).await
+    }
+
+    pub async fn delete_blob(&self, digest: &Digest) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/blobs/{digest}")))
+            .await
+            .map(drop)
+    }
+
+    pub async fn put_profile(
+        &self,
+        function: &FunctionRef,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<ProfileInfo> {
+        let path = format!("/v1/functions/{function}/profiles/{name}");
+        self.json(self.request(Method::PUT, &path).json(value))
+            .await
+    }
+
+    pub async fn profile(&self, function: &FunctionRef, name: &str) -> Result<ProfileInfo> {
+        let path = format!("/v1/functions/{function}/profiles/{name}");
+        self.json(self.request(Method::GET, &path)).await
+    }
+
+    pub async fn profiles(&self, function: &FunctionRef) -> Result<ProfileList> {
+        let path = format!("/v1/functions/{function}/profiles");
+        self.json(self.request(Method::GET, &path)).await
+    }
+
+    pub async fn delete_profile(&self, function: &FunctionRef, name: &str) -> Result<()> {
+        let path = format!("/v1/functions/{function}/profiles/{name}");
+        self.send(self.request(Method::DELETE, &path))
+            .await
+            .map(drop)
+    }
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// Query of `GET /v1/invocations`.

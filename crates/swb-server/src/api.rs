@@ -6,7 +6,7 @@ use crate::acl::{Acl, Roles};
 use crate::auth::Caller;
 use crate::error::{AppError, AppResult, error_response};
 use crate::extract::{Body, Json, Query, parse_json};
-use crate::hub::{Answer, Target};
+use crate::hub::Answer;
 use crate::metrics as m;
 use crate::routes::{Route, compile_schema};
 use axum::Router;
@@ -39,6 +39,7 @@ const MAX_INVOCATIONS_PAGE: u32 = 1_000;
 /// authorization tests check that each entry has expectations.
 fn table() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
     use crate::identity as id;
+    use crate::{data, jobs};
     vec![
         (Method::GET, "/healthz", get(healthz)),
         (Method::GET, "/metrics", get(metrics)),
@@ -120,6 +121,43 @@ fn table() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
         (Method::POST, "/v1/tokens", post(id::create_token)),
         (Method::DELETE, "/v1/tokens/{id}", delete(id::revoke_token)),
         (Method::GET, "/v1/audit", get(id::list_audit)),
+        (Method::POST, "/v1/jobs", post(jobs::submit_job)),
+        (Method::POST, "/v1/jobs/batch", post(jobs::submit_jobs)),
+        (Method::GET, "/v1/jobs", get(jobs::list_jobs)),
+        (Method::GET, "/v1/jobs/{id}", get(jobs::show_job)),
+        (Method::POST, "/v1/jobs/{id}/cancel", post(jobs::cancel_job)),
+        (
+            Method::POST,
+            "/v1/blobs",
+            post(data::upload_blob).layer(DefaultBodyLimit::disable()),
+        ),
+        (Method::GET, "/v1/blobs", get(data::list_blobs)),
+        (Method::GET, "/v1/blobs/{digest}", get(data::download_blob)),
+        (
+            Method::DELETE,
+            "/v1/blobs/{digest}",
+            delete(data::delete_blob),
+        ),
+        (
+            Method::GET,
+            "/v1/functions/{ns}/{name}/profiles",
+            get(data::list_profiles),
+        ),
+        (
+            Method::PUT,
+            "/v1/functions/{ns}/{name}/profiles/{profile}",
+            put(data::put_profile),
+        ),
+        (
+            Method::GET,
+            "/v1/functions/{ns}/{name}/profiles/{profile}",
+            get(data::get_profile),
+        ),
+        (
+            Method::DELETE,
+            "/v1/functions/{ns}/{name}/profiles/{profile}",
+            delete(data::delete_profile),
+        ),
     ]
 }
 
@@ -527,12 +565,6 @@ async fn delete_function(
 
 // ---- invoke ----------------------------------------------------------------------
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InvokeQuery {
-    version: Option<u32>,
-}
-
 /// A finished call, successful or not, with what the record needs.
 struct Attempt {
     result: Result<(Bytes, &'static str), ApiError>,
@@ -550,33 +582,39 @@ impl Attempt {
     }
 }
 
-async fn invoke(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path((ns, name)): Path<(String, String)>,
-    Query(q): Query<InvokeQuery>,
-    body: Result<Body, AppError>,
-) -> Response {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvokeQuery {
+    version: Option<u32>,
+    profile: Option<String>,
+}
+
+/// A finished call with its record written: what invoke answers and jobs store.
+pub(crate) struct Performed {
+    pub id: String,
+    pub result: Result<(Bytes, &'static str), ApiError>,
+    pub worker: Option<String>,
+    pub stderr_tail: String,
+    pub elapsed: Duration,
+}
+
+/// Runs one call of a resolved function and leaves its invocation record and metrics.
+pub(crate) async fn perform(
+    app: &App,
+    function: &FunctionRef,
+    route: &Route,
+    input: Result<Bytes, ApiError>,
+    profile: Option<&str>,
+    timeout_ms: Option<u64>,
+) -> Performed {
     let started_at = now_ms();
     let clock = Instant::now();
-    let function = match function_ref(&ns, &name).and_then(|f| {
-        let roles = visible(&app, &caller, &f)?;
-        if roles.has(Role::Call) {
-            Ok(f)
-        } else {
-            Err(forbidden(format_args!("call {f}")))
-        }
-    }) {
-        Ok(f) => f,
-        Err(e) => return error_response(e),
-    };
-    let route = match app.routes.get(&function, q.version).await {
-        Ok(route) => route,
-        Err(e) => return error_response(e),
-    };
-    let attempt = match body {
-        Ok(Body(input)) => run(&app, &function, &route, input).await,
-        Err(AppError(e)) => Attempt::failed(e),
+    let attempt = match input {
+        Ok(input) => match load_profile(app, function, profile).await {
+            Ok(profile) => run(app, function, route, input, profile, timeout_ms).await,
+            Err(e) => Attempt::failed(e),
+        },
+        Err(e) => Attempt::failed(e),
     };
     let elapsed = clock.elapsed();
     let id = uuid::Uuid::now_v7().to_string();
@@ -588,7 +626,74 @@ async fn invoke(
     metrics::counter!(m::INVOCATIONS, "function" => label.clone(), "outcome" => outcome.as_str())
         .increment(1);
     metrics::histogram!(m::INVOCATION_SECONDS, "function" => label).record(elapsed.as_secs_f64());
-    let mut response = match &attempt.result {
+    app.recorder
+        .record(InvocationRecord {
+            id: id.clone(),
+            function: function.clone(),
+            version: Some(route.version.version),
+            worker: attempt.worker.clone(),
+            started_at,
+            duration_us: elapsed.as_micros() as u64,
+            outcome,
+            error: attempt.result.as_ref().err().cloned(),
+            stderr_tail: attempt.stderr_tail.clone(),
+        })
+        .await;
+    Performed {
+        id,
+        result: attempt.result,
+        worker: attempt.worker,
+        stderr_tail: attempt.stderr_tail,
+        elapsed,
+    }
+}
+
+async fn load_profile(
+    app: &App,
+    function: &FunctionRef,
+    name: Option<&str>,
+) -> Result<Option<Value>, ApiError> {
+    let Some(name) = name else { return Ok(None) };
+    let profile = app
+        .store
+        .profile(function, name)
+        .await
+        .map_err(crate::error::store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("profile {name} of {function}")))?;
+    Ok(Some(profile.value))
+}
+
+/// The function a caller may call, or the error to answer.
+pub(crate) fn callable(
+    app: &App,
+    caller: &Caller,
+    f: FunctionRef,
+) -> Result<FunctionRef, ApiError> {
+    if visible(app, caller, &f)?.has(Role::Call) {
+        Ok(f)
+    } else {
+        Err(forbidden(format_args!("call {f}")))
+    }
+}
+
+async fn invoke(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<InvokeQuery>,
+    body: Result<Body, AppError>,
+) -> Response {
+    let function = match function_ref(&ns, &name).and_then(|f| callable(&app, &caller, f)) {
+        Ok(f) => f,
+        Err(e) => return error_response(e),
+    };
+    let route = match app.routes.get(&function, q.version).await {
+        Ok(route) => route,
+        Err(e) => return error_response(e),
+    };
+    let input = body.map(|Body(b)| b).map_err(|AppError(e)| e);
+    let done = perform(&app, &function, &route, input, q.profile.as_deref(), None).await;
+    let mut response = match &done.result {
         Ok((output, content_type)) => {
             ([(CONTENT_TYPE, *content_type)], output.clone()).into_response()
         }
@@ -600,45 +705,42 @@ async fn invoke(
             h.insert(HeaderName::from_static(name), v);
         }
     };
-    set(headers::INVOCATION_ID, id.clone());
+    set(headers::INVOCATION_ID, done.id);
     set(headers::VERSION, route.version.version.to_string());
-    set(headers::DURATION_US, elapsed.as_micros().to_string());
-    if let Some(worker) = &attempt.worker {
-        set(headers::WORKER, worker.clone());
+    set(headers::DURATION_US, done.elapsed.as_micros().to_string());
+    if let Some(worker) = done.worker {
+        set(headers::WORKER, worker);
     }
-    app.recorder
-        .record(InvocationRecord {
-            id,
-            function,
-            version: Some(route.version.version),
-            worker: attempt.worker,
-            started_at,
-            duration_us: elapsed.as_micros() as u64,
-            outcome,
-            error: attempt.result.err(),
-            stderr_tail: attempt.stderr_tail,
-        })
-        .await;
     response
 }
 
-async fn run(app: &App, function: &FunctionRef, route: &Route, input: Bytes) -> Attempt {
+async fn run(
+    app: &App,
+    function: &FunctionRef,
+    route: &Route,
+    input: Bytes,
+    profile: Option<Value>,
+    timeout_ms: Option<u64>,
+) -> Attempt {
     if let Some(schema) = &route.input
         && let Err(e) = check_json(schema, &input, ErrorCode::InvalidInput, "input")
     {
         return Attempt::failed(e);
     }
     let eligible = eligible_for(&app.acl, function);
-    let limits = match &route.target {
-        Target::Hosted(h) => h.limits,
-        Target::Remote { limits, .. } => *limits,
-    };
-    let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+    let mut target = route.target.clone();
+    if let Some(profile) = profile {
+        target = target.with_profile(profile);
+    }
+    if let Some(ms) = timeout_ms {
+        target = target.with_timeout(ms);
+    }
+    let deadline = Instant::now() + Duration::from_millis(target.limits().timeout_ms);
     let requires = &route.version.requires;
     let call = |input: Bytes| {
         app.hub.call(
             function,
-            route.target.clone(),
+            target.clone(),
             requires,
             input,
             deadline,
@@ -679,7 +781,7 @@ async fn run(app: &App, function: &FunctionRef, route: &Route, input: Bytes) -> 
 }
 
 /// Checks that `bytes` are JSON matching `schema`; names the failing JSON pointers.
-fn check_json(
+pub(crate) fn check_json(
     schema: &jsonschema::Validator,
     bytes: &[u8],
     code: ErrorCode,

@@ -22,6 +22,12 @@ pub struct Config {
     pub heartbeat: Duration,
     /// How long a deploy waits for connected workers to compile the new code.
     pub deploy_wait: Duration,
+    /// Largest blob.
+    pub max_blob_bytes: u64,
+    /// Job results up to this size are stored inline; larger ones become blobs.
+    pub job_result_inline_bytes: usize,
+    /// Finished jobs are removed after this long.
+    pub job_retention: Duration,
 }
 
 impl Config {
@@ -38,6 +44,9 @@ impl Config {
             stderr_bytes: 64 << 10,
             heartbeat: Duration::from_secs(5),
             deploy_wait: Duration::from_secs(30),
+            max_blob_bytes: 4 << 30,
+            job_result_inline_bytes: 1 << 20,
+            job_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -47,7 +47,36 @@ pub enum Target {
     Remote {
         function: FunctionRef,
         limits: CallLimits,
+        profile: Option<serde_json::Value>,
     },
+}
+
+impl Target {
+    /// The same call with a stored profile attached: hosted functions see it as the
+    /// environment variable `SWB_PROFILE`, remote ones in their call context.
+    pub fn with_profile(mut self, value: serde_json::Value) -> Self {
+        match &mut self {
+            Target::Hosted(h) => h.env.push(("SWB_PROFILE".into(), value.to_string())),
+            Target::Remote { profile, .. } => *profile = Some(value),
+        }
+        self
+    }
+
+    /// The same call with another deadline.
+    pub fn with_timeout(mut self, timeout_ms: u64) -> Self {
+        match &mut self {
+            Target::Hosted(h) => h.limits.timeout_ms = timeout_ms,
+            Target::Remote { limits, .. } => limits.timeout_ms = timeout_ms,
+        }
+        self
+    }
+
+    pub fn limits(&self) -> CallLimits {
+        match self {
+            Target::Hosted(h) => h.limits,
+            Target::Remote { limits, .. } => *limits,
+        }
+    }
 }
 
 /// A worker's hello, checked and with its functions registered.
@@ -493,10 +522,15 @@ impl Hub {
                     input,
                 }
             }
-            Target::Remote { function, limits } => ServerMsg::Call {
+            Target::Remote {
+                function,
+                limits,
+                profile,
+            } => ServerMsg::Call {
                 call,
                 function,
                 limits,
+                profile,
                 input,
             },
         };

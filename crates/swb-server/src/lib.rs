@@ -4,11 +4,14 @@
 mod acl;
 mod api;
 mod auth;
+mod blobs;
 mod config;
+mod data;
 mod error;
 mod extract;
 mod hub;
 mod identity;
+mod jobs;
 mod metrics;
 mod recorder;
 mod routes;
@@ -37,6 +40,8 @@ pub struct App {
     routes: routes::Routes,
     auth: Authenticator,
     acl: acl::Acl,
+    blobs: blobs::Blobs,
+    jobs: jobs::JobQueue,
     recorder: recorder::Recorder,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -92,8 +97,21 @@ impl Server {
         let acl = acl::Acl::load(store.as_ref())
             .await
             .map_err(|e| anyhow::anyhow!("cannot load namespaces and shares: {}", e.message))?;
+        let blobs = blobs::Blobs::open(&config.data_dir.join("blobs"), config.max_blob_bytes)?;
+        // One server owns an embedded database: jobs it was running when it stopped
+        // go back to the queue now rather than when their leases lapse.
+        let requeued = store.requeue_running().await?;
+        if requeued > 0 {
+            tracing::info!(
+                jobs = requeued,
+                "requeued jobs interrupted by the last shutdown"
+            );
+        }
+        let (jobs, finishes) = jobs::JobQueue::new();
         let app = Arc::new(App {
             acl,
+            blobs,
+            jobs,
             hub: Arc::new(Hub::new(store.clone(), config.heartbeat)),
             routes: routes::Routes::new(store.clone(), &config),
             auth: Authenticator::new(store.clone()),
@@ -102,6 +120,7 @@ impl Server {
             store,
             config,
         });
+        jobs::spawn(app.clone(), finishes);
         Ok(Self {
             app,
             recorder: task,

@@ -125,6 +125,7 @@ impl Routes {
             (FunctionKind::Remote, _) => Target::Remote {
                 function: function.clone(),
                 limits,
+                profile: None,
             },
         };
         Ok(Route {

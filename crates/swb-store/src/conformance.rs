@@ -434,6 +434,228 @@ pub async fn concurrent_versions(store: &dyn Store) {
     assert_eq!(numbers, (1..=8).collect::<Vec<_>>());
 }
 
+pub async fn jobs_blobs_profiles(store: &dyn Store) {
+    use crate::{JobFinish, JobOutcome, JobQuery, NewJob};
+    use swb_api::{BlobInfo, JobStatus, ProfileInfo};
+    let job = |id: &str, key: Option<&str>| NewJob {
+        id: id.into(),
+        owner_id: "u1".into(),
+        function: f("alice/echo"),
+        version: None,
+        input: Some(bytes::Bytes::from_static(b"{}")),
+        input_blob: None,
+        profile: None,
+        idempotency_key: key.map(str::to_owned),
+        max_attempts: 3,
+        timeout_ms: Some(1000),
+        created_at: 1,
+    };
+    let out = store
+        .submit_jobs(&[job("j1", Some("k")), job("j2", None), job("j3", None)])
+        .await
+        .unwrap();
+    assert_eq!(out[0], ("j1".to_string(), JobStatus::Queued));
+    // The same idempotency key returns the first job.
+    let again = store.submit_jobs(&[job("j9", Some("k"))]).await.unwrap();
+    assert_eq!(again[0].0, "j1");
+
+    let claimed = store.claim_jobs(10, 2, 5000, 100).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|j| j.job.id.as_str())
+            .collect::<Vec<_>>(),
+        ["j1", "j2"]
+    );
+    assert!(
+        claimed
+            .iter()
+            .all(|j| j.job.status == JobStatus::Running && j.job.attempts == 1)
+    );
+    assert_eq!(claimed[0].input.as_deref(), Some(&b"{}"[..]));
+    // Leased: not claimed again before the lease (timeout + grace) lapses…
+    assert_eq!(
+        store.claim_jobs(20, 10, 5000, 100).await.unwrap().len(),
+        1,
+        "only j3"
+    );
+    // …but after it.
+    let lapsed = store
+        .claim_jobs(10 + 1000 + 101, 10, 5000, 100)
+        .await
+        .unwrap();
+    assert_eq!(lapsed.len(), 2, "j1 and j2 again");
+    assert!(lapsed.iter().all(|j| j.job.attempts == 2));
+
+    let finish = |id: &str, attempt, outcome| JobFinish {
+        id: id.into(),
+        attempt,
+        outcome,
+    };
+    let err = ApiError::new(ErrorCode::WorkerLost, "gone");
+    let applied = store
+        .finish_jobs(&[
+            // A stale attempt's result is ignored: exactly one result per job.
+            finish(
+                "j1",
+                1,
+                JobOutcome::Succeeded {
+                    result: Some("stale".into()),
+                    result_blob: None,
+                    stderr_tail: String::new(),
+                },
+            ),
+            finish(
+                "j1",
+                2,
+                JobOutcome::Succeeded {
+                    result: Some("{\"ok\":1}".into()),
+                    result_blob: None,
+                    stderr_tail: "log".into(),
+                },
+            ),
+            finish(
+                "j2",
+                2,
+                JobOutcome::Retry {
+                    error: err.clone(),
+                    stderr_tail: String::new(),
+                    run_after: 50_000,
+                },
+            ),
+            finish(
+                "j3",
+                1,
+                JobOutcome::Wait {
+                    reason: "no worker".into(),
+                    run_after: 0,
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, 3);
+    let j1 = store.job("j1").await.unwrap().unwrap().job;
+    assert_eq!(
+        (j1.status, j1.result.clone()),
+        (JobStatus::Succeeded, Some(serde_json::json!({"ok": 1})))
+    );
+    assert!(j1.finished_at.is_some());
+    let j2 = store.job("j2").await.unwrap().unwrap().job;
+    assert_eq!((j2.status, j2.attempt_errors.len()), (JobStatus::Queued, 1));
+    assert_eq!(j2.error.unwrap().code, ErrorCode::WorkerLost);
+    let j3 = store.job("j3").await.unwrap().unwrap().job;
+    assert_eq!(
+        (j3.status, j3.attempts, j3.waiting.as_deref()),
+        (JobStatus::Queued, 0, Some("no worker"))
+    );
+
+    // Cancel: queued at once; running is flagged for the runner.
+    assert_eq!(
+        store.cancel_job("j2").await.unwrap(),
+        Some(JobStatus::Cancelled)
+    );
+    let running = store.claim_jobs(100, 10, 5000, 100).await.unwrap();
+    assert_eq!(running[0].job.id, "j3");
+    assert_eq!(
+        store.cancel_job("j3").await.unwrap(),
+        Some(JobStatus::Running)
+    );
+    assert!(store.job("j3").await.unwrap().unwrap().cancel_requested);
+    assert_eq!(store.cancel_job("nope").await.unwrap(), None);
+    // Start-up requeue does not count the interrupted attempt.
+    assert_eq!(store.requeue_running().await.unwrap(), 1);
+    let j3 = store.job("j3").await.unwrap().unwrap().job;
+    assert_eq!((j3.status, j3.attempts), (JobStatus::Queued, 0));
+
+    let list = store
+        .jobs(&JobQuery {
+            owner_id: Some("u1".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        list.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["j3", "j2", "j1"]
+    );
+    let page = store
+        .jobs(&JobQuery {
+            owner_id: Some("u1".into()),
+            cursor: Some("j3".into()),
+            status: Some(JobStatus::Cancelled),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        store.prune_jobs(now_ms() + 1).await.unwrap(),
+        2,
+        "the ended jobs"
+    );
+
+    let d = Digest::of(b"data");
+    let blob = |sealed| BlobInfo {
+        digest: d,
+        size: 4,
+        sealed,
+        created_at: 1,
+    };
+    store.put_blob("u1", &blob(true)).await.unwrap();
+    store.put_blob("u1", &blob(false)).await.unwrap();
+    assert!(
+        store.blob("u1", &d).await.unwrap().unwrap().sealed,
+        "sealing is not undone"
+    );
+    store.put_blob("u2", &blob(false)).await.unwrap();
+    assert_eq!(store.blobs("u1").await.unwrap().len(), 1);
+    assert_eq!(
+        store.delete_blob("u1", &d).await.unwrap(),
+        Some(true),
+        "u2 still holds it"
+    );
+    assert_eq!(store.delete_blob("u1", &d).await.unwrap(), None);
+    assert_eq!(store.delete_blob("u2", &d).await.unwrap(), Some(false));
+
+    let p = ProfileInfo {
+        name: "prod".into(),
+        value: serde_json::json!({"level": 3}),
+        updated_at: 1,
+    };
+    store.put_profile(&f("alice/echo"), &p).await.unwrap();
+    let p2 = ProfileInfo {
+        value: serde_json::json!({"level": 4}),
+        ..p.clone()
+    };
+    store.put_profile(&f("alice/echo"), &p2).await.unwrap();
+    assert_eq!(
+        store
+            .profile(&f("alice/echo"), "prod")
+            .await
+            .unwrap()
+            .unwrap()
+            .value["level"],
+        4
+    );
+    assert_eq!(store.profiles(&f("alice/echo")).await.unwrap().len(), 1);
+    assert!(
+        store
+            .delete_profile(&f("alice/echo"), "prod")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .profile(&f("alice/echo"), "prod")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 macro_rules! conformance_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -461,6 +683,11 @@ macro_rules! conformance_suite {
             async fn concurrent_versions() {
                 let (store, _guard) = $make;
                 super::concurrent_versions(&store).await;
+            }
+            #[tokio::test]
+            async fn jobs_blobs_profiles() {
+                let (store, _guard) = $make;
+                super::jobs_blobs_profiles(&store).await;
             }
             #[tokio::test]
             async fn namespaces_shares_and_audit() {

@@ -3,14 +3,15 @@
 //! The store knows nothing of HTTP or Wasm.
 
 mod sqlite;
+mod sqlite_jobs;
 
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use swb_api::{
-    AuditEvent, Digest, FunctionKind, FunctionRef, FunctionSummary, InvocationRecord, Namespace,
-    Outcome, Role, VersionInfo,
+    ApiError, AuditEvent, BlobInfo, Digest, FunctionKind, FunctionRef, FunctionSummary,
+    InvocationRecord, Job, JobStatus, Namespace, Outcome, ProfileInfo, Role, VersionInfo,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +99,78 @@ pub struct TokenSummary {
     pub revoked_at: Option<i64>,
 }
 
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub owner_id: String,
+    pub function: FunctionRef,
+    pub version: Option<u32>,
+    pub input: Option<Bytes>,
+    pub input_blob: Option<Digest>,
+    pub profile: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub max_attempts: u32,
+    pub timeout_ms: Option<u64>,
+    pub created_at: i64,
+}
+
+/// A job with what running it needs.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub job: Job,
+    pub owner_id: String,
+    pub input: Option<Bytes>,
+    pub input_blob: Option<Digest>,
+    pub profile: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub cancel_requested: bool,
+}
+
+/// How an attempt ended. Applied only if the job is still running that attempt.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    Succeeded {
+        result: Option<Bytes>,
+        result_blob: Option<Digest>,
+        stderr_tail: String,
+    },
+    Failed {
+        error: ApiError,
+        stderr_tail: String,
+    },
+    /// Failed, to be tried again from `run_after`.
+    Retry {
+        error: ApiError,
+        stderr_tail: String,
+        run_after: i64,
+    },
+    /// Could not start (e.g. no worker): back to the queue, the attempt not counted.
+    Wait {
+        reason: String,
+        run_after: i64,
+    },
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobFinish {
+    pub id: String,
+    pub attempt: u32,
+    pub outcome: JobOutcome,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobQuery {
+    /// Only this owner's jobs; `None` means everyone's.
+    pub owner_id: Option<String>,
+    pub function: Option<FunctionRef>,
+    pub status: Option<JobStatus>,
+    /// Only jobs older than this id.
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct InvocationQuery {
     pub function: Option<FunctionRef>,
@@ -139,6 +212,45 @@ pub trait Store: Send + Sync + 'static {
         email: &str,
     ) -> Result<bool>;
     async fn shares(&self) -> Result<Vec<Share>>;
+
+    /// Enqueues jobs; a job whose owner already used its idempotency key is not
+    /// added, and the existing job's id and status are returned in its place.
+    async fn submit_jobs(&self, jobs: &[NewJob]) -> Result<Vec<(String, JobStatus)>>;
+    /// Claims up to `limit` runnable jobs (queued and due, or running with a lapsed
+    /// lease): marks them running, counts the attempt, and leases them for their
+    /// timeout (or `default_timeout_ms`) plus `grace_ms`.
+    async fn claim_jobs(
+        &self,
+        now: i64,
+        limit: u32,
+        default_timeout_ms: u64,
+        grace_ms: u64,
+    ) -> Result<Vec<JobRow>>;
+    /// Records attempts' outcomes in one transaction; returns how many applied (an
+    /// outcome for an attempt that no longer holds its job is ignored).
+    async fn finish_jobs(&self, finishes: &[JobFinish]) -> Result<u64>;
+    async fn job(&self, id: &str) -> Result<Option<JobRow>>;
+    /// Newest first.
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>>;
+    /// Cancels a queued job at once, or flags a running one; returns the status after.
+    async fn cancel_job(&self, id: &str) -> Result<Option<JobStatus>>;
+    /// Puts every running job back in the queue, not counting the interrupted attempt
+    /// (single-node start-up: no other server can be running them).
+    async fn requeue_running(&self) -> Result<u64>;
+    /// Removes jobs that ended before `before`.
+    async fn prune_jobs(&self, before: i64) -> Result<u64>;
+
+    async fn put_blob(&self, owner_id: &str, info: &BlobInfo) -> Result<()>;
+    async fn blob(&self, owner_id: &str, digest: &Digest) -> Result<Option<BlobInfo>>;
+    async fn blobs(&self, owner_id: &str) -> Result<Vec<BlobInfo>>;
+    /// Drops the owner's hold; returns whether anyone still holds the blob, or
+    /// `None` when the owner did not hold it.
+    async fn delete_blob(&self, owner_id: &str, digest: &Digest) -> Result<Option<bool>>;
+
+    async fn put_profile(&self, function: &FunctionRef, profile: &ProfileInfo) -> Result<()>;
+    async fn profile(&self, function: &FunctionRef, name: &str) -> Result<Option<ProfileInfo>>;
+    async fn profiles(&self, function: &FunctionRef) -> Result<Vec<ProfileInfo>>;
+    async fn delete_profile(&self, function: &FunctionRef, name: &str) -> Result<bool>;
 
     async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
     /// Newest first; `namespaces: None` means all.

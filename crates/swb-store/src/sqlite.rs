@@ -38,13 +38,17 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
@@ -339,6 +343,73 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn submit_jobs(
+        &self,
+        jobs: &[crate::NewJob],
+    ) -> Result<Vec<(String, swb_api::JobStatus)>> {
+        self.submit_jobs_impl(jobs).await
+    }
+    async fn claim_jobs(
+        &self,
+        now: i64,
+        limit: u32,
+        default_timeout_ms: u64,
+        grace_ms: u64,
+    ) -> Result<Vec<crate::JobRow>> {
+        self.claim_jobs_impl(now, limit, default_timeout_ms, grace_ms)
+            .await
+    }
+    async fn finish_jobs(&self, finishes: &[crate::JobFinish]) -> Result<u64> {
+        self.finish_jobs_impl(finishes).await
+    }
+    async fn job(&self, id: &str) -> Result<Option<crate::JobRow>> {
+        self.job_impl(id).await
+    }
+    async fn jobs(&self, query: &crate::JobQuery) -> Result<Vec<swb_api::Job>> {
+        self.jobs_impl(query).await
+    }
+    async fn cancel_job(&self, id: &str) -> Result<Option<swb_api::JobStatus>> {
+        self.cancel_job_impl(id).await
+    }
+    async fn requeue_running(&self) -> Result<u64> {
+        self.requeue_running_impl().await
+    }
+    async fn prune_jobs(&self, before: i64) -> Result<u64> {
+        self.prune_jobs_impl(before).await
+    }
+    async fn put_blob(&self, owner_id: &str, info: &swb_api::BlobInfo) -> Result<()> {
+        self.put_blob_impl(owner_id, info).await
+    }
+    async fn blob(&self, owner_id: &str, digest: &Digest) -> Result<Option<swb_api::BlobInfo>> {
+        self.blob_impl(owner_id, digest).await
+    }
+    async fn blobs(&self, owner_id: &str) -> Result<Vec<swb_api::BlobInfo>> {
+        self.blobs_impl(owner_id).await
+    }
+    async fn delete_blob(&self, owner_id: &str, digest: &Digest) -> Result<Option<bool>> {
+        self.delete_blob_impl(owner_id, digest).await
+    }
+    async fn put_profile(
+        &self,
+        function: &FunctionRef,
+        profile: &swb_api::ProfileInfo,
+    ) -> Result<()> {
+        self.put_profile_impl(function, profile).await
+    }
+    async fn profile(
+        &self,
+        function: &FunctionRef,
+        name: &str,
+    ) -> Result<Option<swb_api::ProfileInfo>> {
+        self.profile_impl(function, name).await
+    }
+    async fn profiles(&self, function: &FunctionRef) -> Result<Vec<swb_api::ProfileInfo>> {
+        self.profiles_impl(function).await
+    }
+    async fn delete_profile(&self, function: &FunctionRef, name: &str) -> Result<bool> {
+        self.delete_profile_impl(function, name).await
     }
 
     async fn record_audit(&self, event: &AuditEvent) -> Result<()> {

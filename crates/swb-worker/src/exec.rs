@@ -74,7 +74,11 @@ async fn read_tail(mut r: impl AsyncRead + Unpin, cap: usize) -> Vec<u8> {
 #[async_trait]
 impl Handler for Exec {
     async fn call(&self, ctx: CallContext, input: Bytes) -> Reply {
-        let mut child = match Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        if let Some(profile) = &ctx.profile {
+            command.env("SWB_PROFILE", profile.to_string());
+        }
+        let mut child = match command
             .args(&self.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -11,6 +11,8 @@ pub struct CallContext {
     pub function: FunctionRef,
     /// The deadline and output bounds the server set for this call.
     pub limits: CallLimits,
+    /// The stored profile (settings) the caller named, if any.
+    pub profile: Option<serde_json::Value>,
 }
 
 /// A call's outcome: the output, or an error from the error table, and the tail of

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swb_api::protocol::{
-    CallId, CallLimits, HostedCall, PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg,
+    CallId, HostedCall, PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg,
 };
 use swb_api::{ApiError, CacheStats, Digest, ErrorCode, FunctionRef};
 use swb_runtime::{CallRequest, Runtime, RuntimeConfig};
@@ -202,12 +202,18 @@ impl Shared {
                 call,
                 function,
                 limits,
+                profile,
                 input,
             } => {
                 let cancel = self.accept(call);
                 let shared = self.clone();
+                let ctx = CallContext {
+                    function,
+                    limits,
+                    profile,
+                };
                 tokio::spawn(async move {
-                    let run = shared.run_remote(function, limits, input);
+                    let run = shared.run_remote(ctx, input);
                     tokio::select! {
                         reply = run => shared.finish(call, reply).await,
                         // Dropping the handler's future stops it (the exec adapter
@@ -264,7 +270,8 @@ impl Shared {
         self.report_cache_changes().await;
     }
 
-    async fn run_remote(&self, function: FunctionRef, limits: CallLimits, input: Bytes) -> Timed {
+    async fn run_remote(&self, ctx: CallContext, input: Bytes) -> Timed {
+        let limits = ctx.limits;
         let _slot = self
             .slots
             .acquire()
@@ -272,10 +279,11 @@ impl Shared {
             .expect("semaphore is never closed");
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let mut reply = match self.handlers.get(&function) {
-            Some(handler) => handler.call(CallContext { function, limits }, input).await,
+        let mut reply = match self.handlers.get(&ctx.function) {
+            Some(handler) => handler.clone().call(ctx, input).await,
             None => Reply::error(ApiError::not_found(format!(
-                "function {function} on this worker"
+                "function {} on this worker",
+                ctx.function
             ))),
         };
         // Whatever a handler returns, no more than the call's output bound travels.

@@ -2,6 +2,7 @@
 //! parses flags and calls into the library crates.
 
 mod cli;
+mod data;
 mod identity;
 mod profile;
 mod run;
@@ -74,6 +75,15 @@ enum Command {
     Token(identity::TokenCmd),
     /// Who deployed, shared, created or revoked what, and when
     Audit(identity::AuditArgs),
+    /// Durable jobs: submit, status, wait, list, cancel
+    #[command(subcommand)]
+    Job(data::JobCmd),
+    /// Uploaded data and sealed datasets
+    #[command(subcommand)]
+    Blob(data::BlobCmd),
+    /// Stored settings handed to a function on calls that name them
+    #[command(subcommand)]
+    Profile(data::ProfileCmd),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +109,9 @@ fn main() -> ExitCode {
             Command::Ns(cmd) => identity::namespace(&cli.global, cmd).await,
             Command::Token(cmd) => identity::token(&cli.global, cmd).await,
             Command::Audit(args) => identity::audit(&cli.global, args).await,
+            Command::Job(cmd) => data::job(&cli.global, cmd).await,
+            Command::Blob(cmd) => data::blob(&cli.global, cmd).await,
+            Command::Profile(cmd) => data::profile(&cli.global, cmd).await,
         }
     });
     match result {

@@ -255,6 +255,94 @@ fn table(digest: &Digest) -> Vec<Row> {
             [200, 200, 200, 200, 403, 403],
         ),
     ];
+    let pf = "/v1/functions/{ns}/{name}/profiles/{profile}";
+    rows.extend([
+        row(
+            M::POST,
+            "/v1/jobs",
+            "/v1/jobs",
+            Some(json!({"function": "alice/echo", "input": {"x": 1}})),
+            [202, 202, 404, 202, 202, 404],
+        ),
+        row(
+            M::POST,
+            "/v1/jobs/batch",
+            "/v1/jobs/batch",
+            Some(json!({"jobs": [{"function": "alice/echo"}]})),
+            [202, 202, 404, 202, 202, 404],
+        ),
+        row(M::GET, "/v1/jobs", "/v1/jobs", None, [200; 6]),
+        row(
+            M::GET,
+            "/v1/jobs/{id}",
+            "/v1/jobs/{job}",
+            None,
+            [200, 404, 404, 200, 200, 404],
+        ),
+        row(
+            M::POST,
+            "/v1/jobs/{id}/cancel",
+            "/v1/jobs/{job}/cancel",
+            None,
+            [200, 404, 404, 200, 200, 404],
+        ),
+        row(
+            M::POST,
+            "/v1/blobs",
+            "/v1/blobs",
+            Some(json!({"data": "{c}"})),
+            [201, 201, 201, 201, 403, 403],
+        ),
+        row(
+            M::GET,
+            "/v1/blobs",
+            "/v1/blobs",
+            None,
+            [200, 200, 200, 200, 403, 403],
+        ),
+        row(
+            M::GET,
+            "/v1/blobs/{digest}",
+            "/v1/blobs/{blob}",
+            None,
+            [200, 404, 404, 404, 403, 403],
+        ),
+        row(
+            M::DELETE,
+            "/v1/blobs/{digest}",
+            "/v1/blobs/{spare-blob}",
+            None,
+            [204, 404, 404, 404, 403, 403],
+        ),
+        row(
+            M::GET,
+            "/v1/functions/{ns}/{name}/profiles",
+            "/v1/functions/alice/echo/profiles",
+            None,
+            [200, 403, 404, 200, 403, 404],
+        ),
+        row(
+            M::PUT,
+            pf,
+            "/v1/functions/alice/echo/profiles/p",
+            Some(json!({"level": 1})),
+            [200, 403, 404, 200, 403, 404],
+        ),
+        row(
+            M::GET,
+            pf,
+            "/v1/functions/alice/echo/profiles/p",
+            None,
+            [200, 403, 404, 200, 403, 404],
+        ),
+        row(
+            M::DELETE,
+            pf,
+            "/v1/functions/alice/echo/profiles/victim-{c}",
+            None,
+            [204, 403, 404, 204, 403, 404],
+        ),
+    ]);
     rows.push(row(
         M::PUT,
         "/v1/artefacts/{digest}",
@@ -324,6 +412,27 @@ async fn every_route_answers_every_caller_as_the_table_says() {
     let revoked = token(&alice, &["*"], None).await;
     alice.revoke_token(&revoked.id).await.unwrap();
     let inv = alice.invoke(&echo, None, "{}").await.unwrap().id;
+    let job = alice
+        .submit_job(&swb_api::SubmitJob {
+            function: "alice/echo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    let upload = |bytes: &'static [u8]| {
+        let alice = alice.clone();
+        async move { alice.put_blob(bytes.into(), false).await.unwrap().digest }
+    };
+    let blob = upload(b"alice's data").await;
+    let spare_blob = upload(b"alice's spare data").await;
+    for c in CALLERS {
+        let value = serde_json::json!({ "c": c });
+        alice
+            .put_profile(&echo, &format!("victim-{c}"), &value)
+            .await
+            .unwrap();
+    }
     eventually("the invocation record", Duration::from_secs(10), || async {
         alice.invocation(&inv).await.ok()
     })
@@ -396,6 +505,9 @@ async fn every_route_answers_every_caller_as_the_table_says() {
                     .replace("{tok}", &spares[who])
                     .replace("{inv}", &inv)
                     .replace("{digest}", &digest.to_string())
+                    .replace("{job}", &job)
+                    .replace("{spare-blob}", &spare_blob.to_string())
+                    .replace("{blob}", &blob.to_string())
             };
             let mut req = http.request(r.method.clone(), format!("{}{}", server.url, fill(r.path)));
             if let Some(t) = &tokens[who] {
