@@ -202,11 +202,27 @@ impl Client {
         version: Option<u32>,
         input: impl Into<Bytes>,
     ) -> Result<Invocation, InvokeError> {
-        let mut path = format!("/v1/functions/{function}/invoke");
+        let mut req = self.request(Method::POST, &format!("/v1/functions/{function}/invoke"));
         if let Some(v) = version {
-            path.push_str(&format!("?version={v}"));
+            req = req.query(&[("version", v)]);
         }
-        let req = self.request(Method::POST, &path).body(input.into());
+        self.invoke_request(req.body(input.into())).await
+    }
+
+    /// Calls a function with a stored profile.
+    pub async fn invoke_with_profile(
+        &self,
+        function: &FunctionRef,
+        profile: &str,
+        input: impl Into<Bytes>,
+    ) -> Result<Invocation, InvokeError> {
+        let req = self
+            .request(Method::POST, &format!("/v1/functions/{function}/invoke"))
+            .query(&[("profile", profile)]);
+        self.invoke_request(req.body(input.into())).await
+    }
+
+    async fn invoke_request(&self, req: RequestBuilder) -> Result<Invocation, InvokeError> {
         let response = req.send().await.map_err(|source| InvokeError {
             error: ClientError::Transport {
                 url: self.base.clone(),

@@ -142,6 +142,17 @@ impl ServerProc {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let status = self.proc.terminate()?;
         anyhow::ensure!(status.success(), "server exited with {status} on SIGTERM");
+        self.start_again()
+    }
+
+    /// Kills the server (SIGKILL, as a crash would) and starts it again.
+    pub fn crash_and_restart(&mut self) -> anyhow::Result<()> {
+        self.proc.child.kill()?;
+        self.proc.child.wait()?;
+        self.start_again()
+    }
+
+    fn start_again(&mut self) -> anyhow::Result<()> {
         let listen = self.url.trim_start_matches("http://").to_owned();
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let mut next = Self::start_on(&self.bin, &self.mode, &self.data_dir, &listen, &extra)?;

@@ -75,4 +75,17 @@ async fn the_example_functions_run_as_documented() {
         .unwrap_err();
     let e = assert_code(e.error, ErrorCode::InvalidInput);
     assert_eq!(e.details["pointer"], "/name");
+
+    // A stored profile reaches the hosted function as SWB_PROFILE.
+    let salutation = serde_json::json!({ "salutation": "Hi" });
+    c.client
+        .put_profile(&greet, "casual", &salutation)
+        .await
+        .unwrap();
+    let out = c
+        .client
+        .invoke_with_profile(&greet, "casual", r#"{"name":"Ada"}"#)
+        .await
+        .unwrap();
+    assert_eq!(&out.output[..], br#"{"greeting":"Hi, Ada."}"#);
 }

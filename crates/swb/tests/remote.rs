@@ -5,7 +5,6 @@ mod common;
 
 use common::{Cluster, assert_code, bin};
 use futures_util::future::join_all;
-use std::path::PathBuf;
 use std::time::Duration;
 use swb_api::{ErrorCode, FunctionRef};
 use swb_client::{Client, InvocationFilter};
@@ -258,7 +257,7 @@ async fn interfaces_conflict_failures_report_stderr_and_timeouts_kill_the_comman
     assert_code(e.error, ErrorCode::Timeout);
     let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
     eventually("the command to be killed", Duration::from_secs(10), || {
-        let alive = PathBuf::from(format!("/proc/{pid}")).exists();
+        let alive = common::running(&pid);
         async move { (!alive).then_some(()) }
     })
     .await;

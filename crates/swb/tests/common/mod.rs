@@ -110,3 +110,15 @@ impl Cli {
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
 }
+
+/// Whether a process runs (a killed process that is not yet reaped is a zombie, `Z`).
+pub fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().to_owned())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}

@@ -1,0 +1,311 @@
+//! Durable jobs, blobs and profiles through real server and worker processes.
+
+mod common;
+
+use common::{Cluster, assert_code, bin};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use swb_api::{ErrorCode, FunctionRef, Job, JobStatus, SubmitJob};
+use swb_client::{Client, JobFilter};
+use swb_testkit::{WorkerProc, connected, deploy, eventually, guests};
+
+fn f(name: &str) -> FunctionRef {
+    name.parse().unwrap()
+}
+
+fn job(function: &str, input: Value) -> SubmitJob {
+    SubmitJob {
+        function: function.into(),
+        input: Some(input),
+        ..Default::default()
+    }
+}
+
+impl Cluster {
+    fn serve(&self, name: &str, function: &str, flags: &[&str], command: &[&str]) -> WorkerProc {
+        let mut args = vec!["serve", function, "--name", name, "--max-backoff-ms", "300"];
+        args.extend_from_slice(flags);
+        args.push("--");
+        args.extend_from_slice(command);
+        let log = self.dir.path().join(format!("{name}.log"));
+        WorkerProc::spawn(bin(), &args, &self.server, name, &log).unwrap()
+    }
+}
+
+/// Submits `n` echo jobs in batches; returns their ids in order.
+async fn submit_echo(client: &Client, function: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
+        let jobs = chunk
+            .iter()
+            .map(|i| job(function, json!({ "n": i })))
+            .collect();
+        let accepted = client.submit_jobs(jobs).await.unwrap();
+        ids.extend(accepted.jobs.into_iter().map(|j| j.id));
+    }
+    ids
+}
+
+async fn all_ended(client: &Client, ids: &[String], within: Duration) -> Vec<Job> {
+    let mut done = Vec::new();
+    let end = Instant::now() + within;
+    for id in ids {
+        loop {
+            let left = end.saturating_duration_since(Instant::now()).as_secs();
+            assert!(left > 0, "job {id} did not end in time");
+            let j = client.job(id, Some(left.min(10))).await.unwrap();
+            if j.status.is_final() {
+                done.push(j);
+                break;
+            }
+        }
+    }
+    done
+}
+
+fn assert_echoed(jobs: &[Job]) {
+    for (i, j) in jobs.iter().enumerate() {
+        assert_eq!(j.status, JobStatus::Succeeded, "{j:?}");
+        assert_eq!(j.result, Some(json!({ "n": i })), "{j:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_jobs_succeed_even_when_a_worker_is_killed() {
+    let mut c = Cluster::start(true, &[]).await;
+    deploy(&c.client, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    let _w2 = c.start_worker("w2", "cache-w2").await;
+    let ids = submit_echo(&c.client, "admin/echo", 1000).await;
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1000);
+    // Kill a worker while jobs run: its jobs are retried on the other one.
+    eventually("some jobs to finish", Duration::from_secs(30), || async {
+        let list = c
+            .client
+            .jobs(&JobFilter {
+                status: Some("succeeded".into()),
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (list.jobs.len() >= 50).then_some(())
+    })
+    .await;
+    c.worker.take().unwrap().kill();
+    let jobs = all_ended(&c.client, &ids, Duration::from_secs(120)).await;
+    assert_echoed(&jobs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_run_loses_nothing() {
+    let mut c = Cluster::start(false, &[]).await;
+    let _slow = c.serve(
+        "slow",
+        "admin/slow",
+        &["--concurrency", "4"],
+        &["sh", "-c", "sleep 0.1; cat"],
+    );
+    connected(&c.client, "slow").await;
+    let ids = submit_echo(&c.client, "admin/slow", 60).await;
+    eventually("some jobs to finish", Duration::from_secs(30), || async {
+        let list = c
+            .client
+            .jobs(&JobFilter {
+                status: Some("succeeded".into()),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (list.jobs.len() >= 8).then_some(())
+    })
+    .await;
+    c.server.crash_and_restart().unwrap();
+    let client = c.server.client();
+    connected(&client, "slow").await;
+    let jobs = all_ended(&client, &ids, Duration::from_secs(120)).await;
+    assert_echoed(&jobs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_keep_their_promises() {
+    let c = Cluster::start(false, &[]).await;
+    let client = &c.client;
+    deploy(client, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+
+    // No worker yet: the job waits and says why; cancelling it is immediate.
+    let waiting = client
+        .submit_job(&job("admin/echo", json!(1)))
+        .await
+        .unwrap();
+    let j = eventually("the wait reason", Duration::from_secs(10), || async {
+        let j = client.job(&waiting.id, None).await.ok()?;
+        j.waiting.is_some().then_some(j)
+    })
+    .await;
+    assert_eq!(j.status, JobStatus::Queued);
+    assert!(j.waiting.unwrap().contains("admin/echo"));
+    assert_eq!(
+        client.cancel_job(&waiting.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+
+    // Idempotency: the same key returns the same job.
+    let keyed = SubmitJob {
+        idempotency_key: Some("nightly-1".into()),
+        ..job("admin/echo", json!(2))
+    };
+    let a = client.submit_job(&keyed).await.unwrap();
+    let b = client.submit_job(&keyed).await.unwrap();
+    assert_eq!(a.id, b.id);
+
+    let _w = c.start_worker("w1", "cache-w1").await;
+    // Long-poll: returns as soon as the job ends.
+    let started = Instant::now();
+    let done = client.job(&a.id, Some(30)).await.unwrap();
+    assert_eq!(
+        (done.status, done.result),
+        (JobStatus::Succeeded, Some(json!(2)))
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // Retries stop at max_attempts and keep each attempt's error.
+    deploy(client, "admin/fails", guests::exits_3(), |_| {})
+        .await
+        .unwrap();
+    let failing = SubmitJob {
+        max_attempts: Some(2),
+        ..job("admin/fails", json!(0))
+    };
+    let id = client.submit_job(&failing).await.unwrap().id;
+    let j = all_ended(client, &[id], Duration::from_secs(30))
+        .await
+        .remove(0);
+    assert_eq!(
+        (j.status, j.attempts, j.attempt_errors.len()),
+        (JobStatus::Failed, 2, 2)
+    );
+    assert_eq!(j.error.unwrap().code, ErrorCode::FunctionError);
+    assert!(j.stderr_tail.contains("something went wrong"));
+    // Invalid input is never retried.
+    let typed = swb_testkit::deploy(client, "admin/typed", guests::echo(), |r| {
+        r.interface.input = Some(json!({"type": "object"}));
+    });
+    typed.await.unwrap();
+    let e = client
+        .submit_job(&job("admin/typed", json!(5)))
+        .await
+        .unwrap_err();
+    assert_code(e, ErrorCode::InvalidInput);
+
+    // Cancelling a running job stops it within a second, and no retry starts.
+    let pidfile = c.dir.path().join("sleepy.pid");
+    let script = format!("echo $$ > {}; exec sleep 30", pidfile.display());
+    let _sleepy = c.serve(
+        "sleepy",
+        "admin/sleepy",
+        &["--timeout-ms", "60000"],
+        &["sh", "-c", &script],
+    );
+    connected(client, "sleepy").await;
+    let id = client
+        .submit_job(&job("admin/sleepy", json!({})))
+        .await
+        .unwrap()
+        .id;
+    eventually("the job to run", Duration::from_secs(10), || async {
+        (pidfile.exists() && client.job(&id, None).await.ok()?.status == JobStatus::Running)
+            .then_some(())
+    })
+    .await;
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    let asked = Instant::now();
+    client.cancel_job(&id).await.unwrap();
+    eventually("the command to be killed", Duration::from_secs(5), || {
+        let alive = common::running(&pid);
+        async move { (!alive).then_some(()) }
+    })
+    .await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "stopped in {:?}",
+        asked.elapsed()
+    );
+    let j = all_ended(client, std::slice::from_ref(&id), Duration::from_secs(10))
+        .await
+        .remove(0);
+    assert_eq!((j.status, j.attempts), (JobStatus::Cancelled, 1));
+
+    // Blobs: round trip; a sealed one cannot be downloaded yet feeds a job.
+    let data = br#"{"rows":[1,2,3]}"#;
+    let plain = client.put_blob(data.to_vec().into(), false).await.unwrap();
+    let back = client
+        .get_blob(&plain.digest)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&back[..], data);
+    let secret = br#"{"secret":42}"#;
+    let sealed = client.put_blob(secret.to_vec().into(), true).await.unwrap();
+    assert!(sealed.sealed);
+    assert_code(
+        client.get_blob(&sealed.digest).await.unwrap_err(),
+        ErrorCode::Sealed,
+    );
+    let from_blob = SubmitJob {
+        input: None,
+        input_blob: Some(sealed.digest),
+        ..job("admin/echo", json!(null))
+    };
+    let id = client.submit_job(&from_blob).await.unwrap().id;
+    let j = all_ended(client, &[id], Duration::from_secs(30))
+        .await
+        .remove(0);
+    assert_eq!(
+        j.result,
+        Some(json!({"secret": 42})),
+        "only results leave the platform"
+    );
+
+    // Profiles reach the function: exec adapters see SWB_PROFILE.
+    let _show = c.serve(
+        "show",
+        "admin/show-profile",
+        &[],
+        &["sh", "-c", "printf '%s' \"$SWB_PROFILE\""],
+    );
+    connected(client, "show").await;
+    let show = f("admin/show-profile");
+    client
+        .put_profile(&show, "prod", &json!({"level": 3}))
+        .await
+        .unwrap();
+    let with = SubmitJob {
+        profile: Some("prod".into()),
+        ..job("admin/show-profile", json!({}))
+    };
+    let id = client.submit_job(&with).await.unwrap().id;
+    let j = all_ended(client, &[id], Duration::from_secs(30))
+        .await
+        .remove(0);
+    assert_eq!(j.result, Some(json!({"level": 3})));
+    let out = client
+        .invoke_with_profile(&show, "prod", "{}")
+        .await
+        .unwrap();
+    assert_eq!(&out.output[..], br#"{"level":3}"#);
+    let e = client
+        .submit_job(&SubmitJob {
+            profile: Some("nope".into()),
+            ..job("admin/show-profile", json!({}))
+        })
+        .await
+        .unwrap_err();
+    assert_code(e, ErrorCode::NotFound);
+}
