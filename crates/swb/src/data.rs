@@ -255,8 +255,10 @@ pub async fn blob(global: &Global, cmd: BlobCmd) -> anyhow::Result<()> {
             if global.json {
                 return print_json(&info);
             }
-            let kind = if info.sealed { " (sealed)" } else { "" };
-            println!("{}{kind}", info.digest);
+            println!("{}", info.digest);
+            if info.sealed {
+                eprintln!("sealed: functions may read it, nobody may download it");
+            }
         }
         BlobCmd::Get { digest, output } => {
             let response = client.get_blob(&digest).await?;

@@ -1,6 +1,7 @@
 //! `swb`: the Switchboard server, worker and CLI in one binary. Thin by design: it
 //! parses flags and calls into the library crates.
 
+mod bench;
 mod cli;
 mod data;
 mod identity;
@@ -84,6 +85,15 @@ enum Command {
     /// Stored settings handed to a function on calls that name them
     #[command(subcommand)]
     Profile(data::ProfileCmd),
+    /// Benchmarks: the suite (with the ideal measured in the same run) and a load generator
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+    #[command(name = "__ideal-echo", hide = true)]
+    IdealEcho(bench::HelperArgs),
+    #[command(name = "__ideal-wasm", hide = true)]
+    IdealWasm(bench::HelperArgs),
+    #[command(name = "__sdk-echo", hide = true)]
+    SdkEcho,
 }
 
 fn main() -> ExitCode {
@@ -112,6 +122,10 @@ fn main() -> ExitCode {
             Command::Job(cmd) => data::job(&cli.global, cmd).await,
             Command::Blob(cmd) => data::blob(&cli.global, cmd).await,
             Command::Profile(cmd) => data::profile(&cli.global, cmd).await,
+            Command::Bench(cmd) => bench::bench(&cli.global, cmd).await,
+            Command::IdealEcho(a) => swb_bench::serve_ideal_echo(&a.listen).await,
+            Command::IdealWasm(a) => swb_bench::serve_ideal_wasm(&a.listen).await,
+            Command::SdkEcho => swb_bench::serve_sdk_echo("admin/echo-remote").await,
         }
     });
     match result {

@@ -1,0 +1,92 @@
+//! A closed-loop load generator: `concurrency` callers, each sending its next request
+//! when the previous one is answered, for a fixed duration after a short warm-up.
+
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub url: String,
+    pub token: Option<String>,
+    pub body: Bytes,
+    pub concurrency: usize,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Load {
+    pub concurrency: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+const WARMUP: Duration = Duration::from_millis(300);
+
+pub async fn run_load(spec: &LoadSpec) -> anyhow::Result<Load> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(spec.concurrency)
+        .build()?;
+    let warmup_end = Instant::now() + WARMUP;
+    let end = warmup_end + spec.duration;
+    let tasks: Vec<_> = (0..spec.concurrency)
+        .map(|_| {
+            let (client, spec) = (client.clone(), spec.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(1 << 14);
+                let mut errors = 0u64;
+                loop {
+                    let started = Instant::now();
+                    if started >= end {
+                        break;
+                    }
+                    let mut req = client.post(&spec.url).body(spec.body.clone());
+                    if let Some(t) = &spec.token {
+                        req = req.bearer_auth(t);
+                    }
+                    let ok = match req.send().await {
+                        Ok(r) => {
+                            let ok = r.status().is_success();
+                            ok & r.bytes().await.is_ok()
+                        }
+                        Err(_) => false,
+                    };
+                    if started < warmup_end {
+                        continue;
+                    }
+                    if ok {
+                        latencies.push(started.elapsed().as_micros() as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        all.extend(l);
+        errors += e;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        if all.is_empty() {
+            0.0
+        } else {
+            all[((all.len() - 1) as f64 * p) as usize] as f64
+        }
+    };
+    Ok(Load {
+        concurrency: spec.concurrency,
+        requests: all.len() as u64,
+        errors,
+        rps: all.len() as f64 / spec.duration.as_secs_f64(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    })
+}

@@ -1,0 +1,365 @@
+//! The benchmark suite: every scenario against real processes started from this
+//! binary in a temporary directory, each compared with the ideal measured in the
+//! same run.
+
+use crate::load::{Load, LoadSpec, run_load};
+use bytes::Bytes;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swb_api::{JobStatus, SubmitJob};
+use swb_client::{Client, JobFilter};
+use swb_testkit::{ServerProc, WorkerProc, connected, deploy, guests};
+
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// Measured time of each load run.
+    pub duration: Duration,
+}
+
+/// One line of results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub scenario: String,
+    pub concurrency: usize,
+    pub requests: u64,
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_mb: Option<f64>,
+}
+
+impl Line {
+    fn from_load(scenario: &str, l: &Load) -> Self {
+        Self {
+            scenario: scenario.into(),
+            concurrency: l.concurrency,
+            requests: l.requests,
+            rps: l.rps,
+            p50_us: l.p50_us,
+            p99_us: l.p99_us,
+            rss_mb: None,
+        }
+    }
+}
+
+const BODY: &str = r#"{"hello":"world"}"#;
+
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+struct Suite {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    duration: Duration,
+    lines: Vec<Line>,
+    report: Box<dyn FnMut(&Line)>,
+}
+
+impl Suite {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn server(&self, mode: &str, name: &str) -> anyhow::Result<ServerProc> {
+        ServerProc::start(&self.bin, mode, &self.path(name), &[])
+    }
+
+    async fn load(
+        &mut self,
+        scenario: &str,
+        url: &str,
+        token: Option<&str>,
+        c: &[usize],
+    ) -> anyhow::Result<()> {
+        for &concurrency in c {
+            let l = run_load(&LoadSpec {
+                url: url.into(),
+                token: token.map(str::to_owned),
+                body: Bytes::from_static(BODY.as_bytes()),
+                concurrency,
+                duration: self.duration,
+            })
+            .await?;
+            anyhow::ensure!(
+                l.requests > 0,
+                "{scenario}: no request succeeded ({} errors)",
+                l.errors
+            );
+            self.push(Line::from_load(scenario, &l));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, line: Line) {
+        (self.report)(&line);
+        self.lines.push(line);
+    }
+
+    fn single(&mut self, scenario: &str, micros: f64, rss_mb: Option<f64>) {
+        self.push(Line {
+            scenario: scenario.into(),
+            concurrency: 1,
+            requests: 1,
+            rps: 0.0,
+            p50_us: micros,
+            p99_us: micros,
+            rss_mb,
+        });
+    }
+}
+
+fn invoke_url(server: &ServerProc, function: &str) -> String {
+    format!("{}/v1/functions/{function}/invoke", server.url)
+}
+
+async fn timed_call(client: &Client, function: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    client
+        .invoke(&function.parse()?, None, BODY)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(started.elapsed().as_micros() as f64)
+}
+
+/// Runs every scenario; `report` sees each line as soon as it is measured.
+pub async fn run_suite(
+    bin: &Path,
+    opts: &SuiteOptions,
+    report: impl FnMut(&Line) + 'static,
+) -> anyhow::Result<Vec<Line>> {
+    let mut s = Suite {
+        bin: bin.to_owned(),
+        dir: tempfile::tempdir()?,
+        duration: opts.duration,
+        lines: Vec::new(),
+        report: Box::new(report),
+    };
+    let both = [1, 32];
+
+    for (scenario, mode) in [
+        ("ideal_http_echo", "__ideal-echo"),
+        ("ideal_http_wasm", "__ideal-wasm"),
+    ] {
+        let ideal = s.server(mode, scenario)?;
+        let url = format!("{}/", ideal.url);
+        s.load(scenario, &url, None, &both).await?;
+    }
+
+    // The embedded default: server and in-process worker.
+    let up = s.server("up", "up")?;
+    let client = up.client();
+    deploy(&client, "admin/echo", guests::echo(), |_| {}).await?;
+    s.load(
+        "invoke_hosted_inproc",
+        &invoke_url(&up, "admin/echo"),
+        Some(&up.token),
+        &both,
+    )
+    .await?;
+    jobs(&mut s, &client).await?;
+    drop(up);
+
+    // A server with separate worker processes.
+    let server = s.server("server", "server")?;
+    let client = server.client();
+    let cache = s.path("worker-cache");
+    let worker = WorkerProc::start(&s.bin, &server, "w1", &cache, &[])?;
+    connected(&client, "w1").await;
+    deploy(&client, "admin/echo", guests::echo(), |_| {}).await?;
+    s.load(
+        "invoke_hosted_worker",
+        &invoke_url(&server, "admin/echo"),
+        Some(&server.token),
+        &both,
+    )
+    .await?;
+
+    // Cold starts: a new module's first call, and the first call after a restart.
+    let fresh = guests::prints(&format!("{{\"fresh\":{}}}", std::process::id()));
+    deploy(&client, "admin/fresh", fresh, |_| {}).await?;
+    let micros = timed_call(&client, "admin/fresh").await?;
+    s.single("cold_start_after_deploy", micros, None);
+    worker.kill();
+    let _worker = WorkerProc::start(&s.bin, &server, "w2", &cache, &[])?;
+    connected(&client, "w2").await;
+    let micros = timed_call(&client, "admin/fresh").await?;
+    s.single("cold_start_after_worker_restart", micros, None);
+
+    let sdk = WorkerProc::spawn(
+        &s.bin,
+        &["__sdk-echo"],
+        &server,
+        "bench-echo",
+        &s.path("sdk.log"),
+    )?;
+    connected(&client, "bench-echo").await;
+    s.load(
+        "invoke_remote",
+        &invoke_url(&server, "admin/echo-remote"),
+        Some(&server.token),
+        &both,
+    )
+    .await?;
+    drop(sdk);
+    let args = [
+        "serve",
+        "admin/cat",
+        "--name",
+        "exec",
+        "--concurrency",
+        "8",
+        "--",
+        "cat",
+    ];
+    let exec = WorkerProc::spawn(&s.bin, &args, &server, "exec", &s.path("exec.log"))?;
+    connected(&client, "exec").await;
+    s.load(
+        "invoke_exec",
+        &invoke_url(&server, "admin/cat"),
+        Some(&server.token),
+        &[8],
+    )
+    .await?;
+    drop(exec);
+    drop(server);
+
+    idle_memory(&mut s).await?;
+    Ok(s.lines)
+}
+
+/// Jobs per second from submission to recorded result, 32 submitters.
+async fn jobs(s: &mut Suite, client: &Client) -> anyhow::Result<()> {
+    const SUBMITTERS: usize = 32;
+    const BATCH: usize = 100;
+    let per = ((s.duration.as_secs_f64() * 8000.0) as usize / (SUBMITTERS * BATCH)).max(1);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..SUBMITTERS)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..per {
+                    let batch = (0..BATCH)
+                        .map(|i| SubmitJob {
+                            function: "admin/echo".into(),
+                            input: Some(serde_json::json!({ "i": i })),
+                            ..Default::default()
+                        })
+                        .collect();
+                    let accepted = client.submit_jobs(batch).await?;
+                    ids.extend(accepted.jobs.into_iter().map(|j| j.id));
+                }
+                anyhow::Ok(ids)
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await??);
+    }
+    let mut latencies = Vec::new();
+    // Every job has ended when none is queued or running; then read the latencies.
+    loop {
+        let pending = |status: &str| {
+            let client = client.clone();
+            let status = status.to_owned();
+            async move {
+                let f = JobFilter {
+                    status: Some(status),
+                    limit: Some(1),
+                    ..Default::default()
+                };
+                client.jobs(&f).await.map(|l| !l.jobs.is_empty())
+            }
+        };
+        if !pending("queued").await? && !pending("running").await? {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    let sample = Arc::new(ids);
+    for id in sample.iter().step_by((sample.len() / 200).max(1)) {
+        let job = client.job(id, None).await?;
+        anyhow::ensure!(
+            job.status == JobStatus::Succeeded,
+            "job {id} ended {:?}",
+            job.status
+        );
+        if let Some(done) = job.finished_at {
+            latencies.push(((done - job.created_at) * 1000) as f64);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    s.push(Line {
+        scenario: "jobs_hosted".into(),
+        concurrency: SUBMITTERS,
+        requests: sample.len() as u64,
+        rps: sample.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+        rss_mb: None,
+    });
+    Ok(())
+}
+
+/// Server memory idle, and with 1,000 idle workers connected.
+async fn idle_memory(s: &mut Suite) -> anyhow::Result<()> {
+    let server = s.server("server", "idle")?;
+    let client = server.client();
+    client.workers().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_mb(server.pid());
+    s.single("idle_memory_server", 0.0, idle);
+    let mut handles = Vec::new();
+    for i in 0..1000 {
+        let worker = swb_worker::Worker::new(swb_worker::WorkerConfig {
+            name: format!("idle-{i}"),
+            labels: Default::default(),
+            capacity: 1,
+            wasm: false,
+            cache_dir: None,
+        })?;
+        let (url, token) = (server.url.clone(), server.token.clone());
+        handles.push(tokio::spawn(async move {
+            let backoff =
+                swb_worker::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+            swb_worker::run(&worker, &url, &token, backoff, std::future::pending()).await
+        }));
+    }
+    swb_testkit::eventually(
+        "1,000 workers to connect",
+        Duration::from_secs(60),
+        || async {
+            let n = client.workers().await.ok()?.workers.len();
+            (n >= 1000).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = rss_mb(server.pid());
+    s.single("idle_memory_1000_workers", 0.0, loaded);
+    for h in handles {
+        h.abort();
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! `swb bench`: the benchmark suite and a load generator for any Switchboard.
+
+use crate::{Global, profile};
+use clap::{Args, Subcommand};
+use std::time::Duration;
+use swb_bench::{Load, LoadSpec, SuiteOptions};
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Run every scenario against processes started in a temporary directory
+    Suite {
+        /// Measured seconds per load run
+        #[arg(long, default_value_t = 3)]
+        duration: u64,
+    },
+    /// Load a function on any server with concurrent calls
+    Invoke(InvokeArgs),
+}
+
+#[derive(Args)]
+pub struct InvokeArgs {
+    function: swb_api::FunctionRef,
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Measured seconds
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// The request body
+    #[arg(long, default_value = r#"{"hello":"world"}"#)]
+    input: String,
+}
+
+/// Hidden helper processes the suite starts.
+#[derive(Args)]
+pub struct HelperArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Accepted (and ignored) so the suite starts helpers like servers.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+fn print(line: &impl serde::Serialize, json: bool, text: String) {
+    if json {
+        println!("{}", serde_json::to_string(line).expect("serializes"));
+    } else {
+        println!("{text}");
+    }
+}
+
+fn text(scenario: &str, l: &Load) -> String {
+    format!(
+        "{scenario:<34} c={:<3} {:>9.0} req/s  p50 {:>8.0} µs  p99 {:>8.0} µs  ({} requests, {} errors)",
+        l.concurrency, l.rps, l.p50_us, l.p99_us, l.requests, l.errors
+    )
+}
+
+pub async fn bench(global: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
+    let json = global.json;
+    match cmd {
+        BenchCmd::Invoke(a) => {
+            let client = profile::client(global)?;
+            let url = format!("{}/v1/functions/{}/invoke", client.base_url(), a.function);
+            let l = swb_bench::run_load(&LoadSpec {
+                url,
+                token: Some(client.token().to_owned()),
+                body: a.input.into(),
+                concurrency: a.concurrency,
+                duration: Duration::from_secs(a.duration),
+            })
+            .await?;
+            print(&l, json, text(&a.function.to_string(), &l));
+        }
+        BenchCmd::Suite { duration } => {
+            let bin = std::env::current_exe()?;
+            let opts = SuiteOptions {
+                duration: Duration::from_secs(duration),
+            };
+            let lines = swb_bench::run_suite(&bin, &opts, move |l| {
+                let t = match l.rss_mb {
+                    Some(mb) => format!("{:<34} rss {mb:.1} MB", l.scenario),
+                    None if l.requests == 1 => format!("{:<34} {:.0} µs", l.scenario, l.p50_us),
+                    None => format!(
+                        "{:<34} c={:<3} {:>9.0} /s  p50 {:>8.0} µs  p99 {:>8.0} µs",
+                        l.scenario, l.concurrency, l.rps, l.p50_us, l.p99_us
+                    ),
+                };
+                print(l, json, t);
+            })
+            .await?;
+            if !json {
+                summary(&lines);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The targets of the benchmark issue, as ratios to the ideal measured in this run.
+fn summary(lines: &[swb_bench::Line]) {
+    let get = |s: &str, c: usize| lines.iter().find(|l| l.scenario == s && l.concurrency == c);
+    let (Some(wasm32), Some(wasm1), Some(echo32)) = (
+        get("ideal_http_wasm", 32),
+        get("ideal_http_wasm", 1),
+        get("ideal_http_echo", 32),
+    ) else {
+        return;
+    };
+    println!("\ntargets (ratios to the ideal measured in this run):");
+    let row = |name: &str, value: f64, target: &str, ok: bool| {
+        println!(
+            "  {name:<44} {value:>8.2}  target {target:<10} {}",
+            if ok { "met" } else { "MISSED" }
+        );
+    };
+    if let Some(l) = get("invoke_hosted_inproc", 32) {
+        let r = l.rps / wasm32.rps;
+        row(
+            "invoke_hosted_inproc c=32 rps / ideal_wasm",
+            r,
+            ">= 0.8",
+            r >= 0.8,
+        );
+    }
+    if let Some(l) = get("invoke_hosted_inproc", 1) {
+        let r = l.p50_us / wasm1.p50_us;
+        row(
+            "invoke_hosted_inproc c=1 p50 / ideal_wasm",
+            r,
+            "<= 1.3",
+            r <= 1.3,
+        );
+    }
+    if let Some(l) = get("invoke_hosted_worker", 32) {
+        let r = l.rps / wasm32.rps;
+        row(
+            "invoke_hosted_worker c=32 rps / ideal_wasm",
+            r,
+            ">= 0.5",
+            r >= 0.5,
+        );
+    }
+    if let Some(l) = get("invoke_remote", 32) {
+        let r = l.rps / echo32.rps;
+        row(
+            "invoke_remote c=32 rps / ideal_echo",
+            r,
+            ">= 0.25",
+            r >= 0.25,
+        );
+    }
+    if let Some(l) = get("invoke_remote", 1) {
+        row(
+            "invoke_remote c=1 p50 (µs)",
+            l.p50_us,
+            "<= 250",
+            l.p50_us <= 250.0,
+        );
+    }
+    if let Some(l) = get("jobs_hosted", 32) {
+        row("jobs_hosted jobs/s", l.rps, ">= 5000", l.rps >= 5000.0);
+    }
+    if let Some(l) = get("cold_start_after_worker_restart", 1) {
+        row(
+            "first call after a worker restart (ms)",
+            l.p50_us / 1000.0,
+            "<= 5",
+            l.p50_us <= 5000.0,
+        );
+    }
+    if let Some(mb) = get("idle_memory_server", 1).and_then(|l| l.rss_mb) {
+        row("server RSS idle (MB)", mb, "<= 40", mb <= 40.0);
+        if let Some(loaded) = get("idle_memory_1000_workers", 1).and_then(|l| l.rss_mb) {
+            row(
+                "+ RSS for 1,000 idle workers (MB)",
+                loaded - mb,
+                "<= 64",
+                loaded - mb <= 64.0,
+            );
+        }
+    }
+}
