@@ -240,12 +240,23 @@ impl Runtime {
             .collect()
     }
 
+    /// The module if it is ready in memory (never blocks).
+    pub fn ready(&self, digest: &Digest) -> Option<Arc<Prepared>> {
+        let module = self
+            .ready
+            .lock()
+            .expect("ready lock")
+            .get(digest)
+            .cloned()?;
+        self.memory_hits.fetch_add(1, Ordering::Relaxed);
+        Some(module)
+    }
+
     /// The module if it is ready in memory or can be loaded from the disk cache.
     /// May block on disk I/O: call it off the async runtime.
     pub fn lookup(&self, digest: &Digest) -> Option<Arc<Prepared>> {
-        if let Some(p) = self.ready.lock().expect("ready lock").get(digest) {
-            self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Some(p.clone());
+        if let Some(p) = self.ready(digest) {
+            return Some(p);
         }
         let path = self.cache_path(digest)?;
         if !path.exists() {

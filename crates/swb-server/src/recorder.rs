@@ -10,6 +10,8 @@ use tokio::task::JoinHandle;
 
 const QUEUE: usize = 10_000;
 const BATCH: usize = 1_000;
+/// How long a batch may wait for more records before it is written.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 #[derive(Clone)]
 pub struct Recorder {
@@ -56,7 +58,17 @@ async fn write_loop(
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let stopping = tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => n == 0,
+            n = rx.recv_many(&mut batch, BATCH) => {
+                // Under load, gather a little longer: one transaction (one fsync)
+                // per many records costs far less than one per few.
+                if n > 0 && batch.len() < BATCH {
+                    tokio::time::sleep(GATHER).await;
+                    while batch.len() < BATCH && let Ok(r) = rx.try_recv() {
+                        batch.push(r);
+                    }
+                }
+                n == 0
+            }
             _ = &mut stop => {
                 rx.close();
                 while rx.recv_many(&mut batch, usize::MAX).await > 0 {}

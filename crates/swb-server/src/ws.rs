@@ -22,7 +22,11 @@ pub async fn connect(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let max = max_message(&app);
+    // Small buffers: most sessions are idle most of the time, and a thousand
+    // connected workers should not cost a thousand 128 KiB read buffers.
     upgrade
+        .read_buffer_size(8 << 10)
+        .write_buffer_size(8 << 10)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| session(app, caller, socket))

@@ -59,7 +59,7 @@ struct Shared {
     runtime: Option<Arc<Runtime>>,
     handlers: HashMap<FunctionRef, Arc<dyn Handler>>,
     out: mpsc::Sender<WorkerMsg>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     in_flight: AtomicU32,
     /// Calls received and not yet answered (running or waiting for a slot).
     outstanding: AtomicU32,
@@ -142,7 +142,7 @@ impl Worker {
                 .map(|(f, h)| (f.function.clone(), h.clone()))
                 .collect(),
             out,
-            slots: Semaphore::new(self.config.capacity as usize),
+            slots: Arc::new(Semaphore::new(self.config.capacity as usize)),
             in_flight: AtomicU32::new(0),
             outstanding: AtomicU32::new(0),
             idle: Notify::new(),
@@ -192,6 +192,31 @@ impl Shared {
                 input,
             } => {
                 let cancel = self.accept(call);
+                // Fast path: a free slot and the module ready in memory run the call on
+                // a blocking thread that answers by itself, with no task in between.
+                if let Some(runtime) = &self.runtime
+                    && let Ok(slot) = self.slots.clone().try_acquire_owned()
+                    && let Some(module) = runtime.ready(&hosted.digest)
+                {
+                    let (shared, runtime) = (self.clone(), runtime.clone());
+                    tokio::task::spawn_blocking(move || {
+                        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+                        let done = runtime.call(
+                            &module,
+                            CallRequest {
+                                input,
+                                args: &hosted.args,
+                                env: &hosted.env,
+                                limits: hosted.limits,
+                                cancel: Some(cancel.flag.clone()),
+                            },
+                        );
+                        shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        drop(slot);
+                        shared.answer_blocking(call, done);
+                    });
+                    return;
+                }
                 let shared = self.clone();
                 tokio::spawn(async move {
                     let reply = shared.run_hosted(hosted, input, &cancel.flag).await;
@@ -249,6 +274,22 @@ impl Shared {
         if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_one();
         }
+    }
+
+    /// `finish` for a call that ran on a blocking thread.
+    fn answer_blocking(&self, call: CallId, done: swb_runtime::CallResult) {
+        let (output, error) = match done.output {
+            Ok(output) => (output, None),
+            Err(e) => (Bytes::new(), Some(e)),
+        };
+        let _ = self.out.blocking_send(WorkerMsg::Done {
+            call,
+            error,
+            stderr_tail: String::from_utf8_lossy(&done.stderr_tail).into_owned(),
+            duration_us: done.duration.as_micros() as u64,
+            output,
+        });
+        self.forget(call);
     }
 
     async fn finish(&self, call: CallId, reply: Timed) {

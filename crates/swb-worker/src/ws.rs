@@ -138,6 +138,8 @@ async fn connect(url: &str, token: &str) -> Result<Socket, ConnectError> {
         .map_err(|_| ConnectError::Failed("the token contains invalid characters".into()))?;
     request.headers_mut().insert("authorization", auth);
     let config = WebSocketConfig::default()
+        .read_buffer_size(8 << 10)
+        .write_buffer_size(8 << 10)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
     match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
