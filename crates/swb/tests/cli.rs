@@ -124,6 +124,21 @@ async fn a_user_deploys_calls_and_reads_logs_with_the_cli() {
     follow.kill().unwrap();
     follow.wait().unwrap();
 
+    // `swb bench invoke` loads any function of any server.
+    let load = cli.json(&[
+        "bench",
+        "invoke",
+        "admin/echo",
+        "--concurrency",
+        "2",
+        "--duration",
+        "1",
+    ]);
+    assert!(
+        load["requests"].as_u64() > Some(0) && load["errors"] == 0,
+        "{load}"
+    );
+
     let workers = cli.json(&["worker", "list"]);
     assert_eq!(workers["workers"][0]["name"], "local");
     let out = cli.run(&["fn", "show", "admin/nope"]);

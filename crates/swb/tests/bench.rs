@@ -1,0 +1,55 @@
+//! `swb bench` runs every scenario end to end (numbers are the suite's business, not
+//! the tests': this only checks that each scenario ran and answered).
+
+mod common;
+
+use common::bin;
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn the_suite_runs_every_scenario() {
+    let out = Command::new(bin())
+        .args(["bench", "suite", "--duration", "1", "--json"])
+        .env("SWB_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |scenario: &str, c: u64| {
+        lines.iter().any(|l| {
+            l["scenario"] == scenario && l["concurrency"] == c && l["requests"].as_u64() > Some(0)
+        })
+    };
+    for scenario in [
+        "ideal_http_echo",
+        "ideal_http_wasm",
+        "invoke_hosted_inproc",
+        "invoke_hosted_worker",
+        "invoke_remote",
+    ] {
+        assert!(
+            has(scenario, 1) && has(scenario, 32),
+            "{scenario} missing: {lines:?}"
+        );
+    }
+    assert!(has("invoke_exec", 8));
+    assert!(has("jobs_hosted", 32));
+    assert!(has("cold_start_after_worker_restart", 1));
+    let rss = |s: &str| {
+        lines
+            .iter()
+            .find(|l| l["scenario"] == s)
+            .and_then(|l| l["rss_mb"].as_f64())
+    };
+    assert!(rss("idle_memory_server").is_some_and(|mb| mb > 0.0));
+    assert!(rss("idle_memory_1000_workers").is_some_and(|mb| mb > 0.0));
+}
