@@ -201,16 +201,7 @@ impl Shared {
                     let (shared, runtime) = (self.clone(), runtime.clone());
                     tokio::task::spawn_blocking(move || {
                         shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                        let done = runtime.call(
-                            &module,
-                            CallRequest {
-                                input,
-                                args: &hosted.args,
-                                env: &hosted.env,
-                                limits: hosted.limits,
-                                cancel: Some(cancel.flag.clone()),
-                            },
-                        );
+                        let done = runtime.call(&module, request(&hosted, input, &cancel.flag));
                         shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                         drop(slot);
                         shared.answer_blocking(call, done);
@@ -486,16 +477,7 @@ impl Shared {
         let (hosted, cancel) = (hosted.clone(), cancel.clone());
         tokio::task::spawn_blocking(move || {
             let module = runtime.lookup(&hosted.digest)?;
-            Some(runtime.call(
-                &module,
-                CallRequest {
-                    input,
-                    args: &hosted.args,
-                    env: &hosted.env,
-                    limits: hosted.limits,
-                    cancel: Some(cancel),
-                },
-            ))
+            Some(runtime.call(&module, request(&hosted, input, &cancel)))
         })
         .await
         .unwrap_or_else(|e| {
@@ -504,6 +486,17 @@ impl Shared {
                 format!("call crashed the worker thread: {e}"),
             )))
         })
+    }
+}
+
+/// The runtime's request for a hosted call.
+fn request<'a>(hosted: &'a HostedCall, input: Bytes, cancel: &Arc<AtomicBool>) -> CallRequest<'a> {
+    CallRequest {
+        input,
+        args: &hosted.args,
+        env: &hosted.env,
+        limits: hosted.limits,
+        cancel: Some(cancel.clone()),
     }
 }
 

@@ -50,15 +50,8 @@ pub struct DeployArgs {
     /// Function name as namespace/name
     #[arg(long)]
     name: FunctionRef,
-    /// JSON Schema the input must match
-    #[arg(long, value_name = "FILE")]
-    input_schema: Option<PathBuf>,
-    /// JSON Schema the output must match
-    #[arg(long, value_name = "FILE")]
-    output_schema: Option<PathBuf>,
-    /// One-line description shown in the catalog
-    #[arg(long)]
-    description: Option<String>,
+    #[command(flatten)]
+    interface: InterfaceArgs,
     /// Deadline per call in milliseconds [server default: 10000]
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -77,6 +70,30 @@ pub struct DeployArgs {
     /// Calls are safe to repeat: retry once on another worker if one is lost
     #[arg(long)]
     idempotent: bool,
+}
+
+/// A function's published interface, from files.
+#[derive(Args)]
+pub struct InterfaceArgs {
+    /// JSON Schema the input must match
+    #[arg(long, value_name = "FILE")]
+    input_schema: Option<PathBuf>,
+    /// JSON Schema the output must match
+    #[arg(long, value_name = "FILE")]
+    output_schema: Option<PathBuf>,
+    /// One-line description shown in the catalog
+    #[arg(long)]
+    description: Option<String>,
+}
+
+impl InterfaceArgs {
+    pub fn read(self) -> anyhow::Result<Interface> {
+        Ok(Interface {
+            input: self.input_schema.as_deref().map(read_schema).transpose()?,
+            output: self.output_schema.as_deref().map(read_schema).transpose()?,
+            description: self.description,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -308,7 +325,7 @@ pub async fn function(global: &Global, cmd: FnCmd) -> anyhow::Result<()> {
     }
 }
 
-pub fn read_schema(path: &Path) -> anyhow::Result<Value> {
+fn read_schema(path: &Path) -> anyhow::Result<Value> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))
 }
@@ -323,11 +340,7 @@ async fn deploy(
             .with_context(|| format!("cannot read {}", args.module.display()))?,
     );
     let digest = Digest::of(&module);
-    let interface = Interface {
-        input: args.input_schema.as_deref().map(read_schema).transpose()?,
-        output: args.output_schema.as_deref().map(read_schema).transpose()?,
-        description: args.description,
-    };
+    let interface = args.interface.read()?;
     if !client.missing(vec![digest]).await?.is_empty() {
         upload(client, digest, module, global.json).await?;
     }

@@ -224,15 +224,8 @@ pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {
 pub struct ServeArgs {
     /// The function to serve, as namespace/name (created on first serve)
     function: swb_api::FunctionRef,
-    /// JSON Schema the input must match
-    #[arg(long, value_name = "FILE")]
-    input_schema: Option<PathBuf>,
-    /// JSON Schema the output must match
-    #[arg(long, value_name = "FILE")]
-    output_schema: Option<PathBuf>,
-    /// One-line description shown in the catalog
-    #[arg(long)]
-    description: Option<String>,
+    #[command(flatten)]
+    interface: crate::cli::InterfaceArgs,
     /// Calls run at once
     #[arg(long, default_value_t = 4)]
     concurrency: u32,
@@ -264,19 +257,7 @@ pub struct ServeArgs {
 pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let server = profile::server_url(global)?;
     let token = profile::token(global)?;
-    let interface = swb_api::Interface {
-        input: args
-            .input_schema
-            .as_deref()
-            .map(crate::cli::read_schema)
-            .transpose()?,
-        output: args
-            .output_schema
-            .as_deref()
-            .map(crate::cli::read_schema)
-            .transpose()?,
-        description: args.description,
-    };
+    let interface = args.interface.read()?;
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let worker = Worker::new(WorkerConfig {
         name: args.name.unwrap_or_else(host_name),

@@ -2,13 +2,13 @@
 
 mod common;
 
-use common::{Cluster, assert_code, bin};
+use common::{Cluster, assert_code};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use swb_api::{ErrorCode, FunctionRef, Job, JobStatus, SubmitJob};
 use swb_client::{Client, JobFilter};
-use swb_testkit::{WorkerProc, connected, deploy, eventually, guests};
+use swb_testkit::{connected, deploy, eventually, guests};
 
 fn f(name: &str) -> FunctionRef {
     name.parse().unwrap()
@@ -19,17 +19,6 @@ fn job(function: &str, input: Value) -> SubmitJob {
         function: function.into(),
         input: Some(input),
         ..Default::default()
-    }
-}
-
-impl Cluster {
-    fn serve(&self, name: &str, function: &str, flags: &[&str], command: &[&str]) -> WorkerProc {
-        let mut args = vec!["serve", function, "--name", name, "--max-backoff-ms", "300"];
-        args.extend_from_slice(flags);
-        args.push("--");
-        args.extend_from_slice(command);
-        let log = self.dir.path().join(format!("{name}.log"));
-        WorkerProc::spawn(bin(), &args, &self.server, name, &log).unwrap()
     }
 }
 

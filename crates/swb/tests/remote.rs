@@ -14,18 +14,6 @@ fn f(name: &str) -> FunctionRef {
     name.parse().unwrap()
 }
 
-impl Cluster {
-    /// `swb serve <function> --name <name> <flags…> -- <command…>`.
-    fn serve(&self, name: &str, function: &str, flags: &[&str], command: &[&str]) -> WorkerProc {
-        let mut args = vec!["serve", function, "--name", name, "--max-backoff-ms", "300"];
-        args.extend_from_slice(flags);
-        args.push("--");
-        args.extend_from_slice(command);
-        let log = self.dir.path().join(format!("{name}.log"));
-        WorkerProc::spawn(bin(), &args, &self.server, name, &log).unwrap()
-    }
-}
-
 async fn gone(client: &Client, name: &str) {
     eventually(
         &format!("{name} to leave"),

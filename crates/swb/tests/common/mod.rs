@@ -39,6 +39,22 @@ impl Cluster {
         cluster
     }
 
+    /// `swb serve <function> --name <name> <flags…> -- <command…>` against the server.
+    pub fn serve(
+        &self,
+        name: &str,
+        function: &str,
+        flags: &[&str],
+        command: &[&str],
+    ) -> WorkerProc {
+        let mut args = vec!["serve", function, "--name", name, "--max-backoff-ms", "300"];
+        args.extend_from_slice(flags);
+        args.push("--");
+        args.extend_from_slice(command);
+        let log = self.dir.path().join(format!("{name}.log"));
+        WorkerProc::spawn(bin(), &args, &self.server, name, &log).unwrap()
+    }
+
     pub async fn start_worker(&self, name: &str, cache: &str) -> WorkerProc {
         let worker = WorkerProc::start(
             bin(),
