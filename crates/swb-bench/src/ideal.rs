@@ -11,11 +11,19 @@ use swb_api::protocol::CallLimits;
 use swb_runtime::{CallRequest, Prepared, Runtime, RuntimeConfig};
 use tokio::net::TcpListener;
 
-async fn listen(addr: &str) -> anyhow::Result<TcpListener> {
+/// Binds with the same socket options as Switchboard's server (no Nagle delay).
+async fn listen(
+    addr: &str,
+) -> anyhow::Result<axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)>> {
+    use axum::serve::ListenerExt;
     let listener = TcpListener::bind(addr).await?;
     // The harness waits for this line, as it does for `swb up`.
     println!("listening on http://{}", listener.local_addr()?);
-    Ok(listener)
+    Ok(listener.tap_io(nodelay as fn(&mut tokio::net::TcpStream)))
+}
+
+fn nodelay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
 }
 
 /// A bare axum server echoing the request body: one HTTP hop, nothing else.

@@ -343,7 +343,7 @@ async fn idle_memory(s: &mut Suite) -> anyhow::Result<()> {
         handles.push(tokio::spawn(async move {
             let backoff =
                 swb_worker::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-            swb_worker::run(&worker, &url, &token, backoff, std::future::pending()).await
+            swb_worker::run(&worker, &[url], &token, backoff, std::future::pending()).await
         }));
     }
     swb_testkit::eventually(

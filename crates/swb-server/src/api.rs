@@ -4,9 +4,10 @@
 use crate::App;
 use crate::acl::{Acl, Roles};
 use crate::auth::Caller;
+use crate::cluster::Change;
 use crate::error::{AppError, AppResult, error_response};
 use crate::extract::{Body, Json, Query, parse_json};
-use crate::hub::Answer;
+use crate::hub::{Answer, Target};
 use crate::metrics as m;
 use crate::routes::{Route, compile_schema};
 use axum::Router;
@@ -19,6 +20,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use swb_api::timestamp::now_ms;
@@ -242,7 +244,7 @@ pub(crate) fn forbidden(what: impl std::fmt::Display) -> ApiError {
 /// Which workers may receive a function's code and calls: platform workers (the
 /// in-process one, or one connected with an administrator's unscoped token), and
 /// workers whose identity holds `serve` on the function.
-fn eligible_for<'a>(
+pub(crate) fn eligible_for<'a>(
     acl: &'a Acl,
     f: &'a FunctionRef,
 ) -> impl Fn(Option<&Caller>) -> bool + Send + Sync + 'a {
@@ -373,7 +375,10 @@ async fn deploy(
             },
         )
         .await?;
-    app.routes.invalidate(&function);
+    app.changed(Change::Function {
+        function: function.clone(),
+    })
+    .await?;
     tracing::info!(%function, version = version.version, artefact = %req.artefact, "deployed");
     app.audit(
         &caller,
@@ -512,7 +517,10 @@ async fn rollback(
     if !app.store.set_active_version(&function, req.version).await? {
         return Err(ApiError::not_found(format!("version {} of {function}", req.version)).into());
     }
-    app.routes.invalidate(&function);
+    app.changed(Change::Function {
+        function: function.clone(),
+    })
+    .await?;
     tracing::info!(%function, version = req.version, "rolled back");
     app.audit(
         &caller,
@@ -550,7 +558,10 @@ async fn delete_function(
     if !app.store.delete_function(&function).await? {
         return Err(ApiError::not_found(format!("function {function}")).into());
     }
-    app.routes.invalidate(&function);
+    app.changed(Change::Function {
+        function: function.clone(),
+    })
+    .await?;
     tracing::info!(%function, "deleted");
     app.audit(
         &caller,
@@ -737,16 +748,8 @@ async fn run(
     }
     let deadline = Instant::now() + Duration::from_millis(target.limits().timeout_ms);
     let requires = &route.version.requires;
-    let call = |input: Bytes| {
-        app.hub.call(
-            function,
-            target.clone(),
-            requires,
-            input,
-            deadline,
-            &eligible,
-        )
-    };
+    let call =
+        |input: Bytes| dispatch(app, function, &target, requires, input, deadline, &eligible);
     let lost = |r: &Result<Answer, ApiError>| match r {
         Err(e) => e.code == ErrorCode::WorkerLost,
         Ok(a) => a
@@ -778,6 +781,36 @@ async fn run(
         worker: Some(answer.worker),
         stderr_tail: answer.stderr_tail,
     }
+}
+
+/// Runs a call on a worker of this server or, when none here suits it, of another
+/// replica of the cluster.
+async fn dispatch(
+    app: &App,
+    function: &FunctionRef,
+    target: &Target,
+    requires: &BTreeMap<String, String>,
+    input: Bytes,
+    deadline: Instant,
+    eligible: crate::hub::Eligible<'_>,
+) -> Result<Answer, ApiError> {
+    if let Some(cluster) = &app.cluster
+        && !app.hub.has_suitable(target, requires, eligible)
+    {
+        return cluster
+            .forward(function, target, requires, input, deadline)
+            .await;
+    }
+    app.hub
+        .call(
+            function,
+            target.clone(),
+            requires,
+            input,
+            deadline,
+            eligible,
+        )
+        .await
 }
 
 /// Checks that `bytes` are JSON matching `schema`; names the failing JSON pointers.

@@ -92,6 +92,10 @@ impl Authenticator {
         self.cache.lock().expect("auth cache").pop(token_id);
     }
 
+    pub fn clear(&self) {
+        self.cache.lock().expect("auth cache").clear();
+    }
+
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
         let unauthenticated = |msg: &str| ApiError::new(ErrorCode::Unauthenticated, msg);
         let header = header

@@ -6,6 +6,12 @@ use std::time::Duration;
 pub struct Config {
     /// Holds the database (`swb.db`) and the bootstrap `admin.token`.
     pub data_dir: PathBuf,
+    /// A Postgres database instead of `<data-dir>/swb.db` (cluster mode).
+    pub database_url: Option<String>,
+    /// NATS, joining this server to the other replicas on the same database.
+    pub nats_url: Option<String>,
+    /// Where blob bytes live (replicas must share it) [default: `<data-dir>/blobs`].
+    pub blob_dir: Option<PathBuf>,
     /// Largest request body (artefacts, invoke inputs).
     pub max_body_bytes: usize,
     /// Invocation records kept; older ones are pruned.
@@ -34,6 +40,9 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
+            database_url: None,
+            nats_url: None,
+            blob_dir: None,
             max_body_bytes: 64 << 20,
             keep_invocations: 100_000,
             default_timeout_ms: 10_000,

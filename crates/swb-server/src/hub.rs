@@ -20,14 +20,14 @@ use swb_api::{
     WorkerCodeStatus, WorkerFailure, WorkerInfo,
 };
 use swb_store::Store;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout, timeout_at};
 
 /// The runtime a worker must offer to run hosted functions.
 pub const WASM: &str = "wasm";
 /// A call's answer may arrive this long after its deadline (the worker enforces the
 /// deadline itself and reports `timeout`; this covers the trip back).
-const ANSWER_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const ANSWER_GRACE: Duration = Duration::from_secs(2);
 
 /// Decides whether a worker may receive a function's calls and code, from the
 /// identity it connected with (`None`: the in-process worker of `swb up`).
@@ -38,8 +38,8 @@ pub type ToWorker = mpsc::UnboundedSender<ServerMsg>;
 /// Receiving half from a worker.
 pub type FromWorker = mpsc::Receiver<WorkerMsg>;
 
-/// What a call runs.
-#[derive(Debug, Clone)]
+/// What a call runs (it travels between replicas as it is).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     /// A hosted module, on any Wasm worker allowed to run it.
     Hosted(HostedCall),
@@ -204,6 +204,17 @@ pub struct Hub {
     freed: Notify,
     /// Signalled when a worker reports on code or leaves.
     compiled: Notify,
+    /// Bumped when a worker joins or leaves.
+    membership: watch::Sender<u64>,
+}
+
+/// What this node's workers can run, as other replicas need to know it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Offers {
+    /// Some worker runs Wasm (hosted functions).
+    pub wasm: bool,
+    /// Remote functions some worker serves.
+    pub functions: std::collections::BTreeSet<FunctionRef>,
 }
 
 impl Hub {
@@ -215,7 +226,35 @@ impl Hub {
             rr: AtomicUsize::new(0),
             freed: Notify::new(),
             compiled: Notify::new(),
+            membership: watch::Sender::new(0),
         }
+    }
+
+    /// Changes whenever a worker joins or leaves.
+    pub fn membership(&self) -> watch::Receiver<u64> {
+        self.membership.subscribe()
+    }
+
+    pub fn offers(&self) -> Offers {
+        let workers = self.workers.read().expect("workers lock");
+        Offers {
+            wasm: workers.iter().any(|w| w.runs_wasm()),
+            functions: workers
+                .iter()
+                .flat_map(|w| w.functions.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// Whether some connected worker could take this call (busy or not).
+    pub fn has_suitable(
+        &self,
+        target: &Target,
+        requires: &BTreeMap<String, String>,
+        eligible: Eligible<'_>,
+    ) -> bool {
+        let workers = self.workers.read().expect("workers lock");
+        workers.iter().any(|w| w.suits(target, eligible, requires))
     }
 
     fn snapshot(&self) -> Vec<Arc<Worker>> {
@@ -293,6 +332,7 @@ impl Hub {
         metrics::gauge!(m::WORKERS_CONNECTED).increment(1.0);
         tracing::info!(worker = %worker.name, id = %worker.id, capacity, "worker connected");
         self.freed.notify_waiters();
+        self.membership.send_modify(|n| *n += 1);
 
         // A worker that stays silent for three heartbeats is gone.
         let silence = self.heartbeat * 3;
@@ -344,6 +384,7 @@ impl Hub {
         metrics::gauge!(m::WORKERS_CONNECTED).decrement(1.0);
         tracing::info!(worker = %worker.name, id = %worker.id, "worker disconnected");
         self.compiled.notify_waiters();
+        self.membership.send_modify(|n| *n += 1);
     }
 
     fn handle(self: &Arc<Self>, worker: &Arc<Worker>, msg: WorkerMsg) {
@@ -573,23 +614,7 @@ impl Hub {
             freed.as_mut().enable();
             match self.pick(target, requires, eligible) {
                 Pick::Worker(w) => return Ok(w),
-                Pick::NoneConnected => {
-                    let how = match target {
-                        Target::Hosted(_) => "start one with `swb worker`",
-                        Target::Remote { .. } => {
-                            "its owner must start a worker that serves it (`swb serve`)"
-                        }
-                    };
-                    let labels = if requires.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" with labels {requires:?}")
-                    };
-                    return Err(ApiError::new(
-                        ErrorCode::NoWorker,
-                        format!("no connected worker{labels} can run {function}: {how}"),
-                    ));
-                }
+                Pick::NoneConnected => return Err(no_worker(function, target, requires)),
                 Pick::AllFailed(errors) => {
                     return Err(ApiError::new(
                         ErrorCode::NoWorker,
@@ -685,6 +710,27 @@ impl Drop for CancelOnDrop<'_> {
             self.freed.notify_one();
         }
     }
+}
+
+/// The answer when no connected worker suits a call.
+pub fn no_worker(
+    function: &FunctionRef,
+    target: &Target,
+    requires: &BTreeMap<String, String>,
+) -> ApiError {
+    let how = match target {
+        Target::Hosted(_) => "start one with `swb worker`",
+        Target::Remote { .. } => "its owner must start a worker that serves it (`swb serve`)",
+    };
+    let labels = if requires.is_empty() {
+        String::new()
+    } else {
+        format!(" with labels {requires:?}")
+    };
+    ApiError::new(
+        ErrorCode::NoWorker,
+        format!("no connected worker{labels} can run {function}: {how}"),
+    )
 }
 
 fn refuse(tx: &ToWorker, code: ErrorCode, message: String) {

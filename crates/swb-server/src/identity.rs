@@ -4,6 +4,7 @@ use crate::App;
 use crate::acl::Scope;
 use crate::api::{forbidden, function_ref, visible};
 use crate::auth::{Caller, issue_token};
+use crate::cluster::Change;
 use crate::error::AppResult;
 use crate::extract::{Json, Query};
 use axum::extract::{Path, State};
@@ -136,7 +137,7 @@ pub async fn create_user(
             expires_at: None,
         })
         .await?;
-    app.acl.reload(app.store.as_ref()).await?;
+    app.changed(Change::Acl).await?;
     app.audit(
         &caller,
         "user.create",
@@ -180,12 +181,11 @@ pub async fn delete_user(
     }
     let tokens = app.store.tokens_of(&user.id).await?;
     app.store.delete_user(&user.id).await?;
-    for t in &tokens {
-        app.auth.forget(&t.id);
-    }
-    app.hub.close_sessions(|c| c.user.id == user.id);
-    app.acl.reload(app.store.as_ref()).await?;
-    app.routes.clear();
+    app.changed(Change::UserDeleted {
+        user: user.id.clone(),
+        tokens: tokens.into_iter().map(|t| t.id).collect(),
+    })
+    .await?;
     app.audit(
         &caller,
         "user.delete",
@@ -221,7 +221,7 @@ pub async fn create_namespace(
         created_at: now_ms(),
     };
     app.store.create_namespace(&row).await?;
-    app.acl.reload(app.store.as_ref()).await?;
+    app.changed(Change::Acl).await?;
     app.audit(
         &caller,
         "namespace.create",
@@ -341,7 +341,7 @@ async fn share(
         created_at: now_ms(),
     };
     app.store.put_share(&share).await?;
-    app.acl.reload(app.store.as_ref()).await?;
+    app.changed(Change::Acl).await?;
     let pending = app.store.user_by_email(&email).await?.is_none();
     app.audit(
         caller,
@@ -410,7 +410,7 @@ async fn unshare(app: &App, caller: &Caller, target: Target, email: &str) -> App
             ApiError::not_found(format!("share of {} with {email}", target.label())).into(),
         );
     }
-    app.acl.reload(app.store.as_ref()).await?;
+    app.changed(Change::Acl).await?;
     app.audit(
         caller,
         "share.delete",
@@ -582,8 +582,10 @@ pub async fn revoke_token(
     if !app.store.revoke_token(&caller.user.id, &id).await? {
         return Err(ApiError::not_found(format!("token {id}")).into());
     }
-    app.auth.forget(&id);
-    app.hub.close_sessions(|c| c.token_id == id);
+    app.changed(Change::TokensRevoked {
+        tokens: vec![id.clone()],
+    })
+    .await?;
     app.audit(
         &caller,
         "token.revoke",

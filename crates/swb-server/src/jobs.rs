@@ -4,6 +4,7 @@
 use crate::App;
 use crate::api::{callable, perform};
 use crate::auth::Caller;
+use crate::cluster::Change;
 use crate::error::{AppResult, store_error};
 use crate::extract::{Json, Query};
 use axum::extract::{Path, State};
@@ -55,7 +56,15 @@ impl JobQueue {
         )
     }
 
-    fn notify_ended(&self, ids: impl IntoIterator<Item = String>) {
+    /// Stops the job if it runs here, and wakes those waiting for it.
+    pub(crate) fn cancel_running(&self, id: &str) {
+        if let Some(cancel) = self.running.lock().expect("running lock").get(id) {
+            cancel.notify_one();
+        }
+        self.notify_ended([id.to_owned()]);
+    }
+
+    pub(crate) fn notify_ended(&self, ids: impl IntoIterator<Item = String>) {
         let mut waiters = self.waiters.lock().expect("waiters lock");
         for id in ids {
             for w in waiters.remove(&id).unwrap_or_default() {
@@ -74,7 +83,9 @@ pub fn spawn(app: Arc<App>, mut finishes: mpsc::Receiver<JobFinish>) {
             if let Err(e) = writer.store.finish_jobs(&batch).await {
                 tracing::error!(error = %e, "could not record job outcomes; their leases will lapse and they will run again");
             }
-            writer.jobs.notify_ended(batch.drain(..).map(|f| f.id));
+            let jobs = batch.drain(..).map(|f| f.id).collect();
+            // Waiters may be on any replica.
+            let _ = writer.changed(Change::JobsEnded { jobs }).await;
             writer.jobs.wake.notify_one();
         }
     });
@@ -466,11 +477,9 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> AppResult<axum::Json<Job>> {
     owned(&app, &caller, &id).await?;
-    if app.store.cancel_job(&id).await? == Some(JobStatus::Running)
-        && let Some(cancel) = app.jobs.running.lock().expect("running lock").get(&id)
-    {
-        cancel.notify_one();
-    }
-    app.jobs.notify_ended([id.clone()]);
+    app.store.cancel_job(&id).await?;
+    // The job may be running on another replica.
+    app.changed(Change::JobCancelled { job: id.clone() })
+        .await?;
     Ok(axum::Json(owned(&app, &caller, &id).await?.job))
 }

@@ -5,6 +5,7 @@ mod acl;
 mod api;
 mod auth;
 mod blobs;
+mod cluster;
 mod config;
 mod data;
 mod error;
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use swb_api::Namespace;
 use swb_api::timestamp::now_ms;
-use swb_store::{NewToken, SqliteStore, Store, User};
+use swb_store::{NewToken, PgStore, SqliteStore, Store, StoreError, User};
 use tokio::net::TcpListener;
 
 /// Shared state of every handler.
@@ -44,6 +45,8 @@ pub struct App {
     jobs: jobs::JobQueue,
     recorder: recorder::Recorder,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The link to the other replicas (cluster mode).
+    cluster: Option<cluster::Cluster>,
 }
 
 impl App {
@@ -78,35 +81,65 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens (or creates) the data directory and its SQLite database, and creates the
-    /// admin user on first start.
+    /// Opens (or creates) the data directory and the database (its SQLite file, or
+    /// the Postgres database of `database_url`), and creates the admin user on first
+    /// start.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
-        let db = config.data_dir.join("swb.db");
-        let store = SqliteStore::open(&db)
-            .await
-            .with_context(|| format!("cannot open database {}", db.display()))?;
-        Self::with_store(config, Arc::new(store)).await
+        let store: Arc<dyn Store> =
+            match &config.database_url {
+                Some(url) => Arc::new(PgStore::open(url).await.with_context(|| {
+                    format!("cannot open the Postgres database {}", redact(url))
+                })?),
+                None => {
+                    let db = config.data_dir.join("swb.db");
+                    Arc::new(
+                        SqliteStore::open(&db)
+                            .await
+                            .with_context(|| format!("cannot open database {}", db.display()))?,
+                    )
+                }
+            };
+        Self::with_store(config, store).await
     }
 
     pub async fn with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let cluster = match &config.nats_url {
+            Some(_) if !store.shared() => {
+                anyhow::bail!(
+                    "--nats-url joins replicas on one Postgres database: give --database-url too"
+                )
+            }
+            Some(url) => {
+                let id = store
+                    .setting_or_init("cluster_id", &uuid::Uuid::now_v7().simple().to_string())
+                    .await?;
+                Some(cluster::Cluster::connect(url, &id).await?)
+            }
+            None => None,
+        };
         bootstrap_admin(store.as_ref(), &config.data_dir).await?;
         let (recorder, task) = recorder::Recorder::spawn(store.clone(), config.keep_invocations);
         let acl = acl::Acl::load(store.as_ref())
             .await
             .map_err(|e| anyhow::anyhow!("cannot load namespaces and shares: {}", e.message))?;
-        let blobs = blobs::Blobs::open(&config.data_dir.join("blobs"), config.max_blob_bytes)?;
+        let blob_dir = (config.blob_dir.clone()).unwrap_or_else(|| config.data_dir.join("blobs"));
+        let blobs = blobs::Blobs::open(&blob_dir, config.max_blob_bytes)?;
         // One server owns an embedded database: jobs it was running when it stopped
-        // go back to the queue now rather than when their leases lapse.
-        let requeued = store.requeue_running().await?;
-        if requeued > 0 {
-            tracing::info!(
-                jobs = requeued,
-                "requeued jobs interrupted by the last shutdown"
-            );
+        // go back to the queue now. On a shared database, other replicas may be
+        // running them: they return when their leases lapse.
+        if !store.shared() {
+            let requeued = store.requeue_running().await?;
+            if requeued > 0 {
+                tracing::info!(
+                    jobs = requeued,
+                    "requeued jobs interrupted by the last shutdown"
+                );
+            }
         }
+        let (cluster, links) = cluster.unzip();
         let (jobs, finishes) = jobs::JobQueue::new();
         let app = Arc::new(App {
             acl,
@@ -119,8 +152,12 @@ impl Server {
             recorder,
             store,
             config,
+            cluster,
         });
         jobs::spawn(app.clone(), finishes);
+        if let Some(links) = links {
+            cluster::spawn(app.clone(), links);
+        }
         Ok(Self {
             app,
             recorder: task,
@@ -149,7 +186,12 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        use axum::serve::ListenerExt;
         let router = api::router(self.app.clone());
+        // Small answers go out at once rather than waiting on Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -163,8 +205,32 @@ pub fn admin_token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.token")
 }
 
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = credentials.split(':').next().unwrap_or_default();
+    format!("{scheme}://{user}@{host}")
+}
+
+#[cfg(test)]
+#[test]
+fn database_urls_lose_their_password_in_messages() {
+    assert_eq!(
+        redact("postgres://swb:s3cret@db:5432/swb"),
+        "postgres://swb@db:5432/swb"
+    );
+    assert_eq!(redact("postgres://db/swb"), "postgres://db/swb");
+}
+
 /// Creates the admin user and its token on an empty database. The token is written
-/// once to `<data-dir>/admin.token` (mode 0600); only its hash is stored.
+/// once to `<data-dir>/admin.token` (mode 0600); only its hash is stored. Of replicas
+/// starting together on an empty database, the first to create the admin wins; the
+/// others use the database's users.
 async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
     if store.count_users().await? > 0 {
         return Ok(());
@@ -180,7 +246,14 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(
     let path = admin_token_path(data_dir);
     write_secret(&path, &issued.token)
         .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
-    store.create_user(&user).await?;
+    match store.create_user(&user).await {
+        Err(StoreError::Conflict(_)) => {
+            let _ = std::fs::remove_file(&path);
+            tracing::info!("another replica created the admin user");
+            return Ok(());
+        }
+        other => other?,
+    }
     store
         .create_token(&NewToken {
             id: issued.id,

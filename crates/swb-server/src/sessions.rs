@@ -156,7 +156,10 @@ impl App {
             )
             .await
             .map_err(store_error)?;
-        self.routes.invalidate(function);
+        self.changed(crate::cluster::Change::Function {
+            function: function.clone(),
+        })
+        .await?;
         tracing::info!(%function, version = version.version, worker, "remote function published");
         if let Some(caller) = caller {
             self.audit(

@@ -76,6 +76,11 @@ pub async fn users_and_tokens(store: &dyn Store) {
     assert!(store.token("nope").await.unwrap().is_none());
 }
 
+pub async fn settings(store: &dyn Store) {
+    assert_eq!(store.setting_or_init("k", "first").await.unwrap(), "first");
+    assert_eq!(store.setting_or_init("k", "second").await.unwrap(), "first");
+}
+
 pub async fn artefacts(store: &dyn Store) {
     let a = Digest::of(b"a");
     let b = Digest::of(b"b");
@@ -434,6 +439,43 @@ pub async fn concurrent_versions(store: &dyn Store) {
     assert_eq!(numbers, (1..=8).collect::<Vec<_>>());
 }
 
+/// Claimers running at once (replicas on one database) never get the same job.
+pub async fn concurrent_claims(store: &dyn Store) {
+    let jobs: Vec<crate::NewJob> = (0..40)
+        .map(|i| crate::NewJob {
+            id: format!("j{i:02}"),
+            owner_id: "u1".into(),
+            function: f("alice/echo"),
+            version: None,
+            input: None,
+            input_blob: None,
+            profile: None,
+            idempotency_key: None,
+            max_attempts: 1,
+            timeout_ms: None,
+            created_at: 1,
+        })
+        .collect();
+    store.submit_jobs(&jobs).await.unwrap();
+    let claims = (0..5).map(|_| store.claim_jobs(10, 10, 60_000, 0));
+    let mut ids: Vec<String> = futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .flat_map(|r| r.expect("claims succeed"))
+        .map(|row| row.job.id)
+        .collect();
+    ids.sort();
+    let all: Vec<String> = (0..40).map(|i| format!("j{i:02}")).collect();
+    assert_eq!(ids, all, "every job claimed exactly once");
+    assert!(
+        store
+            .claim_jobs(10, 10, 60_000, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub async fn jobs_blobs_profiles(store: &dyn Store) {
     use crate::{JobFinish, JobOutcome, JobQuery, NewJob};
     use swb_api::{BlobInfo, JobStatus, ProfileInfo};
@@ -665,6 +707,11 @@ macro_rules! conformance_suite {
                 super::users_and_tokens(&store).await;
             }
             #[tokio::test]
+            async fn settings() {
+                let (store, _guard) = $make;
+                super::settings(&store).await;
+            }
+            #[tokio::test]
             async fn artefacts() {
                 let (store, _guard) = $make;
                 super::artefacts(&store).await;
@@ -684,6 +731,11 @@ macro_rules! conformance_suite {
                 let (store, _guard) = $make;
                 super::concurrent_versions(&store).await;
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_claims() {
+                let (store, _guard) = $make;
+                super::concurrent_claims(&store).await;
+            }
             #[tokio::test]
             async fn jobs_blobs_profiles() {
                 let (store, _guard) = $make;
@@ -698,6 +750,12 @@ macro_rules! conformance_suite {
     };
 }
 
+conformance_suite!(postgres, {
+    let db = swb_testkit::TestDatabase::create().await;
+    let store = crate::PgStore::open(&db.url).await.unwrap();
+    (store, db)
+});
+
 conformance_suite!(sqlite, {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::SqliteStore::open(&dir.path().join("swb.db"))
@@ -705,6 +763,22 @@ conformance_suite!(sqlite, {
         .unwrap();
     (store, dir)
 });
+
+/// Replicas starting together migrate one at a time (an advisory lock), and both
+/// come up on the same schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_migrate_together() {
+    let db = swb_testkit::TestDatabase::create().await;
+    let (a, b) = tokio::join!(crate::PgStore::open(&db.url), crate::PgStore::open(&db.url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    a.create_version(&f("a/b"), hosted(Digest::of(b"x"), "d"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.function(&f("a/b")).await.unwrap().unwrap().active_version,
+        1
+    );
+}
 
 #[tokio::test]
 async fn sqlite_data_survives_reopen() {

@@ -1,10 +1,12 @@
-//! Persistence behind one trait, [`Store`]. The SQLite implementation is the embedded
-//! default; a Postgres one joins it behind the same trait and the same conformance tests.
-//! The store knows nothing of HTTP or Wasm.
+//! Persistence behind one trait, [`Store`], with two backends: SQLite (the embedded
+//! default) and Postgres (cluster mode). Both implement the trait with the same code
+//! (`queries.rs`) and pass the same conformance tests. The store knows nothing of HTTP
+//! or Wasm.
 
+mod postgres;
 mod sqlite;
-mod sqlite_jobs;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -184,6 +186,12 @@ pub struct InvocationQuery {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Whether other servers may use this database at the same time (replicas of a
+    /// cluster). When not, a starting server may take back whatever was left running.
+    fn shared(&self) -> bool;
+    /// The value of a shared setting; the first caller's `init` becomes it.
+    async fn setting_or_init(&self, key: &str, init: &str) -> Result<String>;
+
     async fn count_users(&self) -> Result<u64>;
     /// Creates the user and their personal namespace. Fails with `Conflict` when the
     /// e-mail or namespace is taken.

@@ -3,8 +3,10 @@
 
 pub mod guests;
 mod process;
+mod services;
 
 pub use process::{START_DEADLINE, ServerProc, WorkerProc, connected, eventually};
+pub use services::{TestDatabase, nats_url, postgres_url};
 
 use bytes::Bytes;
 use swb_api::{DeployRequest, DeployResponse, Digest, FunctionRef};

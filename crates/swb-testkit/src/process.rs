@@ -210,10 +210,19 @@ impl WorkerProc {
         name: &str,
         log: &Path,
     ) -> anyhow::Result<Self> {
-        let envs = [
-            ("SWB_URL", server.url.as_str()),
-            ("SWB_TOKEN", server.token.as_str()),
-        ];
+        Self::spawn_to(program, args, &server.url, &server.token, name, log)
+    }
+
+    /// Like `spawn`, with `SWB_URL` set to `urls` (several: comma-separated).
+    pub fn spawn_to(
+        program: &Path,
+        args: &[&str],
+        urls: &str,
+        token: &str,
+        name: &str,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let envs = [("SWB_URL", urls), ("SWB_TOKEN", token)];
         let proc = Proc::spawn(program, args, log, &envs)?;
         Ok(Self {
             proc,

@@ -135,10 +135,16 @@ impl Service {
         Ok(self)
     }
 
-    /// Connects to `SWB_URL` with `SWB_TOKEN` and serves until Ctrl-C, draining
-    /// running calls before it returns.
+    /// Connects to `SWB_URL` (several servers: comma-separated, failed over in turn)
+    /// with `SWB_TOKEN` and serves until Ctrl-C, draining running calls before it
+    /// returns.
     pub async fn run_from_env(self) -> anyhow::Result<()> {
-        let server = std::env::var("SWB_URL").unwrap_or_else(|_| "http://127.0.0.1:7070".into());
+        let servers: Vec<String> = std::env::var("SWB_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:7070".into())
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
         let token = std::env::var("SWB_TOKEN").map_err(|_| {
             anyhow::anyhow!("set SWB_TOKEN to a token that may serve the functions")
         })?;
@@ -150,7 +156,7 @@ impl Service {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        crate::run(&worker, &server, &token, backoff, stop).await?;
+        crate::run(&worker, &servers, &token, backoff, stop).await?;
         Ok(())
     }
 }

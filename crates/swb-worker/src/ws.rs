@@ -1,5 +1,6 @@
-//! A remote worker's connection loop: dial `/v1/worker/connect`, run a session,
-//! and reconnect with exponential backoff and jitter when the server goes away.
+//! A remote worker's connection loop: dial `/v1/worker/connect`, run a session, and
+//! when the server goes away, fail over to the next server given (replicas of one
+//! cluster), backing off exponentially with jitter once every server has failed.
 
 use crate::{SessionEnd, Worker};
 use futures_util::{SinkExt, StreamExt};
@@ -52,26 +53,41 @@ pub enum RunError {
     Refused(ApiError),
     #[error("bad server URL {0:?}: use http://host:port")]
     BadUrl(String),
+    #[error("no server URL given")]
+    NoServer,
 }
 
-/// Serves `server` until `shutdown` resolves. Connection failures are retried
-/// forever; a refusal (bad token, protocol mismatch) ends the loop with an error.
+/// Serves until `shutdown` resolves, connected to one of `servers` at a time. A lost
+/// or failed connection moves on to the next server at once; after a whole round of
+/// failures it waits (`backoff`) before the next round. A refusal (bad token,
+/// protocol mismatch) ends the loop with an error.
 pub async fn run(
     worker: &Worker,
-    server: &str,
+    servers: &[String],
     token: &str,
     mut backoff: Backoff,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let url = ws_url(server)?;
+    let urls = servers
+        .iter()
+        .map(|s| ws_url(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err(RunError::NoServer);
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Failures since the last session that was welcomed.
+    let mut failures = 0usize;
+    let mut turn = 0usize;
     loop {
+        let (url, server) = (&urls[turn % urls.len()], &servers[turn % urls.len()]);
+        turn += 1;
         let attempt = async {
-            match connect(&url, token).await {
+            match connect(url, token).await {
                 Ok(socket) => Ok(serve(worker, socket, stopped(stop_rx.clone())).await),
                 Err(e) => Err(e),
             }
@@ -87,6 +103,7 @@ pub async fn run(
                 return Ok(());
             }
         };
+        failures += 1;
         match result {
             Ok(SessionEnd::Shutdown) => return Ok(()),
             Ok(SessionEnd::Refused(e)) | Err(ConnectError::Refused(e)) => {
@@ -95,12 +112,17 @@ pub async fn run(
             Ok(SessionEnd::Closed { welcomed }) => {
                 if welcomed {
                     backoff.reset();
+                    failures = 0;
                 }
                 tracing::warn!(server, "lost the connection to the server");
             }
             Err(ConnectError::Failed(e)) => {
                 tracing::warn!(server, error = %e, "cannot reach the server");
             }
+        }
+        // The next server is tried at once until a whole round has failed.
+        if failures == 0 || !failures.is_multiple_of(urls.len()) {
+            continue;
         }
         let delay = backoff.next_delay();
         tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting");

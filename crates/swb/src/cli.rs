@@ -500,10 +500,7 @@ pub async fn invocation(global: &Global, cmd: InvCmd) -> anyhow::Result<()> {
 }
 
 pub async fn login(global: &Global, args: LoginArgs) -> anyhow::Result<()> {
-    let server = global
-        .server
-        .clone()
-        .unwrap_or_else(|| profile::DEFAULT_SERVER.into());
+    let server = profile::server_urls(global)?.join(",");
     let token = match (&args.token_file, &global.token) {
         (Some(path), _) => profile::read_token(path)?,
         (None, Some(t)) => t.clone(),

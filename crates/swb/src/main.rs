@@ -32,9 +32,17 @@ struct Cli {
 
 #[derive(Args, Clone)]
 pub struct Global {
-    /// Server URL [default: from `swb login`, else http://127.0.0.1:7070]
-    #[arg(long, global = true, env = "SWB_URL", value_name = "URL")]
-    server: Option<String>,
+    /// Server URL [default: from `swb login`, else http://127.0.0.1:7070]. Workers
+    /// (`swb worker`, `swb serve`) take several, repeated or comma-separated, and fail
+    /// over between them; other commands use the first
+    #[arg(
+        long,
+        global = true,
+        env = "SWB_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    server: Vec<String>,
     /// API token [default: from `swb login`, else ./.swb/admin.token]
     #[arg(long, global = true, env = "SWB_TOKEN", hide_env_values = true)]
     token: Option<String>,

@@ -67,10 +67,27 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
 }
 
 pub fn server_url(global: &Global) -> anyhow::Result<String> {
-    if let Some(s) = &global.server {
-        return Ok(s.clone());
+    Ok(server_urls(global)?.swap_remove(0))
+}
+
+/// Every server given (`--server` repeated or comma-separated, else the saved ones),
+/// in order; never empty.
+pub fn server_urls(global: &Global) -> anyhow::Result<Vec<String>> {
+    let split = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let given: Vec<String> = global.server.iter().flat_map(|s| split(s)).collect();
+    if !given.is_empty() {
+        return Ok(given);
     }
-    Ok(load()?.server.unwrap_or_else(|| DEFAULT_SERVER.into()))
+    let saved = load()?.server.map(|s| split(&s)).unwrap_or_default();
+    if !saved.is_empty() {
+        return Ok(saved);
+    }
+    Ok(vec![DEFAULT_SERVER.into()])
 }
 
 pub fn token(global: &Global) -> anyhow::Result<String> {

@@ -27,6 +27,18 @@ pub struct ServerArgs {
     /// Invocation records to keep; older ones are pruned
     #[arg(long, default_value_t = 100_000)]
     keep_invocations: u64,
+    /// Keep everything in this Postgres database instead of <data-dir>/swb.db
+    /// (postgres://user:password@host:port/database); replicas share it
+    #[arg(long, env = "SWB_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Join the other replicas on the same database through this NATS server
+    /// (nats://host:4222); without it a Postgres-backed server runs alone
+    #[arg(long, env = "SWB_NATS_URL", requires = "database_url")]
+    nats_url: Option<String>,
+    /// Where blob bytes are kept; replicas of a cluster must share it (e.g. a network
+    /// file system) [default: <data-dir>/blobs]
+    #[arg(long, env = "SWB_BLOB_DIR")]
+    blob_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -114,6 +126,9 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
     let mut config = Config::new(args.data_dir.clone());
     config.max_body_bytes = args.max_body_mb << 20;
     config.keep_invocations = args.keep_invocations;
+    config.database_url = args.database_url.clone();
+    config.nats_url = args.nats_url.clone();
+    config.blob_dir = args.blob_dir.clone();
     let server = Server::open(config).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -201,7 +216,7 @@ pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {
         return list_workers(global).await;
     }
     let args = cmd.run;
-    let server = profile::server_url(global)?;
+    let servers = profile::server_urls(global)?;
     let token = profile::token(global)?;
     let name = args.name.unwrap_or_else(host_name);
     let worker = Worker::new(WorkerConfig {
@@ -211,12 +226,12 @@ pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {
         wasm: true,
         cache_dir: Some(args.cache_dir),
     })?;
-    tracing::info!(server = %server, name = worker.name(), "worker starting");
+    tracing::info!(servers = ?servers, name = worker.name(), "worker starting");
     let backoff = Backoff::new(
         Duration::from_millis(200),
         Duration::from_millis(args.max_backoff_ms.max(200)),
     );
-    swb_worker::run(&worker, &server, &token, backoff, shutdown_signal()).await?;
+    swb_worker::run(&worker, &servers, &token, backoff, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -255,7 +270,7 @@ pub struct ServeArgs {
 
 /// `swb serve`: the exec adapter.
 pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
-    let server = profile::server_url(global)?;
+    let servers = profile::server_urls(global)?;
     let token = profile::token(global)?;
     let interface = args.interface.read()?;
     let (program, rest) = args.command.split_first().expect("clap requires a command");
@@ -276,12 +291,12 @@ pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
         },
         std::sync::Arc::new(swb_worker::Exec::new(program.clone(), rest.to_vec())),
     );
-    tracing::info!(server = %server, function = %args.function, command = %program, "serving");
+    tracing::info!(servers = ?servers, function = %args.function, command = %program, "serving");
     let backoff = Backoff::new(
         Duration::from_millis(200),
         Duration::from_millis(args.max_backoff_ms.max(200)),
     );
-    swb_worker::run(&worker, &server, &token, backoff, shutdown_signal()).await?;
+    swb_worker::run(&worker, &servers, &token, backoff, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -2,62 +2,16 @@
 
 mod common;
 
-use common::{Cluster, assert_code};
-use serde_json::{Value, json};
+use common::{Cluster, all_ended, assert_code, assert_echoed, job, submit_echo};
+use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use swb_api::{ErrorCode, FunctionRef, Job, JobStatus, SubmitJob};
-use swb_client::{Client, JobFilter};
+use swb_api::{ErrorCode, FunctionRef, JobStatus, SubmitJob};
+use swb_client::JobFilter;
 use swb_testkit::{connected, deploy, eventually, guests};
 
 fn f(name: &str) -> FunctionRef {
     name.parse().unwrap()
-}
-
-fn job(function: &str, input: Value) -> SubmitJob {
-    SubmitJob {
-        function: function.into(),
-        input: Some(input),
-        ..Default::default()
-    }
-}
-
-/// Submits `n` echo jobs in batches; returns their ids in order.
-async fn submit_echo(client: &Client, function: &str, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
-        let jobs = chunk
-            .iter()
-            .map(|i| job(function, json!({ "n": i })))
-            .collect();
-        let accepted = client.submit_jobs(jobs).await.unwrap();
-        ids.extend(accepted.jobs.into_iter().map(|j| j.id));
-    }
-    ids
-}
-
-async fn all_ended(client: &Client, ids: &[String], within: Duration) -> Vec<Job> {
-    let mut done = Vec::new();
-    let end = Instant::now() + within;
-    for id in ids {
-        loop {
-            let left = end.saturating_duration_since(Instant::now()).as_secs();
-            assert!(left > 0, "job {id} did not end in time");
-            let j = client.job(id, Some(left.min(10))).await.unwrap();
-            if j.status.is_final() {
-                done.push(j);
-                break;
-            }
-        }
-    }
-    done
-}
-
-fn assert_echoed(jobs: &[Job]) {
-    for (i, j) in jobs.iter().enumerate() {
-        assert_eq!(j.status, JobStatus::Succeeded, "{j:?}");
-        assert_eq!(j.result, Some(json!({ "n": i })), "{j:?}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,12 @@
 //! Shared setup of the integration tests: the real `swb` binary, started on port 0.
 #![allow(dead_code)]
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 use swb_api::{ApiError, ErrorCode};
+use swb_api::{Job, JobStatus, SubmitJob};
 use swb_client::{Client, ClientError};
 use swb_testkit::{ServerProc, WorkerProc, connected};
 use tempfile::TempDir;
@@ -137,4 +139,50 @@ pub fn running(pid: &str) -> bool {
                 .map(|rest| rest.trim_start().to_owned())
         })
         .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+pub fn job(function: &str, input: Value) -> SubmitJob {
+    SubmitJob {
+        function: function.into(),
+        input: Some(input),
+        ..Default::default()
+    }
+}
+
+/// Submits `n` echo jobs in batches; returns their ids in order.
+pub async fn submit_echo(client: &Client, function: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
+        let jobs = chunk
+            .iter()
+            .map(|i| job(function, json!({ "n": i })))
+            .collect();
+        let accepted = client.submit_jobs(jobs).await.unwrap();
+        ids.extend(accepted.jobs.into_iter().map(|j| j.id));
+    }
+    ids
+}
+
+pub async fn all_ended(client: &Client, ids: &[String], within: Duration) -> Vec<Job> {
+    let mut done = Vec::new();
+    let end = Instant::now() + within;
+    for id in ids {
+        loop {
+            let left = end.saturating_duration_since(Instant::now()).as_secs();
+            assert!(left > 0, "job {id} did not end in time");
+            let j = client.job(id, Some(left.min(10))).await.unwrap();
+            if j.status.is_final() {
+                done.push(j);
+                break;
+            }
+        }
+    }
+    done
+}
+
+pub fn assert_echoed(jobs: &[Job]) {
+    for (i, j) in jobs.iter().enumerate() {
+        assert_eq!(j.status, JobStatus::Succeeded, "{j:?}");
+        assert_eq!(j.result, Some(json!({ "n": i })), "{j:?}");
+    }
 }

@@ -1,0 +1,448 @@
+//! Cluster mode: replicas on one Postgres database, joined by NATS.
+//!
+//! Replicas know nothing of each other but the database and the NATS subjects of
+//! their cluster (`swb.<cluster id>.…`, the id stored in the database):
+//!
+//! - **Calls.** A replica whose workers can run something subscribes, in the queue
+//!   group `swb`, to the subject of what they run: `…call.hosted` when it has a Wasm
+//!   worker, `…call.fn.<ns>.<name>` per remote function its workers serve. A call
+//!   entering a replica with no suitable worker of its own is sent as a NATS request
+//!   to that subject; NATS picks one subscribed replica, which runs the call on its
+//!   hub and replies. No subscriber means no worker anywhere (`no_worker`).
+//! - **Changes.** Every change that other replicas cache (a function's versions,
+//!   namespaces and shares, revoked tokens, deleted users, cancelled and ended jobs)
+//!   is applied locally and published on `…changes`; the others apply it on receipt.
+//!   After a reconnection to NATS, when changes may have been missed, a replica drops
+//!   its caches.
+
+use crate::App;
+use crate::api::eligible_for;
+use crate::hub::{ANSWER_GRACE, Answer, Target, no_worker};
+use async_nats::{Client, ConnectOptions, Event, Subscriber};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use swb_api::protocol::Frame;
+use swb_api::{ApiError, ErrorCode, FunctionRef};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The queue group every replica joins, so that NATS hands each call to one of them.
+const QUEUE: &str = "swb";
+
+/// A change other replicas must apply to their caches at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A function was deployed, rolled back, published by a worker or deleted.
+    Function { function: FunctionRef },
+    /// Users, namespaces or shares changed.
+    Acl,
+    /// Tokens stopped being valid: forget them and end the sessions they opened.
+    TokensRevoked { tokens: Vec<String> },
+    /// A user was deleted, with their tokens, namespaces and functions.
+    UserDeleted { user: String, tokens: Vec<String> },
+    /// A job was cancelled: stop it where it runs, wake those waiting for it.
+    JobCancelled { job: String },
+    /// Jobs ended: wake those waiting for them.
+    JobsEnded { jobs: Vec<String> },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    origin: String,
+    change: Change,
+}
+
+/// A call carried to the replica whose worker runs it.
+#[derive(Serialize, Deserialize)]
+struct Forward {
+    function: FunctionRef,
+    target: Target,
+    requires: BTreeMap<String, String>,
+    timeout_ms: u64,
+    #[serde(skip)]
+    input: Bytes,
+}
+
+/// Its answer.
+#[derive(Serialize, Deserialize)]
+struct Forwarded {
+    worker: Option<String>,
+    error: Option<ApiError>,
+    stderr_tail: String,
+    #[serde(skip)]
+    output: Bytes,
+}
+
+impl Frame for Forward {
+    fn payload(&self) -> Option<&Bytes> {
+        Some(&self.input)
+    }
+    fn payload_mut(&mut self) -> Option<&mut Bytes> {
+        Some(&mut self.input)
+    }
+}
+
+impl Frame for Forwarded {
+    fn payload(&self) -> Option<&Bytes> {
+        Some(&self.output)
+    }
+    fn payload_mut(&mut self) -> Option<&mut Bytes> {
+        Some(&mut self.output)
+    }
+}
+
+impl From<Result<Answer, ApiError>> for Forwarded {
+    fn from(answer: Result<Answer, ApiError>) -> Self {
+        match answer {
+            Ok(a) => {
+                let (output, error) = match a.result {
+                    Ok(output) => (output, None),
+                    Err(e) => (Bytes::new(), Some(e)),
+                };
+                Self {
+                    worker: Some(a.worker),
+                    error,
+                    stderr_tail: a.stderr_tail,
+                    output,
+                }
+            }
+            Err(e) => Self {
+                worker: None,
+                error: Some(e),
+                stderr_tail: String::new(),
+                output: Bytes::new(),
+            },
+        }
+    }
+}
+
+impl From<Forwarded> for Result<Answer, ApiError> {
+    fn from(f: Forwarded) -> Self {
+        let Some(worker) = f.worker else {
+            return Err(f.error.unwrap_or_else(|| {
+                ApiError::new(ErrorCode::Internal, "an empty answer from a replica")
+            }));
+        };
+        Ok(Answer {
+            worker,
+            result: f.error.map_or(Ok(f.output), Err),
+            stderr_tail: f.stderr_tail,
+        })
+    }
+}
+
+/// This replica's link to the others.
+pub struct Cluster {
+    nats: Client,
+    /// `swb.<cluster id>`.
+    prefix: String,
+    replica: String,
+}
+
+/// What `Cluster::connect` hands to `spawn`.
+pub struct Links {
+    changes: Subscriber,
+    reconnected: mpsc::UnboundedReceiver<()>,
+}
+
+impl Cluster {
+    /// Connects to NATS and subscribes to the cluster's changes (before the server
+    /// serves, so that none is missed).
+    pub async fn connect(url: &str, cluster_id: &str) -> anyhow::Result<(Self, Links)> {
+        let replica = uuid::Uuid::now_v7().to_string();
+        let (tx, reconnected) = mpsc::unbounded_channel();
+        let nats = ConnectOptions::new()
+            .name(format!("swb replica {replica}"))
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    match event {
+                        Event::Connected => {
+                            let _ = tx.send(());
+                        }
+                        Event::Disconnected => tracing::warn!("lost the connection to NATS"),
+                        other => tracing::debug!(event = %other, "NATS"),
+                    }
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url}: {e}"))?;
+        let prefix = format!("swb.{cluster_id}");
+        let changes = nats
+            .subscribe(format!("{prefix}.changes"))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to NATS: {e}"))?;
+        tracing::info!(%replica, cluster = cluster_id, "joined the cluster over NATS");
+        let cluster = Self {
+            nats,
+            prefix,
+            replica,
+        };
+        Ok((
+            cluster,
+            Links {
+                changes,
+                reconnected,
+            },
+        ))
+    }
+
+    fn subject(&self, target: &Target) -> String {
+        match target {
+            Target::Hosted(_) => format!("{}.call.hosted", self.prefix),
+            Target::Remote { function, .. } => self.function_subject(function),
+        }
+    }
+
+    fn function_subject(&self, function: &FunctionRef) -> String {
+        // Namespaces and names are [a-z0-9_-]: valid subject tokens.
+        format!(
+            "{}.call.fn.{}.{}",
+            self.prefix,
+            function.namespace(),
+            function.name()
+        )
+    }
+
+    async fn publish(&self, change: &Change) {
+        let envelope = Envelope {
+            origin: self.replica.clone(),
+            change: change.clone(),
+        };
+        let payload = serde_json::to_vec(&envelope).expect("changes serialize");
+        if let Err(e) = self
+            .nats
+            .publish(format!("{}.changes", self.prefix), payload.into())
+            .await
+        {
+            tracing::error!(error = %e, ?change, "could not tell the other replicas of a change");
+        }
+    }
+
+    /// Runs a call on another replica's worker.
+    pub async fn forward(
+        &self,
+        function: &FunctionRef,
+        target: &Target,
+        requires: &BTreeMap<String, String>,
+        input: Bytes,
+        deadline: Instant,
+    ) -> Result<Answer, ApiError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let frame = Forward {
+            function: function.clone(),
+            target: target.clone(),
+            requires: requires.clone(),
+            timeout_ms: remaining.as_millis() as u64,
+            input,
+        }
+        .encode();
+        let max = self.nats.server_info().max_payload;
+        if frame.len() > max {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "this call ({} bytes) is larger than replicas can pass each other \
+                     ({max} bytes, the NATS max_payload); send it to a replica whose \
+                     workers run {function}",
+                    frame.len()
+                ),
+            ));
+        }
+        let request = async_nats::Request::new()
+            .payload(frame)
+            .timeout(Some(remaining + ANSWER_GRACE));
+        let reply = self
+            .nats
+            .send_request(self.subject(target), request)
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => no_worker(function, target, requires),
+                async_nats::RequestErrorKind::TimedOut => ApiError::new(
+                    ErrorCode::Timeout,
+                    format!("the replica running {function} did not answer before the deadline"),
+                ),
+                _ => ApiError::new(
+                    ErrorCode::WorkerLost,
+                    format!("lost the replica running {function}: {e}"),
+                ),
+            })?;
+        match Forwarded::decode(reply.payload) {
+            Ok(answer) => answer.into(),
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable answer from a replica");
+                Err(ApiError::new(
+                    ErrorCode::Internal,
+                    "an undecodable answer from a replica",
+                ))
+            }
+        }
+    }
+}
+
+/// Starts the replica's cluster tasks: applying others' changes, and offering this
+/// replica's workers to the cluster.
+pub fn spawn(app: Arc<App>, links: Links) {
+    let Links {
+        mut changes,
+        mut reconnected,
+    } = links;
+    let listener = app.clone();
+    tokio::spawn(async move {
+        let Some(cluster) = &listener.cluster else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                Some(msg) = changes.next() => {
+                    match serde_json::from_slice::<Envelope>(&msg.payload) {
+                        Ok(e) if e.origin == cluster.replica => {}
+                        Ok(e) => {
+                            if let Err(err) = listener.apply(&e.change).await {
+                                tracing::error!(error = %err.message, change = ?e.change, "could not apply a change");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "undecodable change from NATS"),
+                    }
+                }
+                Some(()) = reconnected.recv() => listener.forget_everything().await,
+                else => return,
+            }
+        }
+    });
+    tokio::spawn(offer(app));
+}
+
+/// Keeps this replica subscribed to the subjects of what its workers run.
+async fn offer(app: Arc<App>) {
+    let Some(cluster) = &app.cluster else { return };
+    let mut membership = app.hub.membership();
+    let mut offered: HashMap<String, JoinHandle<()>> = HashMap::new();
+    loop {
+        let offers = app.hub.offers();
+        let mut wanted: Vec<String> = offers
+            .functions
+            .iter()
+            .map(|f| cluster.function_subject(f))
+            .collect();
+        if offers.wasm {
+            wanted.push(format!("{}.call.hosted", cluster.prefix));
+        }
+        // Dropping a subscription (its task) unsubscribes.
+        offered.retain(|subject, task| {
+            let keep = wanted.contains(subject);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for subject in wanted {
+            if offered.contains_key(&subject) {
+                continue;
+            }
+            match cluster
+                .nats
+                .queue_subscribe(subject.clone(), QUEUE.into())
+                .await
+            {
+                Ok(sub) => {
+                    offered.insert(subject, tokio::spawn(serve_forwarded(app.clone(), sub)));
+                }
+                Err(e) => tracing::error!(error = %e, subject, "cannot offer calls over NATS"),
+            }
+        }
+        if membership.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs calls other replicas send here, each on its own task.
+async fn serve_forwarded(app: Arc<App>, mut sub: Subscriber) {
+    while let Some(msg) = sub.next().await {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let (Some(reply), Some(cluster)) = (msg.reply, &app.cluster) else {
+                return;
+            };
+            let answer = match Forward::decode(msg.payload) {
+                Ok(call) => {
+                    let eligible = eligible_for(&app.acl, &call.function);
+                    let deadline =
+                        Instant::now() + std::time::Duration::from_millis(call.timeout_ms);
+                    app.hub
+                        .call(
+                            &call.function,
+                            call.target,
+                            &call.requires,
+                            call.input,
+                            deadline,
+                            &eligible,
+                        )
+                        .await
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "undecodable call from a replica");
+                    Err(ApiError::new(
+                        ErrorCode::Internal,
+                        "an undecodable call between replicas",
+                    ))
+                }
+            };
+            let frame = Forwarded::from(answer).encode();
+            if let Err(e) = cluster.nats.publish(reply, frame).await {
+                tracing::warn!(error = %e, "could not answer a replica's call");
+            }
+        });
+    }
+}
+
+impl App {
+    /// Applies a change here and tells the other replicas.
+    pub(crate) async fn changed(&self, change: Change) -> Result<(), ApiError> {
+        let applied = self.apply(&change).await;
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(&change).await;
+        }
+        applied
+    }
+
+    async fn apply(&self, change: &Change) -> Result<(), ApiError> {
+        match change {
+            Change::Function { function } => self.routes.invalidate(function),
+            Change::Acl => self.acl.reload(self.store.as_ref()).await?,
+            Change::TokensRevoked { tokens } => {
+                for t in tokens {
+                    self.auth.forget(t);
+                }
+                self.hub.close_sessions(|c| tokens.contains(&c.token_id));
+            }
+            Change::UserDeleted { user, tokens } => {
+                for t in tokens {
+                    self.auth.forget(t);
+                }
+                self.hub.close_sessions(|c| &c.user.id == user);
+                self.routes.clear();
+                self.acl.reload(self.store.as_ref()).await?;
+            }
+            Change::JobCancelled { job } => self.jobs.cancel_running(job),
+            Change::JobsEnded { jobs } => self.jobs.notify_ended(jobs.iter().cloned()),
+        }
+        Ok(())
+    }
+
+    /// After changes may have been missed: everything cached is read again.
+    async fn forget_everything(&self) {
+        self.routes.clear();
+        self.auth.clear();
+        if let Err(e) = self.acl.reload(self.store.as_ref()).await {
+            tracing::error!(error = %e.message, "could not reload namespaces and shares");
+        }
+    }
+}

@@ -1,0 +1,1066 @@
+// The `Store` implementation shared by both backends, written once. Each backend module
+// defines `Db` (the sqlx database), `Backend` (its store type, with `pool` and
+// `begin_write`) and the `dialect` constants where their SQL differs, then includes
+// this file. Placeholders are `$N`, which SQLite and Postgres both accept.
+
+use crate::{
+    FunctionRow, InvocationQuery, JobFinish, JobOutcome, JobQuery, JobRow, NamespaceRow, NewJob,
+    NewToken, Result, Share, Store, StoreError, TokenRow, TokenSummary, User,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::{QueryBuilder, Row};
+use swb_api::timestamp::now_ms;
+use swb_api::{
+    ApiError, AuditEvent, BlobInfo, Digest, FunctionKind, FunctionRef, FunctionSummary,
+    InvocationRecord, Job, JobStatus, Namespace, Outcome, ProfileInfo, Role, VersionInfo,
+};
+
+type DbRow = <Db as sqlx::Database>::Row;
+type Conn = <Db as sqlx::Database>::Connection;
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn kind_from_str(s: &str) -> Result<FunctionKind> {
+    match s {
+        "hosted" => Ok(FunctionKind::Hosted),
+        "remote" => Ok(FunctionKind::Remote),
+        other => Err(corrupt(format!("unknown function kind {other:?}"))),
+    }
+}
+
+fn user_from_row(row: &DbRow) -> Result<User> {
+    let ns: String = row.try_get("namespace")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        namespace: ns.parse().map_err(corrupt)?,
+        is_admin: row.try_get("is_admin")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn version_from_row(row: &DbRow) -> Result<VersionInfo> {
+    let spec: String = row.try_get("spec")?;
+    serde_json::from_str(&spec).map_err(corrupt)
+}
+
+fn invocation_from_row(row: &DbRow) -> Result<InvocationRecord> {
+    let function: String = row.try_get("function")?;
+    let outcome: String = row.try_get("outcome")?;
+    let error: Option<String> = row.try_get("error")?;
+    let version: Option<i64> = row.try_get("version")?;
+    let duration: i64 = row.try_get("duration_us")?;
+    Ok(InvocationRecord {
+        id: row.try_get("id")?,
+        function: function.parse().map_err(corrupt)?,
+        version: version.map(|v| v as u32),
+        worker: row.try_get("worker")?,
+        started_at: row.try_get("started_at")?,
+        duration_us: duration as u64,
+        outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt(&outcome))?,
+        error: error
+            .map(|e| serde_json::from_str::<ApiError>(&e))
+            .transpose()
+            .map_err(corrupt)?,
+        stderr_tail: row.try_get("stderr_tail")?,
+    })
+}
+
+fn job_from_row(row: &DbRow) -> Result<JobRow> {
+    let text = |name: &str| -> Result<Option<String>> { Ok(row.try_get(name)?) };
+    let function: String = row.try_get("function")?;
+    let status: String = row.try_get("status")?;
+    let result: Option<Vec<u8>> = row.try_get("result")?;
+    let input: Option<Vec<u8>> = row.try_get("input")?;
+    let digest = |s: Option<String>| s.map(|d| d.parse::<Digest>()).transpose().map_err(corrupt);
+    let attempt_errors: String = row.try_get("attempt_errors")?;
+    let version: Option<i64> = row.try_get("version")?;
+    let timeout: Option<i64> = row.try_get("timeout_ms")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let max_attempts: i64 = row.try_get("max_attempts")?;
+    Ok(JobRow {
+        job: Job {
+            id: row.try_get("id")?,
+            function: function.parse().map_err(corrupt)?,
+            version: version.map(|v| v as u32),
+            status: JobStatus::parse(&status).ok_or_else(|| corrupt(&status))?,
+            attempts: attempts as u32,
+            max_attempts: max_attempts as u32,
+            result: result.map(|r| {
+                serde_json::from_slice(&r).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&r).into())
+                })
+            }),
+            result_blob: digest(text("result_blob")?)?,
+            error: text("error")?
+                .map(|e| serde_json::from_str::<ApiError>(&e))
+                .transpose()
+                .map_err(corrupt)?,
+            attempt_errors: serde_json::from_str(&attempt_errors).map_err(corrupt)?,
+            waiting: text("waiting")?,
+            stderr_tail: row.try_get("stderr_tail")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        },
+        owner_id: row.try_get("owner_id")?,
+        input: input.map(Bytes::from),
+        input_blob: digest(text("input_blob")?)?,
+        profile: text("profile")?,
+        timeout_ms: timeout.map(|t| t as u64),
+        cancel_requested: row.try_get("cancel_requested")?,
+    })
+}
+
+fn blob_from_row(row: &DbRow) -> Result<BlobInfo> {
+    let digest: String = row.try_get("digest")?;
+    let size: i64 = row.try_get("size")?;
+    Ok(BlobInfo {
+        digest: digest.parse().map_err(corrupt)?,
+        size: size as u64,
+        sealed: row.try_get("sealed")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn profile_from_row(row: &DbRow) -> Result<ProfileInfo> {
+    let value: String = row.try_get("value")?;
+    Ok(ProfileInfo {
+        name: row.try_get("name")?,
+        value: serde_json::from_str(&value).map_err(corrupt)?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn push_namespaces(qb: &mut QueryBuilder<'_, Db>, namespaces: &[Namespace]) {
+    qb.push(" namespace IN (");
+    let mut sep = qb.separated(", ");
+    for ns in namespaces {
+        sep.push_bind(ns.as_str().to_owned());
+    }
+    sep.push_unseparated(")");
+}
+
+/// Applies one attempt's outcome if that attempt still holds its job.
+async fn apply_finish(conn: &mut Conn, f: &JobFinish, now: i64) -> Result<u64> {
+    let held = "id = $2 AND attempts = $3 AND status = 'running'";
+    let error_json = |e: &ApiError| serde_json::to_string(e).expect("errors serialize");
+    let done = match &f.outcome {
+        JobOutcome::Succeeded {
+            result,
+            result_blob,
+            stderr_tail,
+        } => {
+            sqlx::query(&format!(
+                "UPDATE jobs SET status = 'succeeded', result = $4, result_blob = $5,
+                 stderr_tail = $6, error = NULL, waiting = NULL, lease_until = NULL,
+                 finished_at = $1 WHERE {held}"
+            ))
+            .bind(now)
+            .bind(&f.id)
+            .bind(f.attempt as i64)
+            .bind(result.as_deref())
+            .bind(result_blob.map(|d| d.to_string()))
+            .bind(stderr_tail)
+            .execute(&mut *conn)
+            .await?
+        }
+        JobOutcome::Failed { error, stderr_tail }
+        | JobOutcome::Retry {
+            error, stderr_tail, ..
+        } => {
+            let (status, run_after, finished) = match &f.outcome {
+                JobOutcome::Retry { run_after, .. } => ("queued", *run_after, None),
+                _ => ("failed", now, Some(now)),
+            };
+            // A job cancelled while its attempt ran is not retried.
+            sqlx::query(&format!(
+                "UPDATE jobs SET
+                 status = CASE WHEN cancel_requested AND $4 = 'queued' THEN 'cancelled' ELSE $4 END,
+                 finished_at = CASE WHEN cancel_requested AND $4 = 'queued' THEN $1 ELSE $5 END,
+                 error = $6, stderr_tail = $7, run_after = $8,
+                 attempt_errors = {},
+                 waiting = NULL, lease_until = NULL
+                 WHERE {held}",
+                dialect::APPEND_ATTEMPT_ERROR
+            ))
+            .bind(now)
+            .bind(&f.id)
+            .bind(f.attempt as i64)
+            .bind(status)
+            .bind(finished)
+            .bind(error_json(error))
+            .bind(stderr_tail)
+            .bind(run_after)
+            .execute(&mut *conn)
+            .await?
+        }
+        JobOutcome::Wait { reason, run_after } => {
+            sqlx::query(&format!(
+                "UPDATE jobs SET
+                 status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+                 finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END,
+                 attempts = attempts - 1, waiting = $4, run_after = $5, lease_until = NULL
+                 WHERE {held}"
+            ))
+            .bind(now)
+            .bind(&f.id)
+            .bind(f.attempt as i64)
+            .bind(reason)
+            .bind(run_after)
+            .execute(&mut *conn)
+            .await?
+        }
+        JobOutcome::Cancelled => {
+            sqlx::query(&format!(
+                "UPDATE jobs SET status = 'cancelled', lease_until = NULL, finished_at = $1
+                 WHERE {held}"
+            ))
+            .bind(now)
+            .bind(&f.id)
+            .bind(f.attempt as i64)
+            .execute(&mut *conn)
+            .await?
+        }
+    };
+    Ok(done.rows_affected())
+}
+
+#[async_trait]
+impl Store for Backend {
+    fn shared(&self) -> bool {
+        dialect::SHARED
+    }
+
+    async fn setting_or_init(&self, key: &str, init: &str) -> Result<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(init)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn count_users(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn create_user(&self, user: &User) -> Result<()> {
+        let conflict = |e: sqlx::Error| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!(
+                    "a user with e-mail {} or a namespace {} exists",
+                    user.email, user.namespace
+                ))
+            } else {
+                e.into()
+            }
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, email, namespace, is_admin, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(user.namespace.as_str())
+        .bind(user.is_admin)
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict)?;
+        sqlx::query("INSERT INTO namespaces (name, owner_id, created_at) VALUES ($1, $2, $3)")
+            .bind(user.namespace.as_str())
+            .bind(&user.id)
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["functions", "shares"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table}
+                 WHERE namespace IN (SELECT name FROM namespaces WHERE owner_id = $1)"
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_token(&self, token: &NewToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, user_id, secret_hash, scopes, description, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&token.id)
+        .bind(&token.user_id)
+        .bind(&token.secret_hash[..])
+        .bind(serde_json::to_string(&token.scopes).expect("strings serialize"))
+        .bind(&token.description)
+        .bind(now_ms())
+        .bind(token.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(
+            "SELECT t.id AS token_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at,
+                    u.id, u.email, u.namespace, u.is_admin, u.created_at
+             FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: Vec<u8> = row.try_get("secret_hash")?;
+        let scopes: String = row.try_get("scopes")?;
+        Ok(Some(TokenRow {
+            id: row.try_get("token_id")?,
+            user: user_from_row(&row)?,
+            secret_hash: hash.try_into().map_err(|_| corrupt("token hash length"))?,
+            scopes: serde_json::from_str(&scopes).map_err(corrupt)?,
+            expires_at: row.try_get("expires_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+        }))
+    }
+
+    async fn tokens_of(&self, user_id: &str) -> Result<Vec<TokenSummary>> {
+        let rows = sqlx::query("SELECT * FROM tokens WHERE user_id = $1 ORDER BY created_at, id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let scopes: String = row.try_get("scopes")?;
+                Ok(TokenSummary {
+                    id: row.try_get("id")?,
+                    scopes: serde_json::from_str(&scopes).map_err(corrupt)?,
+                    description: row.try_get("description")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1
+             WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(token_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_namespace(&self, ns: &NamespaceRow) -> Result<()> {
+        sqlx::query("INSERT INTO namespaces (name, owner_id, created_at) VALUES ($1, $2, $3)")
+            .bind(ns.name.as_str())
+            .bind(&ns.owner_id)
+            .bind(ns.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("namespace {} is taken", ns.name))
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn namespaces(&self) -> Result<Vec<NamespaceRow>> {
+        let rows = sqlx::query("SELECT * FROM namespaces ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name")?;
+                Ok(NamespaceRow {
+                    name: name.parse().map_err(corrupt)?,
+                    owner_id: row.try_get("owner_id")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_share(&self, share: &Share) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO shares (namespace, function, email, role, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (namespace, function, email) DO UPDATE SET role = excluded.role",
+        )
+        .bind(share.namespace.as_str())
+        .bind(share.function.as_deref().unwrap_or(""))
+        .bind(&share.email)
+        .bind(share.role.as_str())
+        .bind(&share.created_by)
+        .bind(share.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_share(
+        &self,
+        ns: &Namespace,
+        function: Option<&str>,
+        email: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM shares WHERE namespace = $1 AND function = $2 AND email = $3",
+        )
+        .bind(ns.as_str())
+        .bind(function.unwrap_or(""))
+        .bind(email)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn shares(&self) -> Result<Vec<Share>> {
+        let rows = sqlx::query("SELECT * FROM shares ORDER BY namespace, function, email")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let ns: String = row.try_get("namespace")?;
+                let function: String = row.try_get("function")?;
+                let role: String = row.try_get("role")?;
+                Ok(Share {
+                    namespace: ns.parse().map_err(corrupt)?,
+                    function: (!function.is_empty()).then_some(function),
+                    email: row.try_get("email")?,
+                    role: Role::parse(&role).ok_or_else(|| corrupt(&role))?,
+                    created_by: row.try_get("created_by")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn submit_jobs(&self, jobs: &[NewJob]) -> Result<Vec<(String, JobStatus)>> {
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let inserted: Option<String> = sqlx::query_scalar(
+                "INSERT INTO jobs (id, owner_id, function, namespace, version, input, input_blob,
+                 profile, idempotency_key, status, max_attempts, timeout_ms, run_after, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, $12, $12)
+                 ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+                 DO NOTHING RETURNING id",
+            )
+            .bind(&j.id)
+            .bind(&j.owner_id)
+            .bind(j.function.to_string())
+            .bind(j.function.namespace().as_str())
+            .bind(j.version.map(i64::from))
+            .bind(j.input.as_deref())
+            .bind(j.input_blob.map(|d| d.to_string()))
+            .bind(&j.profile)
+            .bind(&j.idempotency_key)
+            .bind(j.max_attempts as i64)
+            .bind(j.timeout_ms.map(|t| t as i64))
+            .bind(j.created_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if inserted.is_some() {
+                out.push((j.id.clone(), JobStatus::Queued));
+                continue;
+            }
+            // The owner already used this idempotency key: answer with that job.
+            let (id, status): (String, String) = sqlx::query_as(
+                "SELECT id, status FROM jobs WHERE owner_id = $1 AND idempotency_key = $2",
+            )
+            .bind(&j.owner_id)
+            .bind(&j.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            let status = JobStatus::parse(&status).ok_or_else(|| corrupt(&status))?;
+            out.push((id, status));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim_jobs(
+        &self,
+        now: i64,
+        limit: u32,
+        default_timeout_ms: u64,
+        grace_ms: u64,
+    ) -> Result<Vec<JobRow>> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1,
+               started_at = COALESCE(started_at, $1),
+               lease_until = $1 + COALESCE(timeout_ms, $2) + $3
+             WHERE id IN (
+               SELECT id FROM jobs
+               WHERE (status = 'queued' AND run_after <= $1)
+                  OR (status = 'running' AND lease_until < $1)
+               ORDER BY run_after, id LIMIT $4{})
+             RETURNING *",
+            dialect::SKIP_LOCKED
+        ))
+        .bind(now)
+        .bind(default_timeout_ms as i64)
+        .bind(grace_ms as i64)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // RETURNING keeps no order: oldest first, as claimed.
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+        jobs.sort_by(|a, b| a.job.id.cmp(&b.job.id));
+        Ok(jobs)
+    }
+
+    async fn finish_jobs(&self, finishes: &[JobFinish]) -> Result<u64> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let mut applied = 0;
+        for f in finishes {
+            applied += apply_finish(&mut tx, f, now).await?;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<JobRow>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn jobs(&self, q: &JobQuery) -> Result<Vec<Job>> {
+        let mut qb = QueryBuilder::<Db>::new("SELECT * FROM jobs WHERE 1 = 1");
+        if let Some(owner) = &q.owner_id {
+            qb.push(" AND owner_id = ").push_bind(owner.clone());
+        }
+        if let Some(f) = &q.function {
+            qb.push(" AND function = ").push_bind(f.to_string());
+        }
+        if let Some(s) = q.status {
+            qb.push(" AND status = ").push_bind(s.as_str());
+        }
+        if let Some(c) = &q.cursor {
+            qb.push(" AND id < ").push_bind(c.clone());
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(q.limit as i64);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| job_from_row(r).map(|j| j.job))
+            .collect()
+    }
+
+    async fn cancel_job(&self, id: &str) -> Result<Option<JobStatus>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', finished_at = $1
+             WHERE id = $2 AND status = 'queued'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE id = $1 AND status = 'running'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        status
+            .map(|s| JobStatus::parse(&s).ok_or_else(|| corrupt(&s)))
+            .transpose()
+    }
+
+    async fn requeue_running(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = attempts - 1, lease_until = NULL
+             WHERE status = 'running'",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_jobs(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM jobs WHERE finished_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn put_blob(&self, owner_id: &str, b: &BlobInfo) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blobs (digest, owner_id, size, sealed, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (digest, owner_id) DO UPDATE SET sealed = blobs.sealed OR excluded.sealed",
+        )
+        .bind(b.digest.to_string())
+        .bind(owner_id)
+        .bind(b.size as i64)
+        .bind(b.sealed)
+        .bind(b.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn blob(&self, owner_id: &str, digest: &Digest) -> Result<Option<BlobInfo>> {
+        let row = sqlx::query("SELECT * FROM blobs WHERE digest = $1 AND owner_id = $2")
+            .bind(digest.to_string())
+            .bind(owner_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(blob_from_row).transpose()
+    }
+
+    async fn blobs(&self, owner_id: &str) -> Result<Vec<BlobInfo>> {
+        let rows =
+            sqlx::query("SELECT * FROM blobs WHERE owner_id = $1 ORDER BY created_at, digest")
+                .bind(owner_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(blob_from_row).collect()
+    }
+
+    async fn delete_blob(&self, owner_id: &str, digest: &Digest) -> Result<Option<bool>> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM blobs WHERE digest = $1 AND owner_id = $2")
+            .bind(digest.to_string())
+            .bind(owner_id)
+            .execute(&mut *tx)
+            .await?;
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blobs WHERE digest = $1")
+            .bind(digest.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((done.rows_affected() == 1).then_some(held > 0))
+    }
+
+    async fn put_profile(&self, function: &FunctionRef, p: &ProfileInfo) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO profiles (function, name, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (function, name)
+             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(function.to_string())
+        .bind(&p.name)
+        .bind(p.value.to_string())
+        .bind(p.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn profile(&self, function: &FunctionRef, name: &str) -> Result<Option<ProfileInfo>> {
+        let row = sqlx::query("SELECT * FROM profiles WHERE function = $1 AND name = $2")
+            .bind(function.to_string())
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(profile_from_row).transpose()
+    }
+
+    async fn profiles(&self, function: &FunctionRef) -> Result<Vec<ProfileInfo>> {
+        let rows = sqlx::query("SELECT * FROM profiles WHERE function = $1 ORDER BY name")
+            .bind(function.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    async fn delete_profile(&self, function: &FunctionRef, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM profiles WHERE function = $1 AND name = $2")
+            .bind(function.to_string())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (id, at, actor, action, namespace, target, details)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&event.id)
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(event.namespace.as_ref().map(|n| n.as_str().to_owned()))
+        .bind(&event.target)
+        .bind(event.details.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit(&self, namespaces: Option<&[Namespace]>, limit: u32) -> Result<Vec<AuditEvent>> {
+        let mut qb = QueryBuilder::<Db>::new("SELECT * FROM audit WHERE 1 = 1");
+        if let Some(namespaces) = namespaces {
+            if namespaces.is_empty() {
+                return Ok(Vec::new());
+            }
+            qb.push(" AND");
+            push_namespaces(&mut qb, namespaces);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let ns: Option<String> = row.try_get("namespace")?;
+                let details: String = row.try_get("details")?;
+                Ok(AuditEvent {
+                    id: row.try_get("id")?,
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    namespace: ns.map(|n| n.parse()).transpose().map_err(corrupt)?,
+                    target: row.try_get("target")?,
+                    details: serde_json::from_str(&details).map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn missing_artefacts(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb = QueryBuilder::<Db>::new("SELECT digest FROM artefacts WHERE digest IN (");
+        let mut sep = qb.separated(", ");
+        for d in digests {
+            sep.push_bind(d.to_string());
+        }
+        sep.push_unseparated(")");
+        let present: Vec<String> = qb.build_query_scalar().fetch_all(&self.pool).await?;
+        let mut missing: Vec<Digest> = digests
+            .iter()
+            .filter(|d| !present.contains(&d.to_string()))
+            .copied()
+            .collect();
+        missing.dedup();
+        Ok(missing)
+    }
+
+    async fn put_artefact(&self, digest: &Digest, bytes: &[u8]) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO artefacts (digest, size, bytes, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest.to_string())
+        .bind(bytes.len() as i64)
+        .bind(bytes)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn artefact(&self, digest: &Digest) -> Result<Option<Bytes>> {
+        let bytes: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT bytes FROM artefacts WHERE digest = $1")
+                .bind(digest.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(bytes.map(Bytes::from))
+    }
+
+    async fn create_version(
+        &self,
+        function: &FunctionRef,
+        mut info: VersionInfo,
+    ) -> Result<VersionInfo> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        // The upsert locks the function's row, so concurrent deploys of one function
+        // take their version numbers one after the other.
+        let (function_id, kind): (i64, String) = sqlx::query_as(
+            "INSERT INTO functions (namespace, name, kind, active_version, created_at, updated_at)
+             VALUES ($1, $2, $3, 0, $4, $4)
+             ON CONFLICT (namespace, name) DO UPDATE SET updated_at = excluded.updated_at
+             RETURNING id, kind",
+        )
+        .bind(function.namespace().as_str())
+        .bind(function.name())
+        .bind(info.kind.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let kind = kind_from_str(&kind)?;
+        if kind != info.kind {
+            return Err(StoreError::Conflict(format!(
+                "{function} is a {} function; a {} version cannot replace it",
+                kind.as_str(),
+                info.kind.as_str()
+            )));
+        }
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM versions WHERE function_id = $1")
+                .bind(function_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        info.version = last.unwrap_or(0) as u32 + 1;
+        info.created_at = now;
+        sqlx::query(
+            "INSERT INTO versions (function_id, version, spec, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(function_id)
+        .bind(info.version as i64)
+        .bind(serde_json::to_string(&info).expect("versions serialize"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3")
+            .bind(info.version as i64)
+            .bind(now)
+            .bind(function_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(info)
+    }
+
+    async fn function(&self, function: &FunctionRef) -> Result<Option<FunctionRow>> {
+        let row: Option<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT kind, active_version, created_at, updated_at FROM functions
+             WHERE namespace = $1 AND name = $2",
+        )
+        .bind(function.namespace().as_str())
+        .bind(function.name())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(kind, active, created_at, updated_at)| {
+            Ok(FunctionRow {
+                function: function.clone(),
+                kind: kind_from_str(&kind)?,
+                active_version: active as u32,
+                created_at,
+                updated_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn version(&self, function: &FunctionRef, version: u32) -> Result<Option<VersionInfo>> {
+        let row = sqlx::query(
+            "SELECT v.spec FROM versions v JOIN functions f ON f.id = v.function_id
+             WHERE f.namespace = $1 AND f.name = $2 AND v.version = $3",
+        )
+        .bind(function.namespace().as_str())
+        .bind(function.name())
+        .bind(version as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_from_row).transpose()
+    }
+
+    async fn versions(&self, function: &FunctionRef) -> Result<Vec<VersionInfo>> {
+        let rows = sqlx::query(
+            "SELECT v.spec FROM versions v JOIN functions f ON f.id = v.function_id
+             WHERE f.namespace = $1 AND f.name = $2 ORDER BY v.version",
+        )
+        .bind(function.namespace().as_str())
+        .bind(function.name())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn list_functions(
+        &self,
+        namespaces: Option<&[Namespace]>,
+    ) -> Result<Vec<FunctionSummary>> {
+        let mut qb = QueryBuilder::<Db>::new(
+            "SELECT f.namespace, f.name, f.kind, f.active_version, f.updated_at, v.spec
+             FROM functions f
+             JOIN versions v ON v.function_id = f.id AND v.version = f.active_version",
+        );
+        if let Some(namespaces) = namespaces {
+            if namespaces.is_empty() {
+                return Ok(Vec::new());
+            }
+            qb.push(" WHERE f.");
+            push_namespaces(&mut qb, namespaces);
+        }
+        qb.push(" ORDER BY f.namespace, f.name");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let ns: String = row.try_get("namespace")?;
+                let name: String = row.try_get("name")?;
+                let kind: String = row.try_get("kind")?;
+                let active: i64 = row.try_get("active_version")?;
+                Ok(FunctionSummary {
+                    function: FunctionRef::new(&ns, &name).map_err(corrupt)?,
+                    kind: kind_from_str(&kind)?,
+                    active_version: active as u32,
+                    description: version_from_row(row)?.interface.description,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_active_version(&self, function: &FunctionRef, version: u32) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE functions SET active_version = $1, updated_at = $2
+             WHERE namespace = $3 AND name = $4
+               AND EXISTS (SELECT 1 FROM versions v
+                           WHERE v.function_id = functions.id AND v.version = $1)",
+        )
+        .bind(version as i64)
+        .bind(now_ms())
+        .bind(function.namespace().as_str())
+        .bind(function.name())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_function(&self, function: &FunctionRef) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM functions WHERE namespace = $1 AND name = $2")
+            .bind(function.namespace().as_str())
+            .bind(function.name())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_invocations(&self, records: &[InvocationRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // One transaction (one sync) per batch, in statements of 2,000 rows (20,000
+        // parameters: under both backends' limits).
+        let mut tx = self.pool.begin().await?;
+        for chunk in records.chunks(2000) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "INSERT INTO invocations (id, namespace, function, version, worker, started_at,
+                 duration_us, outcome, error, stderr_tail) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id.clone())
+                    .push_bind(r.function.namespace().as_str().to_owned())
+                    .push_bind(r.function.to_string())
+                    .push_bind(r.version.map(i64::from))
+                    .push_bind(r.worker.clone())
+                    .push_bind(r.started_at)
+                    .push_bind(r.duration_us as i64)
+                    .push_bind(r.outcome.as_str())
+                    .push_bind(
+                        r.error
+                            .as_ref()
+                            .map(|e| serde_json::to_string(e).expect("errors serialize")),
+                    )
+                    .push_bind(r.stderr_tail.clone());
+            });
+            qb.push(" ON CONFLICT (id) DO NOTHING");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn invocations(&self, query: &InvocationQuery) -> Result<Vec<InvocationRecord>> {
+        let mut qb = QueryBuilder::<Db>::new("SELECT * FROM invocations WHERE 1 = 1");
+        if let Some(f) = &query.function {
+            qb.push(" AND function = ").push_bind(f.to_string());
+        }
+        if let Some(namespaces) = &query.namespaces {
+            if namespaces.is_empty() {
+                return Ok(Vec::new());
+            }
+            qb.push(" AND");
+            push_namespaces(&mut qb, namespaces);
+        }
+        if let Some(o) = query.outcome {
+            qb.push(" AND outcome = ").push_bind(o.as_str());
+        }
+        if let Some(after) = &query.after {
+            qb.push(" AND id > ").push_bind(after.clone());
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(query.limit as i64);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(invocation_from_row).collect()
+    }
+
+    async fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>> {
+        let row = sqlx::query("SELECT * FROM invocations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(invocation_from_row).transpose()
+    }
+
+    async fn prune_invocations(&self, keep: u64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM invocations
+             WHERE id < (SELECT id FROM invocations ORDER BY id DESC LIMIT 1 OFFSET $1)",
+        )
+        .bind(keep.saturating_sub(1) as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
