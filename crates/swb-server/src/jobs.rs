@@ -28,8 +28,10 @@ const MAX_ATTEMPTS: u32 = 10;
 const CONCURRENCY: usize = 256;
 /// How long a job waits for a worker to appear before it fails with `no_worker`.
 const WAIT_FOR_WORKER_MS: i64 = 60 * 60 * 1000;
-/// A lease outlives its attempt's deadline by this much.
-const LEASE_GRACE_MS: u64 = 30_000;
+/// A lease outlives its attempt's deadline by this much: time for the answer to come
+/// back and be written. A job held by a replica that died runs again this long after
+/// its attempt's deadline.
+const LEASE_GRACE_MS: u64 = 5_000;
 
 /// In-memory state of the job machinery of this server.
 pub struct JobQueue {

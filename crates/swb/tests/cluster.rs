@@ -1,0 +1,262 @@
+//! Cluster mode: `swb server` replicas on the machine's real Postgres (a fresh database
+//! per test) joined by its real NATS, with real worker processes.
+
+mod common;
+
+use common::{all_ended, assert_code, assert_echoed, bin, submit_echo};
+use std::time::Duration;
+use swb_api::{CreateTokenRequest, ErrorCode, FunctionRef};
+use swb_client::Client;
+use swb_testkit::{
+    ServerProc, TestDatabase, WorkerProc, connected, deploy, eventually, guests, nats_url,
+};
+use tempfile::TempDir;
+
+fn f(name: &str) -> FunctionRef {
+    name.parse().unwrap()
+}
+
+/// Replicas of one cluster, started at the same time on an empty database.
+struct Replicas {
+    dir: TempDir,
+    servers: Vec<ServerProc>,
+    _db: TestDatabase,
+}
+
+impl Replicas {
+    async fn start(n: usize) -> Self {
+        let db = TestDatabase::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        let nats = nats_url();
+        let mut servers: Vec<ServerProc> = std::thread::scope(|s| {
+            let starts: Vec<_> = (0..n)
+                .map(|i| {
+                    let data = dir.path().join(format!("replica-{i}"));
+                    let (db, nats, blobs) = (&db.url, &nats, &blobs);
+                    s.spawn(move || {
+                        let args = [
+                            "--database-url",
+                            db.as_str(),
+                            "--nats-url",
+                            nats.as_str(),
+                            "--blob-dir",
+                            blobs.to_str().unwrap(),
+                        ];
+                        ServerProc::start(bin(), "server", &data, &args).expect("replica starts")
+                    })
+                })
+                .collect();
+            starts.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // Exactly one replica created the admin and wrote its token; the others use
+        // the same user.
+        let tokens: Vec<String> = servers
+            .iter()
+            .map(|s| s.token.clone())
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert_eq!(tokens.len(), 1, "one admin token among the replicas");
+        for s in &mut servers {
+            s.token = tokens[0].clone();
+        }
+        Self {
+            dir,
+            servers,
+            _db: db,
+        }
+    }
+
+    fn client(&self, i: usize) -> Client {
+        self.servers[i].client()
+    }
+
+    /// Every replica's URL, comma-separated, starting with replica `first`.
+    fn urls_from(&self, first: usize) -> String {
+        let n = self.servers.len();
+        (0..n)
+            .map(|i| self.servers[(first + i) % n].url.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A worker program dialing `urls` with the admin token.
+    fn spawn(&self, name: &str, args: &[&str], urls: &str) -> WorkerProc {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let token = &self.servers[0].token;
+        WorkerProc::spawn_to(bin(), args, urls, token, name, &log).unwrap()
+    }
+
+    fn wasm_worker(&self, name: &str, urls: &str) -> WorkerProc {
+        let cache = self.dir.path().join(format!("cache-{name}"));
+        let args = [
+            "worker",
+            "--name",
+            name,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--capacity",
+            "4",
+            "--max-backoff-ms",
+            "300",
+        ];
+        self.spawn(name, &args, urls)
+    }
+
+    /// `swb serve <function> -- sh -c "sleep <delay>; cat"`: an echo that takes time.
+    fn echo_service(&self, name: &str, function: &str, delay: &str, urls: &str) -> WorkerProc {
+        let script = format!("sleep {delay}; cat");
+        let args = [
+            "serve",
+            function,
+            "--name",
+            name,
+            "--idempotent",
+            "--concurrency",
+            "8",
+            "--max-backoff-ms",
+            "300",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ];
+        self.spawn(name, &args, urls)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_jobs_and_changes_cross_replicas() {
+    let r = Replicas::start(2).await;
+    let (a, b) = (r.client(0), r.client(1));
+    // Workers only on replica A.
+    let _svc = r.echo_service("svc", "admin/cat", "0", &r.servers[0].url);
+    let _wasm = r.wasm_worker("wasm", &r.servers[0].url);
+    connected(&a, "svc").await;
+    connected(&a, "wasm").await;
+    assert!(b.workers().await.unwrap().workers.is_empty());
+
+    // A remote function published on A is called through B.
+    let cat = f("admin/cat");
+    let inv = b.invoke(&cat, None, "{\"via\":\"b\"}").await.unwrap();
+    assert_eq!(inv.output, "{\"via\":\"b\"}".as_bytes());
+    assert_eq!(inv.worker.as_deref(), Some("svc"));
+
+    // A hosted function deployed through B runs on A's Wasm worker.
+    let echo = f("admin/echo");
+    deploy(&b, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    let inv = b.invoke(&echo, None, "{\"n\":1}").await.unwrap();
+    assert_eq!(inv.output, "{\"n\":1}".as_bytes());
+    assert_eq!(
+        (inv.worker.as_deref(), inv.version),
+        (Some("wasm"), Some(1))
+    );
+
+    // A new version made on A is what B runs next (its route cache was told).
+    deploy(&a, "admin/echo", guests::prints("v2"), |_| {})
+        .await
+        .unwrap();
+    let inv = b.invoke(&echo, None, "{}").await.unwrap();
+    assert_eq!((inv.version, &inv.output[..]), (Some(2), &b"v2"[..]));
+
+    // Jobs entering B run on A's workers; their records are in the shared database.
+    let ids = submit_echo(&b, "admin/cat", 100).await;
+    let jobs = all_ended(&a, &ids, Duration::from_secs(60)).await;
+    assert_echoed(&jobs);
+
+    // A token revoked on A is refused by B within a second, although B had it cached.
+    let token = a
+        .create_token(&CreateTokenRequest {
+            scopes: vec!["*".into()],
+            expires_in_s: None,
+            description: "cluster test".into(),
+        })
+        .await
+        .unwrap();
+    let on_b = Client::new(&r.servers[1].url, &token.token);
+    on_b.me().await.unwrap();
+    a.revoke_token(&token.id).await.unwrap();
+    eventually(
+        "B to refuse the revoked token",
+        Duration::from_secs(1),
+        || {
+            let on_b = &on_b;
+            async move { on_b.me().await.err() }
+        },
+    )
+    .await;
+    assert_code(on_b.me().await.unwrap_err(), ErrorCode::Unauthenticated);
+
+    // With no worker anywhere, B says so.
+    let err = b.invoke(&f("admin/nowhere"), None, "{}").await.unwrap_err();
+    assert!(err.to_string().contains("admin/nowhere"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_replica_under_load_loses_nothing() {
+    let mut r = Replicas::start(2).await;
+    let (a, b) = (r.client(0), r.client(1));
+    // Workers prefer replica A and fail over to B.
+    let _wasm = r.wasm_worker("wasm", &r.urls_from(0));
+    let _svc = r.echo_service("svc", "admin/slow", "0.1", &r.urls_from(0));
+    connected(&r.client(0), "wasm").await;
+    connected(&r.client(0), "svc").await;
+    deploy(&b, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+
+    // Jobs with short attempts, so that leases held by the dead replica lapse soon.
+    // Submitted to A, which claims them at once.
+    let jobs: Vec<swb_api::SubmitJob> = (0..300)
+        .map(|i| swb_api::SubmitJob {
+            timeout_ms: Some(2000),
+            max_attempts: Some(5),
+            ..common::job(
+                if i % 2 == 0 {
+                    "admin/echo"
+                } else {
+                    "admin/slow"
+                },
+                serde_json::json!({ "n": i }),
+            )
+        })
+        .collect();
+    let ids: Vec<String> = a
+        .submit_jobs(jobs)
+        .await
+        .unwrap()
+        .jobs
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    // Kill replica A (-9) while the jobs run: its workers move to B, the jobs it had
+    // claimed come back when their leases lapse.
+    eventually("some jobs to succeed", Duration::from_secs(30), || async {
+        let list = b
+            .jobs(&swb_client::JobFilter {
+                status: Some("succeeded".into()),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (!list.jobs.is_empty()).then_some(())
+    })
+    .await;
+    let a = r.servers.remove(0);
+    drop(a);
+    let jobs = all_ended(&b, &ids, Duration::from_secs(90)).await;
+    assert_echoed(&jobs);
+    assert!(
+        jobs.iter().any(|j| j.attempts >= 2),
+        "some jobs were running on the killed replica and ran again"
+    );
+    connected(&b, "wasm").await;
+    connected(&b, "svc").await;
+    // Calls entering the survivor succeed.
+    for function in ["admin/echo", "admin/slow"] {
+        let inv = b.invoke(&f(function), None, "{\"after\":1}").await.unwrap();
+        assert_eq!(inv.output, "{\"after\":1}".as_bytes());
+    }
+}
