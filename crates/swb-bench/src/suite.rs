@@ -16,6 +16,9 @@ use swb_testkit::{ServerProc, WorkerProc, connected, deploy, guests};
 pub struct SuiteOptions {
     /// Measured time of each load run.
     pub duration: Duration,
+    /// Postgres (a URL whose user may create databases) and NATS for the cluster
+    /// scenario; it is skipped without them.
+    pub cluster: Option<(String, String)>,
 }
 
 /// One line of results.
@@ -75,6 +78,16 @@ impl Suite {
 
     fn server(&self, mode: &str, name: &str) -> anyhow::Result<ServerProc> {
         ServerProc::start(&self.bin, mode, &self.path(name), &[])
+    }
+
+    fn sdk_echo(&self, server: &ServerProc, log: &str) -> anyhow::Result<WorkerProc> {
+        WorkerProc::spawn(
+            &self.bin,
+            &["__sdk-echo"],
+            server,
+            "bench-echo",
+            &self.path(log),
+        )
     }
 
     async fn load(
@@ -198,13 +211,7 @@ pub async fn run_suite(
     let micros = timed_call(&client, "admin/fresh").await?;
     s.single("cold_start_after_worker_restart", micros, None);
 
-    let sdk = WorkerProc::spawn(
-        &s.bin,
-        &["__sdk-echo"],
-        &server,
-        "bench-echo",
-        &s.path("sdk.log"),
-    )?;
+    let sdk = s.sdk_echo(&server, "sdk.log")?;
     connected(&client, "bench-echo").await;
     s.load(
         "invoke_remote",
@@ -236,8 +243,40 @@ pub async fn run_suite(
     drop(exec);
     drop(server);
 
+    if let Some((postgres, nats)) = &opts.cluster {
+        cross_replica(&mut s, postgres, nats, &both).await?;
+    }
+
     idle_memory(&mut s).await?;
     Ok(s.lines)
+}
+
+/// Remote calls entering one replica and answered by a worker of another: two
+/// `swb server` replicas on a temporary Postgres database, joined by NATS.
+async fn cross_replica(
+    s: &mut Suite,
+    postgres: &str,
+    nats: &str,
+    c: &[usize],
+) -> anyhow::Result<()> {
+    let db = swb_testkit::TestDatabase::create_on(postgres)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create a database on {postgres}: {e}"))?;
+    let args = ["--database-url", db.url.as_str(), "--nats-url", nats];
+    let a = ServerProc::start(&s.bin, "server", &s.path("replica-a"), &args)?;
+    let mut b = ServerProc::start(&s.bin, "server", &s.path("replica-b"), &args)?;
+    b.token = a.token.clone();
+    let sdk = s.sdk_echo(&a, "sdk-a.log")?;
+    connected(&a.client(), "bench-echo").await;
+    s.load(
+        "invoke_remote_cross_replica",
+        &invoke_url(&b, "admin/echo-remote"),
+        Some(&b.token),
+        c,
+    )
+    .await?;
+    drop((sdk, a, b));
+    Ok(())
 }
 
 /// Jobs per second from submission to recorded result, 32 submitters.

@@ -21,34 +21,44 @@ pub fn nats_url() -> String {
 pub struct TestDatabase {
     pub url: String,
     name: String,
+    admin: String,
 }
 
 impl TestDatabase {
+    /// On the tests' Postgres; panics (failing the test) when it is unreachable.
     pub async fn create() -> Self {
         let admin = postgres_url();
-        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        Self::create_on(&admin).await.unwrap_or_else(|e| {
             panic!("Postgres at {admin} (SWB_TEST_POSTGRES_URL) is unreachable: {e}")
-        });
+        })
+    }
+
+    /// On the Postgres server of `admin` (a URL whose user may create databases).
+    pub async fn create_on(admin: &str) -> Result<Self, sqlx::Error> {
+        let mut conn = PgConnection::connect(admin).await?;
         let name = format!("swb_test_{}", uuid::Uuid::now_v7().simple());
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
-            .await
-            .expect("CREATE DATABASE");
+            .await?;
         let _ = conn.close().await;
-        let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+        let (base, query) = admin.split_once('?').unwrap_or((admin, ""));
         let (server, _db) = base.rsplit_once('/').expect("a URL with a database");
         let url = if query.is_empty() {
             format!("{server}/{name}")
         } else {
             format!("{server}/{name}?{query}")
         };
-        Self { url, name }
+        Ok(Self {
+            url,
+            name,
+            admin: admin.to_owned(),
+        })
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, admin) = (self.name.clone(), self.admin.clone());
         // Drop runs inside the test's runtime, which cannot be blocked on: a thread
         // with its own runtime does the work.
         let _ = std::thread::spawn(move || {
@@ -57,7 +67,7 @@ impl Drop for TestDatabase {
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&postgres_url()).await {
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .execute(&mut conn)
                         .await;

@@ -12,6 +12,14 @@ pub enum BenchCmd {
         /// Measured seconds per load run
         #[arg(long, default_value_t = 3)]
         duration: u64,
+        /// Also measure calls between replicas (invoke_remote_cross_replica) on this
+        /// Postgres server: a URL whose user may create databases (a temporary one is
+        /// created and dropped)
+        #[arg(long, requires = "nats_url")]
+        postgres_url: Option<String>,
+        /// The NATS server joining the replicas of the cluster scenario
+        #[arg(long, requires = "postgres_url")]
+        nats_url: Option<String>,
     },
     /// Load a function on any server with concurrent calls
     Invoke(InvokeArgs),
@@ -71,10 +79,15 @@ pub async fn bench(global: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
             .await?;
             print(&l, json, text(&a.function.to_string(), &l));
         }
-        BenchCmd::Suite { duration } => {
+        BenchCmd::Suite {
+            duration,
+            postgres_url,
+            nats_url,
+        } => {
             let bin = std::env::current_exe()?;
             let opts = SuiteOptions {
                 duration: Duration::from_secs(duration),
+                cluster: postgres_url.zip(nats_url),
             };
             let lines = swb_bench::run_suite(&bin, &opts, move |l| {
                 let t = match l.rss_mb {

@@ -11,6 +11,8 @@ use std::process::Command;
 fn the_suite_runs_every_scenario() {
     let out = Command::new(bin())
         .args(["bench", "suite", "--duration", "1", "--json"])
+        .args(["--postgres-url", &swb_testkit::postgres_url()])
+        .args(["--nats-url", &swb_testkit::nats_url()])
         .env("SWB_LOG", "warn")
         .output()
         .unwrap();
@@ -35,6 +37,7 @@ fn the_suite_runs_every_scenario() {
         "invoke_hosted_inproc",
         "invoke_hosted_worker",
         "invoke_remote",
+        "invoke_remote_cross_replica",
     ] {
         assert!(
             has(scenario, 1) && has(scenario, 32),
