@@ -5,8 +5,9 @@ mod common;
 
 use common::{all_ended, assert_code, assert_echoed, bin, submit_echo};
 use std::time::Duration;
+use swb_api::Role;
 use swb_api::{CreateTokenRequest, ErrorCode, FunctionRef};
-use swb_client::Client;
+use swb_client::{Client, ShareTarget};
 use swb_testkit::{
     ServerProc, TestDatabase, WorkerProc, connected, deploy, eventually, guests, nats_url,
 };
@@ -103,10 +104,18 @@ impl Replicas {
         self.spawn(name, &args, urls)
     }
 
-    /// `swb serve <function> -- sh -c "sleep <delay>; cat"`: an echo that takes time.
-    fn echo_service(&self, name: &str, function: &str, delay: &str, urls: &str) -> WorkerProc {
+    /// `swb serve <function> [--server URL…] -- sh -c "sleep <delay>; cat"`: an echo
+    /// that takes time, dialing `urls` or, when given, the `--server` flags.
+    fn echo_service(
+        &self,
+        name: &str,
+        function: &str,
+        delay: &str,
+        urls: &str,
+        servers: &[&str],
+    ) -> WorkerProc {
         let script = format!("sleep {delay}; cat");
-        let args = [
+        let mut args = vec![
             "serve",
             function,
             "--name",
@@ -116,11 +125,11 @@ impl Replicas {
             "8",
             "--max-backoff-ms",
             "300",
-            "--",
-            "sh",
-            "-c",
-            &script,
         ];
+        for s in servers {
+            args.extend(["--server", s]);
+        }
+        args.extend(["--", "sh", "-c", &script]);
         self.spawn(name, &args, urls)
     }
 }
@@ -130,7 +139,7 @@ async fn calls_jobs_and_changes_cross_replicas() {
     let r = Replicas::start(2).await;
     let (a, b) = (r.client(0), r.client(1));
     // Workers only on replica A.
-    let _svc = r.echo_service("svc", "admin/cat", "0", &r.servers[0].url);
+    let _svc = r.echo_service("svc", "admin/cat", "0", &r.servers[0].url, &[]);
     let _wasm = r.wasm_worker("wasm", &r.servers[0].url);
     connected(&a, "svc").await;
     connected(&a, "wasm").await;
@@ -189,6 +198,32 @@ async fn calls_jobs_and_changes_cross_replicas() {
     .await;
     assert_code(on_b.me().await.unwrap_err(), ErrorCode::Unauthenticated);
 
+    // A share removed on A stops bob on B within a second.
+    let bob = a.create_user("bob@example.com").await.unwrap();
+    let bob_on_b = Client::new(&r.servers[1].url, &bob.token);
+    assert_code(
+        bob_on_b.invoke(&cat, None, "{}").await.unwrap_err().error,
+        ErrorCode::NotFound,
+    );
+    a.share(ShareTarget::Function(&cat), "bob@example.com", Role::Call)
+        .await
+        .unwrap();
+    eventually("B to let bob call", Duration::from_secs(1), || {
+        let bob_on_b = &bob_on_b;
+        let cat = &cat;
+        async move { bob_on_b.invoke(cat, None, "{}").await.ok() }
+    })
+    .await;
+    a.unshare(ShareTarget::Function(&cat), "bob@example.com")
+        .await
+        .unwrap();
+    eventually("B to stop bob", Duration::from_secs(1), || {
+        let bob_on_b = &bob_on_b;
+        let cat = &cat;
+        async move { bob_on_b.invoke(cat, None, "{}").await.err() }
+    })
+    .await;
+
     // With no worker anywhere, B says so.
     let err = b.invoke(&f("admin/nowhere"), None, "{}").await.unwrap_err();
     assert!(err.to_string().contains("admin/nowhere"), "{err}");
@@ -200,7 +235,15 @@ async fn killing_a_replica_under_load_loses_nothing() {
     let (a, b) = (r.client(0), r.client(1));
     // Workers prefer replica A and fail over to B.
     let _wasm = r.wasm_worker("wasm", &r.urls_from(0));
-    let _svc = r.echo_service("svc", "admin/slow", "0.1", &r.urls_from(0));
+    // This one is given the replicas as repeated --server flags, which win over
+    // SWB_URL (here a dead address).
+    let _svc = r.echo_service(
+        "svc",
+        "admin/slow",
+        "0.1",
+        "http://127.0.0.1:9",
+        &[&r.servers[0].url, &r.servers[1].url],
+    );
     connected(&r.client(0), "wasm").await;
     connected(&r.client(0), "svc").await;
     deploy(&b, "admin/echo", guests::echo(), |_| {})
@@ -259,4 +302,56 @@ async fn killing_a_replica_under_load_loses_nothing() {
         let inv = b.invoke(&f(function), None, "{\"after\":1}").await.unwrap();
         assert_eq!(inv.output, "{\"after\":1}".as_bytes());
     }
+}
+
+/// Without NATS, a server on Postgres runs alone and keeps everything in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_server_on_postgres_keeps_its_data() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--database-url", db.url.as_str()];
+    let mut server = ServerProc::start(bin(), "up", &dir.path().join("data"), &args).unwrap();
+    deploy(&server.client(), "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    server.crash_and_restart().unwrap();
+    let client = server.client();
+    connected(&client, "local").await;
+    let inv = client.invoke(&f("admin/echo"), None, "{}").await.unwrap();
+    assert_eq!((inv.version, &inv.output[..]), (Some(1), &b"{}"[..]));
+    assert!(
+        !dir.path().join("data/swb.db").exists(),
+        "nothing went to SQLite"
+    );
+}
+
+#[tokio::test]
+async fn a_replica_without_nats_or_database_says_why() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(["server", "--data-dir", data, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("SWB_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--nats-url", "nats://127.0.0.1:4222"]);
+    assert!(err.contains("--database-url"), "{err}");
+    let err = run(&["--database-url", "postgres://postgres@127.0.0.1:1/none"]);
+    assert!(err.contains("cannot open the Postgres database"), "{err}");
+    let err = run(&[
+        "--database-url",
+        &db.url,
+        "--nats-url",
+        "nats://127.0.0.1:1",
+    ]);
+    assert!(
+        err.contains("cannot connect to NATS at nats://127.0.0.1:1"),
+        "{err}"
+    );
 }
