@@ -919,13 +919,21 @@ async fn show_invocation(
     Ok(axum::Json(record))
 }
 
+/// Admins see every worker, others those they connected; in cluster mode, on every
+/// replica.
 async fn list_workers(State(app): State<Arc<App>>, caller: Caller) -> axum::Json<WorkerList> {
     let all = caller.is_platform_admin();
-    axum::Json(WorkerList {
-        workers: app
-            .hub
-            .workers(|w| all || w.is_some_and(|w| w.user.id == caller.user.id)),
-    })
+    let user = (!all).then_some(caller.user.id.as_str());
+    let gathered = match &app.cluster {
+        Some(cluster) => cluster.workers(user).await,
+        None => None,
+    };
+    let mut workers = gathered.unwrap_or_else(|| {
+        app.hub
+            .workers(|w| all || w.is_some_and(|w| w.user.id == caller.user.id))
+    });
+    workers.sort_by(|a, b| (a.connected_at, &a.id).cmp(&(b.connected_at, &b.id)));
+    axum::Json(WorkerList { workers })
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //!   is applied locally and published on `…changes`; the others apply it on receipt.
 //!   After a reconnection to NATS, when changes may have been missed, a replica drops
 //!   its caches.
+//! - **Workers.** Listing workers asks every replica on `…workers` and gathers the
+//!   answers that arrive within a short window.
 
 use crate::App;
 use crate::api::eligible_for;
@@ -24,8 +26,9 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 use swb_api::protocol::Frame;
-use swb_api::{ApiError, ErrorCode, FunctionRef};
+use swb_api::{ApiError, ErrorCode, FunctionRef, WorkerInfo};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -147,8 +150,19 @@ pub struct Cluster {
 /// What `Cluster::connect` hands to `spawn`.
 pub struct Links {
     changes: Subscriber,
+    workers: Subscriber,
     reconnected: mpsc::UnboundedReceiver<()>,
 }
+
+/// Which workers a listing asks for: everyone's, or those one user connected.
+#[derive(Serialize, Deserialize)]
+struct WorkersQuery {
+    user: Option<String>,
+}
+
+/// How long a listing waits for the first replica's answer, then for each next one.
+const FIRST_ANSWER: Duration = Duration::from_millis(500);
+const NEXT_ANSWER: Duration = Duration::from_millis(50);
 
 impl Cluster {
     /// Connects to NATS and subscribes to the cluster's changes (before the server
@@ -174,10 +188,16 @@ impl Cluster {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url}: {e}"))?;
         let prefix = format!("swb.{cluster_id}");
-        let changes = nats
-            .subscribe(format!("{prefix}.changes"))
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot subscribe to NATS: {e}"))?;
+        let subscribe = |subject: String| {
+            let nats = nats.clone();
+            async move {
+                nats.subscribe(subject)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot subscribe to NATS: {e}"))
+            }
+        };
+        let changes = subscribe(format!("{prefix}.changes")).await?;
+        let workers = subscribe(format!("{prefix}.workers")).await?;
         tracing::info!(%replica, cluster = cluster_id, "joined the cluster over NATS");
         let cluster = Self {
             nats,
@@ -188,6 +208,7 @@ impl Cluster {
             cluster,
             Links {
                 changes,
+                workers,
                 reconnected,
             },
         ))
@@ -223,6 +244,32 @@ impl Cluster {
         {
             tracing::error!(error = %e, ?change, "could not tell the other replicas of a change");
         }
+    }
+
+    /// The workers of every replica (this one included) that `user` connected, or
+    /// everyone's; `None` when NATS cannot be asked.
+    pub async fn workers(&self, user: Option<&str>) -> Option<Vec<WorkerInfo>> {
+        let inbox = self.nats.new_inbox();
+        let mut answers = self.nats.subscribe(inbox.clone()).await.ok()?;
+        let query = serde_json::to_vec(&WorkersQuery {
+            user: user.map(str::to_owned),
+        })
+        .expect("queries serialize");
+        self.nats
+            .publish_with_reply(format!("{}.workers", self.prefix), inbox, query.into())
+            .await
+            .ok()?;
+        let mut all = Vec::new();
+        let mut wait = FIRST_ANSWER;
+        while let Ok(Some(msg)) = tokio::time::timeout(wait, answers.next()).await {
+            match serde_json::from_slice::<Vec<WorkerInfo>>(&msg.payload) {
+                Ok(list) => all.extend(list),
+                Err(e) => tracing::warn!(error = %e, "undecodable worker list from a replica"),
+            }
+            wait = NEXT_ANSWER;
+        }
+        // This replica answers too: no answer at all means NATS did not carry ours.
+        (wait == NEXT_ANSWER).then_some(all)
     }
 
     /// Runs a call on another replica's worker.
@@ -291,6 +338,7 @@ impl Cluster {
 pub fn spawn(app: Arc<App>, links: Links) {
     let Links {
         mut changes,
+        mut workers,
         mut reconnected,
     } = links;
     let listener = app.clone();
@@ -311,6 +359,7 @@ pub fn spawn(app: Arc<App>, links: Links) {
                         Err(e) => tracing::warn!(error = %e, "undecodable change from NATS"),
                     }
                 }
+                Some(msg) = workers.next() => listener.answer_workers(msg).await,
                 Some(()) = reconnected.recv() => listener.forget_everything().await,
                 else => return,
             }
@@ -435,6 +484,25 @@ impl App {
             Change::JobsEnded { jobs } => self.jobs.notify_ended(jobs.iter().cloned()),
         }
         Ok(())
+    }
+
+    /// Answers another replica's (or this one's) worker listing.
+    async fn answer_workers(&self, msg: async_nats::Message) {
+        let (Some(reply), Some(cluster)) = (msg.reply, &self.cluster) else {
+            return;
+        };
+        let Ok(q) = serde_json::from_slice::<WorkersQuery>(&msg.payload) else {
+            tracing::warn!("undecodable worker query from a replica");
+            return;
+        };
+        let list = self.hub.workers(|w| match &q.user {
+            None => true,
+            Some(user) => w.is_some_and(|c| &c.user.id == user),
+        });
+        let payload = serde_json::to_vec(&list).expect("worker lists serialize");
+        if let Err(e) = cluster.nats.publish(reply, payload.into()).await {
+            tracing::warn!(error = %e, "could not answer a worker listing");
+        }
     }
 
     /// After changes may have been missed: everything cached is read again.
