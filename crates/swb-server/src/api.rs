@@ -388,6 +388,12 @@ async fn deploy(
         json!({ "version": version.version, "artefact": req.artefact }),
     )
     .await;
+    // Every replica's workers get the code; the answer reports on this replica's.
+    app.changed(Change::Code {
+        function: function.clone(),
+        digest: req.artefact,
+    })
+    .await?;
     let workers = app
         .hub
         .push_code(
@@ -531,17 +537,9 @@ async fn rollback(
     )
     .await;
     let detail = detail(&app, function.clone()).await?;
-    if let Some(digest) = detail.active.artefact
-        && let Some(module) = app.store.artefact(&digest).await?
-    {
-        // Warm the workers without holding up the answer.
-        let app = app.clone();
-        tokio::spawn(async move {
-            let eligible = eligible_for(&app.acl, &function);
-            app.hub
-                .push_code(digest, module, Duration::ZERO, &eligible)
-                .await
-        });
+    if let Some(digest) = detail.active.artefact {
+        // Warm the workers (of every replica) without waiting for them.
+        app.changed(Change::Code { function, digest }).await?;
     }
     Ok(axum::Json(detail))
 }

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use swb_api::protocol::Frame;
-use swb_api::{ApiError, ErrorCode, FunctionRef, WorkerInfo};
+use swb_api::{ApiError, Digest, ErrorCode, FunctionRef, WorkerInfo};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -42,6 +42,13 @@ const QUEUE: &str = "swb";
 pub enum Change {
     /// A function was deployed, rolled back, published by a worker or deleted.
     Function { function: FunctionRef },
+    /// A function's active code changed (deploy, rollback): every replica pushes it
+    /// to its workers that may run the function, so that they compile it ahead of
+    /// the first call.
+    Code {
+        function: FunctionRef,
+        digest: Digest,
+    },
     /// Users, namespaces or shares changed.
     Acl,
     /// Tokens stopped being valid: forget them and end the sessions they opened.
@@ -465,6 +472,7 @@ impl App {
     async fn apply(&self, change: &Change) -> Result<(), ApiError> {
         match change {
             Change::Function { function } => self.routes.invalidate(function),
+            Change::Code { function, digest } => self.warm(function, *digest).await?,
             Change::Acl => self.acl.reload(self.store.as_ref()).await?,
             Change::TokensRevoked { tokens } => {
                 for t in tokens {
@@ -483,6 +491,23 @@ impl App {
             Change::JobCancelled { job } => self.jobs.cancel_running(job),
             Change::JobsEnded { jobs } => self.jobs.notify_ended(jobs.iter().cloned()),
         }
+        Ok(())
+    }
+
+    /// Pushes a function's code to this replica's workers without waiting for them.
+    async fn warm(&self, function: &FunctionRef, digest: Digest) -> Result<(), ApiError> {
+        let Some(module) = self
+            .store
+            .artefact(&digest)
+            .await
+            .map_err(crate::error::store_error)?
+        else {
+            return Ok(());
+        };
+        let eligible = eligible_for(&self.acl, function);
+        self.hub
+            .push_code(digest, module, Duration::ZERO, &eligible)
+            .await;
         Ok(())
     }
 

@@ -479,7 +479,8 @@ impl Hub {
             .collect();
         for w in &targets {
             let mut code = w.code.lock().expect("code lock");
-            if !matches!(code.get(&digest), Some(CodeState::Ready)) {
+            // Pending code is on its way already (an earlier push, or a call's request).
+            if matches!(code.get(&digest), None | Some(CodeState::Failed(_))) {
                 code.insert(digest, CodeState::Pending);
                 let _ = w.tx.send(ServerMsg::Code {
                     digest,

@@ -145,16 +145,28 @@ fn announce(url: &str, server: &Server, worker: Option<u32>) {
         "Switchboard {} listening on {url}",
         env!("CARGO_PKG_VERSION")
     );
-    let _ = writeln!(out, "  admin token: {}", token.display());
+    if token.exists() {
+        let _ = writeln!(out, "  admin token: {}", token.display());
+    } else {
+        // A replica joining a database that already has its admin.
+        let _ = writeln!(
+            out,
+            "  admin token: in the admin.token of the server that first started on this database"
+        );
+    }
     match worker {
         Some(capacity) => {
             let _ = writeln!(out, "  worker:      in-process, {capacity} calls at once");
         }
         None => {
+            let token = if token.exists() {
+                format!("$(cat {})", token.display())
+            } else {
+                "<token>".into()
+            };
             let _ = writeln!(
                 out,
-                "  workers:     none yet; start one with\n               SWB_URL={url} SWB_TOKEN=$(cat {}) swb worker",
-                token.display()
+                "  workers:     none yet; start one with\n               SWB_URL={url} SWB_TOKEN={token} swb worker"
             );
         }
     }

@@ -6,7 +6,7 @@ mod common;
 use common::{all_ended, assert_code, assert_echoed, bin, submit_echo};
 use std::time::Duration;
 use swb_api::Role;
-use swb_api::{CreateTokenRequest, ErrorCode, FunctionRef};
+use swb_api::{CreateTokenRequest, ErrorCode, FunctionRef, WorkerCodeStatus};
 use swb_client::{Client, ShareTarget};
 use swb_testkit::{
     ServerProc, TestDatabase, WorkerProc, connected, deploy, eventually, guests, nats_url,
@@ -161,11 +161,28 @@ async fn calls_jobs_and_changes_cross_replicas() {
     assert_eq!(inv.output, "{\"via\":\"b\"}".as_bytes());
     assert_eq!(inv.worker.as_deref(), Some("svc"));
 
-    // A hosted function deployed through B runs on A's Wasm worker.
+    // A hosted function deployed through B is pushed to A's Wasm worker, which
+    // compiles it before any call, and runs there.
     let echo = f("admin/echo");
     deploy(&b, "admin/echo", guests::echo(), |_| {})
         .await
         .unwrap();
+    eventually(
+        "A's worker to compile the code",
+        Duration::from_secs(10),
+        || {
+            let (a, echo) = (&a, &echo);
+            async move {
+                let detail = a.function(echo).await.ok()?;
+                detail
+                    .workers
+                    .iter()
+                    .any(|w| w.name == "wasm" && w.status == WorkerCodeStatus::Ready)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     let inv = b.invoke(&echo, None, "{\"n\":1}").await.unwrap();
     assert_eq!(inv.output, "{\"n\":1}".as_bytes());
     assert_eq!(
