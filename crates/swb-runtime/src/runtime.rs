@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use swb_api::protocol::CallLimits;
+use swb_api::protocol::{CallLimits, HostedCall};
 use swb_api::{ApiError, CacheStats, Digest, ErrorCode};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
@@ -123,6 +123,30 @@ pub struct CallRequest<'a> {
     pub limits: CallLimits,
     /// Set to stop the call early; checked every tick.
     pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl<'a> CallRequest<'a> {
+    /// The request for a hosted call as the worker protocol carries it.
+    pub fn hosted(hosted: &'a HostedCall, input: Bytes, cancel: Arc<AtomicBool>) -> Self {
+        Self {
+            input,
+            args: &hosted.args,
+            env: &hosted.env,
+            limits: hosted.limits,
+            cancel: Some(cancel),
+        }
+    }
+}
+
+impl CallResult {
+    /// A call that did not run: `error` says why.
+    pub fn failed(error: ApiError) -> Self {
+        Self {
+            output: Err(error),
+            stderr_tail: Bytes::new(),
+            duration: Duration::ZERO,
+        }
+    }
 }
 
 #[derive(Debug)]

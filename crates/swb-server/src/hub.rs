@@ -1,13 +1,14 @@
 //! The worker hub: sessions of connected workers, the code each has ready, and the
 //! dispatch of calls to them.
 //!
-//! A session is transport-agnostic: it is a pair of channels carrying protocol
-//! messages. The WebSocket endpoint and the in-process worker of `swb up` both feed
-//! [`Hub::run_session`].
+//! A session is transport-agnostic: a channel of protocol messages towards the worker
+//! and a stream of its messages. The WebSocket endpoint and the in-process worker of
+//! `swb up` both feed [`Hub::run_session`].
 
 use crate::auth::Caller;
 use crate::metrics as m;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ use swb_api::{
     ApiError, CacheStats, CompileReport, Digest, ErrorCode, FunctionRef, FunctionWorker,
     WorkerCodeStatus, WorkerFailure, WorkerInfo,
 };
+use swb_runtime::{CallRequest, CallResult, Prepared, Runtime};
 use swb_store::Store;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -35,8 +37,13 @@ pub type Eligible<'a> = &'a (dyn Fn(Option<&Caller>) -> bool + Send + Sync);
 
 /// Sending half towards a worker.
 pub type ToWorker = mpsc::UnboundedSender<ServerMsg>;
-/// Receiving half from a worker.
-pub type FromWorker = mpsc::Receiver<WorkerMsg>;
+/// The messages of a worker, in order; the session ends with the stream.
+pub type FromWorker = std::pin::Pin<Box<dyn futures_util::Stream<Item = WorkerMsg> + Send>>;
+
+/// A worker's messages arriving over a channel (the in-process worker, tests).
+pub fn from_channel(mut rx: mpsc::Receiver<WorkerMsg>) -> FromWorker {
+    Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
 
 /// What a call runs (it travels between replicas as it is).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -126,6 +133,9 @@ struct Worker {
     calls: Mutex<HashMap<CallId, oneshot::Sender<Answer>>>,
     next_call: AtomicU64,
     tx: ToWorker,
+    /// The runtime of the in-process worker of `swb up`: a call whose module it has
+    /// ready runs from the caller's task, without the protocol's channel hops.
+    local: Option<Arc<Runtime>>,
 }
 
 impl Worker {
@@ -281,13 +291,14 @@ impl Hub {
 
     /// Runs one worker session to its end, after its hello was checked (see
     /// `sessions.rs`). `caller` is the identity the worker authenticated as; `None`
-    /// for the in-process worker of `swb up`.
+    /// for the in-process worker of `swb up`, which also shares its `local` runtime.
     pub async fn run_session(
         self: &Arc<Self>,
         caller: Option<Caller>,
         hello: Hello,
         tx: ToWorker,
         mut rx: FromWorker,
+        local: Option<Arc<Runtime>>,
     ) {
         let Hello {
             protocol,
@@ -319,6 +330,7 @@ impl Hub {
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             tx: tx.clone(),
+            local,
         });
         let _ = tx.send(ServerMsg::Welcome {
             protocol,
@@ -338,7 +350,7 @@ impl Hub {
         let silence = self.heartbeat * 3;
         loop {
             let msg = tokio::select! {
-                msg = timeout(silence, rx.recv()) => msg,
+                msg = timeout(silence, rx.next()) => msg,
                 _ = worker.close.notified() => {
                     tracing::info!(worker = %worker.name, "closing the session: its token was revoked");
                     refuse(&tx, ErrorCode::Unauthenticated, "the worker's token was revoked".into());
@@ -552,6 +564,13 @@ impl Hub {
         let call = worker.next_call.fetch_add(1, Ordering::Relaxed);
         let msg = match target {
             Target::Hosted(hosted) => {
+                if let Some(runtime) = &worker.local
+                    && let Some(module) = runtime.ready(&hosted.digest)
+                {
+                    return self
+                        .run_local(&worker, runtime.clone(), module, hosted, input, deadline)
+                        .await;
+                }
                 worker
                     .code
                     .lock()
@@ -600,6 +619,47 @@ impl Hub {
                 format!("worker {} did not answer before the deadline", worker.name),
             )),
         }
+    }
+
+    /// Runs a call on the in-process worker's runtime: one hop to a blocking thread
+    /// and back, as a bare server would. Capacity and cancellation work as for calls
+    /// sent over the protocol.
+    async fn run_local(
+        &self,
+        worker: &Worker,
+        runtime: Arc<Runtime>,
+        module: Arc<Prepared>,
+        hosted: HostedCall,
+        input: Bytes,
+        deadline: Instant,
+    ) -> Result<Answer, ApiError> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _guard = LocalCall {
+            worker,
+            cancel: cancel.clone(),
+            freed: &self.freed,
+        };
+        let run = tokio::task::spawn_blocking(move || {
+            runtime.call(&module, CallRequest::hosted(&hosted, input, cancel))
+        });
+        let done = match timeout_at(deadline + ANSWER_GRACE, run).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => CallResult::failed(ApiError::new(
+                ErrorCode::Internal,
+                format!("the call crashed its thread: {e}"),
+            )),
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::Timeout,
+                    format!("worker {} did not answer before the deadline", worker.name),
+                ));
+            }
+        };
+        Ok(Answer {
+            worker: worker.name.clone(),
+            result: done.output,
+            stderr_tail: String::from_utf8_lossy(&done.stderr_tail).into_owned(),
+        })
     }
 
     async fn acquire(
@@ -713,6 +773,22 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
+/// Ends a call run by [`Hub::run_local`], finished or abandoned: the guest is told
+/// to stop (if it still runs) and the capacity is released.
+struct LocalCall<'a> {
+    worker: &'a Worker,
+    cancel: Arc<AtomicBool>,
+    freed: &'a Notify,
+}
+
+impl Drop for LocalCall<'_> {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.worker.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_one();
+    }
+}
+
 /// The answer when no connected worker suits a call.
 pub fn no_worker(
     function: &FunctionRef,
@@ -785,7 +861,7 @@ mod tests {
             };
             tokio::spawn(async move {
                 session
-                    .run_session(None, hello, to_worker, from_worker)
+                    .run_session(None, hello, to_worker, from_channel(from_worker), None)
                     .await
             });
             let mut w = Self {

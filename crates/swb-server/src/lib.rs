@@ -22,7 +22,7 @@ mod ws;
 pub use api::routes;
 pub use auth::{Authenticator, Caller, issue_token};
 pub use config::Config;
-pub use hub::{FromWorker, Hub, ToWorker};
+pub use hub::{FromWorker, Hub, ToWorker, from_channel};
 
 use anyhow::Context;
 use std::future::Future;
@@ -165,14 +165,16 @@ impl Server {
     }
 
     /// Runs a worker session over in-memory channels (the in-process worker of
-    /// `swb up`): the same protocol as over a WebSocket.
+    /// `swb up`): the same protocol as over a WebSocket, except that calls of modules
+    /// ready in the worker's `runtime` run on it directly.
     pub fn local_worker_session(
         &self,
         tx: ToWorker,
         rx: FromWorker,
+        runtime: Option<Arc<swb_runtime::Runtime>>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let app = self.app.clone();
-        async move { app.worker_session(None, tx, rx).await }
+        async move { app.worker_session(None, tx, rx, runtime).await }
     }
 
     pub fn admin_token_path(&self) -> PathBuf {

@@ -7,29 +7,33 @@ use crate::auth::Caller;
 use crate::error::store_error;
 use crate::hub::{FromWorker, Hello, ToWorker};
 use crate::routes::compile_schema;
+use futures_util::StreamExt;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use swb_api::protocol::{PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg};
 use swb_api::{ApiError, ErrorCode, FunctionKind, Limits, VersionInfo};
+use swb_runtime::Runtime;
 use tokio::time::timeout;
 
 /// How long a worker has to say hello after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl App {
-    /// Runs a worker session over a pair of channels, from its hello to its end.
+    /// Runs a worker session, from its hello to its end.
+    /// `local` is the runtime of the in-process worker (`caller` is then `None`).
     pub async fn worker_session(
         self: &Arc<Self>,
         caller: Option<Caller>,
         tx: ToWorker,
         mut rx: FromWorker,
+        local: Option<Arc<Runtime>>,
     ) {
         let refuse = |error: ApiError| {
             tracing::warn!(error = %error, "refusing worker");
             let _ = tx.send(ServerMsg::Refused { error });
         };
-        let msg = match timeout(HELLO_TIMEOUT, rx.recv()).await {
+        let msg = match timeout(HELLO_TIMEOUT, rx.next()).await {
             Ok(Some(msg)) => msg,
             Ok(None) | Err(_) => return,
         };
@@ -71,7 +75,7 @@ impl App {
             cached,
             functions: served,
         };
-        self.hub.run_session(caller, hello, tx, rx).await;
+        self.hub.run_session(caller, hello, tx, rx, local).await;
     }
 
     /// Publishes a remote function a worker serves, or checks it against the active
@@ -187,7 +191,8 @@ mod tests {
         let server = Server::open(Config::new(dir.path().into())).await.unwrap();
         let (tx, mut from_server) = mpsc::unbounded_channel();
         let (to_server, rx) = mpsc::channel(4);
-        let session = tokio::spawn(server.local_worker_session(tx, rx));
+        let session =
+            tokio::spawn(server.local_worker_session(tx, crate::hub::from_channel(rx), None));
         to_server
             .send(WorkerMsg::Hello {
                 protocol: 99,

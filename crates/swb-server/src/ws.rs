@@ -11,6 +11,9 @@ use std::sync::Arc;
 use swb_api::protocol::{Frame, ServerMsg, WorkerMsg};
 use tokio::sync::mpsc;
 
+/// Most messages written to a worker's socket before a flush.
+const WRITE_BATCH: usize = 64;
+
 /// Largest message a worker may send (a call's output plus its header).
 fn max_message(app: &App) -> usize {
     app.config.stdout_bytes as usize + (1 << 20)
@@ -33,45 +36,49 @@ pub async fn connect(
 }
 
 async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
     let (to_worker, mut outbox) = mpsc::unbounded_channel::<ServerMsg>();
-    let (inbox, from_worker) = mpsc::channel::<WorkerMsg>(256);
 
     let writer = tokio::spawn(async move {
-        while let Some(msg) = outbox.recv().await {
-            let refused = matches!(msg, ServerMsg::Refused { .. });
-            if sink.send(Message::Binary(msg.encode())).await.is_err() || refused {
+        // Whatever has queued up goes out in one write: under load, one flush (one
+        // syscall) carries many calls.
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        'write: while outbox.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            for msg in batch.drain(..) {
+                let refused = matches!(msg, ServerMsg::Refused { .. });
+                if sink.feed(Message::Binary(msg.encode())).await.is_err() || refused {
+                    break 'write;
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
         let _ = sink.close().await;
     });
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            let frame = match msg {
-                Message::Binary(frame) => frame,
-                Message::Close(_) => break,
-                Message::Text(_) => {
+    // The session reads the socket itself: a message is decoded and handled by
+    // the task that waits for it, with no hand-over.
+    let from_worker = futures_util::stream::unfold(stream, |mut stream| async move {
+        loop {
+            let frame = match stream.next().await? {
+                Ok(Message::Binary(frame)) => frame,
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Ok(Message::Text(_)) => {
                     tracing::warn!("worker sent a text frame; closing its session");
-                    break;
+                    return None;
                 }
-                Message::Ping(_) | Message::Pong(_) => continue,
+                Ok(Message::Close(_)) | Err(_) => return None,
             };
-            match WorkerMsg::decode(frame) {
-                Ok(msg) => {
-                    if inbox.send(msg).await.is_err() {
-                        break;
-                    }
-                }
+            return match WorkerMsg::decode(frame) {
+                Ok(msg) => Some((msg, stream)),
                 Err(e) => {
                     tracing::warn!(error = %e, "undecodable frame from worker; closing its session");
-                    break;
+                    None
                 }
-            }
+            };
         }
     });
-    app.worker_session(Some(caller), to_worker, from_worker)
+    app.worker_session(Some(caller), to_worker, Box::pin(from_worker), None)
         .await;
-    reader.abort();
     let _ = writer.await;
 }

@@ -1,5 +1,6 @@
 use crate::handler::{CallContext, Handler, Reply};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -9,7 +10,7 @@ use swb_api::protocol::{
     CallId, HostedCall, PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg,
 };
 use swb_api::{ApiError, CacheStats, Digest, ErrorCode, FunctionRef};
-use swb_runtime::{CallRequest, Runtime, RuntimeConfig};
+use swb_runtime::{CallRequest, CallResult, Runtime, RuntimeConfig};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::timeout;
 
@@ -98,12 +99,19 @@ impl Worker {
         &self.config.name
     }
 
-    /// Runs one session over a pair of channels until it closes, is refused, or
-    /// `shutdown` resolves (running calls are then allowed to finish).
+    /// The Wasm runtime, shared with the server when the worker runs in its process
+    /// (`swb up`): ready modules then run straight from the server's call.
+    pub fn runtime(&self) -> Option<Arc<Runtime>> {
+        self.runtime.clone()
+    }
+
+    /// Runs one session (messages go out on `out`, come in from `inbox`) until it
+    /// closes, is refused, or `shutdown` resolves (running calls are then allowed to
+    /// finish).
     pub async fn session(
         &self,
         out: mpsc::Sender<WorkerMsg>,
-        mut inbox: mpsc::UnboundedReceiver<ServerMsg>,
+        mut inbox: impl futures_util::Stream<Item = ServerMsg> + Unpin,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> SessionEnd {
         let hello = WorkerMsg::Hello {
@@ -122,7 +130,7 @@ impl Worker {
         if out.send(hello).await.is_err() {
             return SessionEnd::Closed { welcomed: false };
         }
-        let heartbeat_ms = match timeout(WELCOME_TIMEOUT, inbox.recv()).await {
+        let heartbeat_ms = match timeout(WELCOME_TIMEOUT, inbox.next()).await {
             Ok(Some(ServerMsg::Welcome {
                 heartbeat_ms,
                 worker_id,
@@ -161,7 +169,7 @@ impl Worker {
                 return SessionEnd::Shutdown;
             }
             tokio::select! {
-                msg = inbox.recv() => match msg {
+                msg = inbox.next() => match msg {
                     None => return SessionEnd::Closed { welcomed: true },
                     Some(ServerMsg::Refused { error }) => return SessionEnd::Refused(error),
                     Some(msg) => shared.handle(msg),
@@ -201,7 +209,10 @@ impl Shared {
                     let (shared, runtime) = (self.clone(), runtime.clone());
                     tokio::task::spawn_blocking(move || {
                         shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                        let done = runtime.call(&module, request(&hosted, input, &cancel.flag));
+                        let done = runtime.call(
+                            &module,
+                            CallRequest::hosted(&hosted, input, cancel.flag.clone()),
+                        );
                         shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                         drop(slot);
                         shared.answer_blocking(call, done);
@@ -268,7 +279,7 @@ impl Shared {
     }
 
     /// `finish` for a call that ran on a blocking thread.
-    fn answer_blocking(&self, call: CallId, done: swb_runtime::CallResult) {
+    fn answer_blocking(&self, call: CallId, done: CallResult) {
         let (output, error) = match done.output {
             Ok(output) => (output, None),
             Err(e) => (Bytes::new(), Some(e)),
@@ -442,12 +453,12 @@ impl Shared {
                     .execute(&hosted, input, cancel)
                     .await
                     .unwrap_or_else(|| {
-                        failed(ApiError::new(
+                        CallResult::failed(ApiError::new(
                             ErrorCode::Internal,
                             "module vanished from the worker's cache",
                         ))
                     }),
-                Err(e) => failed(e),
+                Err(e) => CallResult::failed(e),
             });
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -467,9 +478,9 @@ impl Shared {
         hosted: &Arc<HostedCall>,
         input: Bytes,
         cancel: &Arc<AtomicBool>,
-    ) -> Option<swb_runtime::CallResult> {
+    ) -> Option<CallResult> {
         let Some(runtime) = self.runtime.clone() else {
-            return Some(failed(ApiError::new(
+            return Some(CallResult::failed(ApiError::new(
                 ErrorCode::Internal,
                 "this worker does not run Wasm",
             )));
@@ -477,11 +488,11 @@ impl Shared {
         let (hosted, cancel) = (hosted.clone(), cancel.clone());
         tokio::task::spawn_blocking(move || {
             let module = runtime.lookup(&hosted.digest)?;
-            Some(runtime.call(&module, request(&hosted, input, &cancel)))
+            Some(runtime.call(&module, CallRequest::hosted(&hosted, input, cancel)))
         })
         .await
         .unwrap_or_else(|e| {
-            Some(failed(ApiError::new(
+            Some(CallResult::failed(ApiError::new(
                 ErrorCode::Internal,
                 format!("call crashed the worker thread: {e}"),
             )))
@@ -489,27 +500,8 @@ impl Shared {
     }
 }
 
-/// The runtime's request for a hosted call.
-fn request<'a>(hosted: &'a HostedCall, input: Bytes, cancel: &Arc<AtomicBool>) -> CallRequest<'a> {
-    CallRequest {
-        input,
-        args: &hosted.args,
-        env: &hosted.env,
-        limits: hosted.limits,
-        cancel: Some(cancel.clone()),
-    }
-}
-
 /// A reply with how long the call took.
 struct Timed {
     reply: Reply,
     duration: Duration,
-}
-
-fn failed(error: ApiError) -> swb_runtime::CallResult {
-    swb_runtime::CallResult {
-        output: Err(error),
-        stderr_tail: Bytes::new(),
-        duration: Duration::ZERO,
-    }
 }

@@ -14,6 +14,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+/// Most messages written to the socket before a flush.
+const WRITE_BATCH: usize = 64;
+
 /// Largest frame accepted from the server (module bytes or a call's input).
 const MAX_MESSAGE: usize = 256 << 20;
 
@@ -186,38 +189,42 @@ async fn connect(url: &str, token: &str) -> Result<Socket, ConnectError> {
 
 /// Bridges a WebSocket to a session's channels.
 async fn serve(worker: &Worker, socket: Socket, shutdown: impl Future<Output = ()>) -> SessionEnd {
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<WorkerMsg>(256);
-    let (inbox, from_server) = mpsc::unbounded_channel::<ServerMsg>();
     let writer = tokio::spawn(async move {
-        while let Some(msg) = outbox.recv().await {
-            if sink.send(Message::Binary(msg.encode())).await.is_err() {
+        // Whatever has queued up goes out in one write (one flush for many answers).
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        'write: while outbox.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            for msg in batch.drain(..) {
+                if sink.feed(Message::Binary(msg.encode())).await.is_err() {
+                    break 'write;
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
         let _ = sink.close().await;
     });
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            match msg {
-                Message::Binary(frame) => match ServerMsg::decode(frame) {
-                    Ok(msg) => {
-                        if inbox.send(msg).is_err() {
-                            break;
-                        }
-                    }
+    // The session reads the socket itself (no hand-over between tasks).
+    let from_server = futures_util::stream::unfold(stream, |mut stream| async move {
+        loop {
+            match stream.next().await? {
+                Ok(Message::Binary(frame)) => match ServerMsg::decode(frame) {
+                    Ok(msg) => return Some((msg, stream)),
                     Err(e) => {
                         tracing::warn!(error = %e, "undecodable frame from the server");
-                        break;
+                        return None;
                     }
                 },
-                Message::Close(_) => break,
-                _ => {}
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
             }
         }
     });
-    let end = worker.session(out, from_server, shutdown).await;
-    reader.abort();
+    let end = worker
+        .session(out, std::pin::pin!(from_server), shutdown)
+        .await;
     let _ = writer.await;
     end
 }

@@ -203,16 +203,24 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         ),
     })?;
     // The in-process worker speaks the same protocol over channels instead of a socket.
-    let (to_worker, from_server) = mpsc::unbounded_channel();
+    let (to_worker, mut from_server) = mpsc::unbounded_channel();
     let (to_server, from_worker) = mpsc::channel(256);
-    let session = tokio::spawn(server.local_worker_session(to_worker, from_worker));
+    let session = tokio::spawn(server.local_worker_session(
+        to_worker,
+        swb_server::from_channel(from_worker),
+        worker.runtime(),
+    ));
     let (stop, stopped) = watch::channel(false);
     let local = tokio::spawn(async move {
         let mut stopped = stopped;
         worker
-            .session(to_server, from_server, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
+            .session(
+                to_server,
+                futures_util::stream::poll_fn(move |cx| from_server.poll_recv(cx)),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )
             .await
     });
     announce(&url, &server, Some(capacity));
