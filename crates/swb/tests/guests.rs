@@ -1,15 +1,16 @@
-//! Hosted execution through a real server and a separate worker process: hostile
-//! guests get the matching error and everyone else keeps being served.
+//! Hosted execution through a real server, with a separate worker process and with
+//! `swb up`'s in-process worker: hostile guests get the matching error and everyone
+//! else keeps being served.
 
 mod common;
 
-use common::{Cluster, assert_code};
+use common::{Cluster, assert_code, bin};
 use futures_util::future::join_all;
 use serde_json::json;
 use std::time::Duration;
 use swb_api::{ErrorCode, FunctionRef, Outcome};
-use swb_client::InvocationFilter;
-use swb_testkit::{deploy, eventually, guests};
+use swb_client::{Client, InvocationFilter};
+use swb_testkit::{ServerProc, deploy, eventually, guests};
 
 fn f(name: &str) -> FunctionRef {
     name.parse().unwrap()
@@ -18,7 +19,21 @@ fn f(name: &str) -> FunctionRef {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_guests_get_matching_errors_and_the_worker_keeps_serving() {
     let c = Cluster::start(true, &[]).await;
-    let client = &c.client;
+    hostile_guests(&c.client, "w1").await;
+}
+
+/// The same through `swb up`, whose in-process worker runs ready modules straight
+/// from the server's call rather than over the protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_guests_in_swb_up_get_the_same_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = ServerProc::start(bin(), "up", &dir.path().join("data"), &[]).unwrap();
+    hostile_guests(&up.client(), "local").await;
+}
+
+/// Deploys every hostile guest, calls each, and checks the errors, the records and
+/// that `worker` kept serving.
+async fn hostile_guests(client: &Client, worker: &str) {
     deploy(client, "admin/echo", guests::echo(), |_| {})
         .await
         .unwrap();
@@ -124,7 +139,7 @@ async fn hostile_guests_get_matching_errors_and_the_worker_keeps_serving() {
         .unwrap();
     assert_eq!(&typed.output[..], br#"{"n":1}"#);
     assert_eq!(typed.content_type.as_deref(), Some("application/json"));
-    assert_eq!(typed.worker.as_deref(), Some("w1"));
+    assert_eq!(typed.worker.as_deref(), Some(worker));
     assert_eq!(typed.version, Some(1));
 
     // Stderr is the invocation's log: bounded, its tail kept.
@@ -158,7 +173,7 @@ async fn hostile_guests_get_matching_errors_and_the_worker_keeps_serving() {
     })
     .await;
     assert_eq!(timeouts[0].outcome, Outcome::Error(ErrorCode::Timeout));
-    assert_eq!(timeouts[0].worker.as_deref(), Some("w1"));
+    assert_eq!(timeouts[0].worker.as_deref(), Some(worker));
     assert!(
         timeouts[0]
             .error
@@ -167,6 +182,54 @@ async fn hostile_guests_get_matching_errors_and_the_worker_keeps_serving() {
             .message
             .contains("did not finish within 300 ms")
     );
+}
+
+/// `swb up`'s worker keeps its capacity on the direct path: a running call holds
+/// its slot, and a call whose client went away gives it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swb_up_capacity_holds_and_abandoned_calls_free_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let up =
+        ServerProc::start(bin(), "up", &dir.path().join("data"), &["--capacity", "1"]).unwrap();
+    let client = up.client();
+    deploy(&client, "admin/loop", guests::infinite_loop(), |r| {
+        r.limits.timeout_ms = Some(30_000)
+    })
+    .await
+    .unwrap();
+    deploy(&client, "admin/echo", guests::echo(), |r| {
+        r.limits.timeout_ms = Some(500)
+    })
+    .await
+    .unwrap();
+    let running = {
+        let client = client.clone();
+        tokio::spawn(async move { client.invoke(&f("admin/loop"), None, "").await })
+    };
+    let in_flight = |n: u32| {
+        let client = client.clone();
+        async move {
+            let workers = client.workers().await.ok()?;
+            (workers.workers.first()?.in_flight == n).then_some(())
+        }
+    };
+    eventually("the loop to run", Duration::from_secs(10), || in_flight(1)).await;
+    let e = client
+        .invoke(&f("admin/echo"), None, "x")
+        .await
+        .unwrap_err();
+    let e = assert_code(e.error, ErrorCode::NoWorker);
+    assert!(e.message.contains("stayed busy"), "{}", e.message);
+
+    // The caller of the loop goes away: its slot comes back long before the loop's
+    // 30 s deadline, and the next call runs.
+    running.abort();
+    eventually("the slot to be free", Duration::from_secs(10), || {
+        in_flight(0)
+    })
+    .await;
+    let out = client.invoke(&f("admin/echo"), None, "x").await.unwrap();
+    assert_eq!(&out.output[..], b"x");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
