@@ -147,7 +147,13 @@ fn main() -> ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SWB_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // wasmtime-wasi opens an INFO span for every WASI call a guest makes (allocated
+    // and formatted on the hot path); keep them off unless SWB_LOG names them.
+    let mut directives = std::env::var("SWB_LOG").unwrap_or_else(|_| "info".into());
+    if !directives.contains("wasmtime_wasi") {
+        directives.push_str(",wasmtime_wasi=warn");
+    }
+    let filter = EnvFilter::new(directives);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
