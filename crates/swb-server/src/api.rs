@@ -388,12 +388,13 @@ async fn deploy(
         json!({ "version": version.version, "artefact": req.artefact }),
     )
     .await;
-    // Every replica's workers get the code; the answer reports on this replica's.
-    app.changed(Change::Code {
+    // Every replica's workers get the code; the answer reports on this replica's,
+    // pushed here with the module already in hand.
+    app.tell_others(&Change::Code {
         function: function.clone(),
         digest: req.artefact,
     })
-    .await?;
+    .await;
     let workers = app
         .hub
         .push_code(

@@ -463,10 +463,16 @@ impl App {
     /// Applies a change here and tells the other replicas.
     pub(crate) async fn changed(&self, change: Change) -> Result<(), ApiError> {
         let applied = self.apply(&change).await;
-        if let Some(cluster) = &self.cluster {
-            cluster.publish(&change).await;
-        }
+        self.tell_others(&change).await;
         applied
+    }
+
+    /// Tells the other replicas of a change this replica carries out itself in its
+    /// own way (a deploy pushes its code here and waits for the compile reports).
+    pub(crate) async fn tell_others(&self, change: &Change) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(change).await;
+        }
     }
 
     async fn apply(&self, change: &Change) -> Result<(), ApiError> {
