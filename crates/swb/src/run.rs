@@ -145,10 +145,11 @@ fn announce(url: &str, server: &Server, worker: Option<u32>) {
         "Switchboard {} listening on {url}",
         env!("CARGO_PKG_VERSION")
     );
-    if token.exists() {
+    // Missing on a replica joining a database that already has its admin.
+    let has_token = token.exists();
+    if has_token {
         let _ = writeln!(out, "  admin token: {}", token.display());
     } else {
-        // A replica joining a database that already has its admin.
         let _ = writeln!(
             out,
             "  admin token: in the admin.token of the server that first started on this database"
@@ -159,7 +160,7 @@ fn announce(url: &str, server: &Server, worker: Option<u32>) {
             let _ = writeln!(out, "  worker:      in-process, {capacity} calls at once");
         }
         None => {
-            let token = if token.exists() {
+            let token = if has_token {
                 format!("$(cat {})", token.display())
             } else {
                 "<token>".into()
