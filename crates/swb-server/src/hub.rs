@@ -158,7 +158,10 @@ impl Worker {
             Target::Hosted(_) => self.runs_wasm(),
             Target::Remote { function, .. } => self.functions.contains(function),
         };
+        // A closed channel means the session's writer is gone (its socket failed)
+        // while the session has not yet been removed: no call may go there.
         kind && !self.draining.load(Ordering::Acquire)
+            && !self.tx.is_closed()
             && requires.iter().all(|(k, v)| self.labels.get(k) == Some(v))
             && eligible(self.caller.as_ref())
     }
@@ -351,6 +354,10 @@ impl Hub {
         loop {
             let msg = tokio::select! {
                 msg = timeout(silence, rx.next()) => msg,
+                _ = tx.closed() => {
+                    tracing::info!(worker = %worker.name, "the worker's socket could not be written; ending its session");
+                    break;
+                }
                 _ = worker.close.notified() => {
                     tracing::info!(worker = %worker.name, "closing the session: its token was revoked");
                     refuse(&tx, ErrorCode::Unauthenticated, "the worker's token was revoked".into());
@@ -1049,6 +1056,35 @@ mod tests {
         let answer = call.await.unwrap().unwrap();
         assert_eq!(answer.result.unwrap_err().code, ErrorCode::WorkerLost);
         assert!(hub.workers(|_| true).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_worker_whose_socket_cannot_be_written_gets_no_calls_and_is_removed() {
+        let (hub, _dir) = hub().await;
+        let d = Digest::of(b"m");
+        let broken = FakeWorker::join(&hub, "broken", 4, vec![d]).await;
+        let mut fine = FakeWorker::join(&hub, "fine", 4, vec![d]).await;
+        // The writer side is gone (as when writing to a killed worker fails) while the
+        // read side has not yet seen the end of the socket.
+        let FakeWorker {
+            to_server: _still_open,
+            from_server,
+        } = broken;
+        drop(from_server);
+        for _ in 0..4 {
+            let call = hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any);
+            let (answer, ()) = tokio::join!(call, fine.answer("ok"));
+            assert_eq!(answer.unwrap().worker, "fine");
+        }
+        // Its session ends without waiting for the read side or the heartbeat.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.workers(|_| true).len() != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the broken session was not removed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     #[tokio::test]
