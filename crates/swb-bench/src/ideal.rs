@@ -28,7 +28,8 @@ fn nodelay(tcp: &mut tokio::net::TcpStream) {
 
 /// A bare axum server echoing the request body: one HTTP hop, nothing else.
 pub async fn serve_ideal_echo(addr: &str) -> anyhow::Result<()> {
-    let app = Router::new().route("/", post(|body: Bytes| async move { body }));
+    // Any path: `swb bench invoke` can load it like a function.
+    let app = Router::new().fallback(post(|body: Bytes| async move { body }));
     axum::serve(listen(addr).await?, app).await?;
     Ok(())
 }
@@ -49,31 +50,28 @@ pub async fn serve_ideal_wasm(addr: &str) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let state = Arc::new(Wasm { runtime, module });
     let app = Router::new()
-        .route(
-            "/",
-            post(|State(w): State<Arc<Wasm>>, body: Bytes| async move {
-                tokio::task::spawn_blocking(move || {
-                    let result = w.runtime.call(
-                        &w.module,
-                        CallRequest {
-                            input: body,
-                            args: &[],
-                            env: &[],
-                            limits: CallLimits {
-                                timeout_ms: 10_000,
-                                memory_mb: 128,
-                                stdout_bytes: 8 << 20,
-                                stderr_bytes: 64 << 10,
-                            },
-                            cancel: None,
+        .fallback(post(|State(w): State<Arc<Wasm>>, body: Bytes| async move {
+            tokio::task::spawn_blocking(move || {
+                let result = w.runtime.call(
+                    &w.module,
+                    CallRequest {
+                        input: body,
+                        args: &[],
+                        env: &[],
+                        limits: CallLimits {
+                            timeout_ms: 10_000,
+                            memory_mb: 128,
+                            stdout_bytes: 8 << 20,
+                            stderr_bytes: 64 << 10,
                         },
-                    );
-                    result.output.unwrap_or_default()
-                })
-                .await
-                .unwrap_or_default()
-            }),
-        )
+                        cancel: None,
+                    },
+                );
+                result.output.unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default()
+        }))
         .with_state(state);
     axum::serve(listen(addr).await?, app).await?;
     Ok(())

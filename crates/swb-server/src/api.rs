@@ -8,7 +8,6 @@ use crate::cluster::Change;
 use crate::error::{AppError, AppResult, error_response};
 use crate::extract::{Body, Json, Query, parse_json};
 use crate::hub::{Answer, Target};
-use crate::metrics as m;
 use crate::routes::{Route, compile_schema};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -632,10 +631,7 @@ pub(crate) async fn perform(
         Ok(_) => Outcome::OK,
         Err(e) => Outcome::Error(e.code),
     };
-    let label = function.to_string();
-    metrics::counter!(m::INVOCATIONS, "function" => label.clone(), "outcome" => outcome.as_str())
-        .increment(1);
-    metrics::histogram!(m::INVOCATION_SECONDS, "function" => label).record(elapsed.as_secs_f64());
+    route.metrics.record(outcome, elapsed);
     app.recorder
         .record(InvocationRecord {
             id: id.clone(),

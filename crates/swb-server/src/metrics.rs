@@ -2,7 +2,7 @@
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use swb_api::CacheStats;
+use swb_api::{CacheStats, FunctionRef, Outcome};
 
 pub const INVOCATIONS: &str = "swb_invocations_total";
 pub const INVOCATION_SECONDS: &str = "swb_invocation_duration_seconds";
@@ -47,10 +47,64 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// A function's invocation metrics. Routes hold them so that a successful call
+/// neither formats its labels nor looks its series up in the registry.
+pub struct FunctionMetrics {
+    label: String,
+    ok: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl FunctionMetrics {
+    pub fn new(function: &FunctionRef) -> Self {
+        let label = function.to_string();
+        Self {
+            ok: metrics::counter!(INVOCATIONS, "function" => label.clone(), "outcome" => Outcome::OK.as_str()),
+            seconds: metrics::histogram!(INVOCATION_SECONDS, "function" => label.clone()),
+            label,
+        }
+    }
+
+    pub fn record(&self, outcome: Outcome, elapsed: std::time::Duration) {
+        match outcome {
+            Outcome::Ok(_) => self.ok.increment(1),
+            Outcome::Error(_) => metrics::counter!(
+                INVOCATIONS, "function" => self.label.clone(), "outcome" => outcome.as_str()
+            )
+            .increment(1),
+        }
+        self.seconds.record(elapsed.as_secs_f64());
+    }
+}
+
 /// Adds what a worker's cache counters grew by since its last report.
 pub fn count_cache(before: CacheStats, now: CacheStats) {
     metrics::counter!(CODE_COMPILES).increment(now.compiles.saturating_sub(before.compiles));
     metrics::counter!(CODE_DISK_HITS).increment(now.disk_hits.saturating_sub(before.disk_hits));
     metrics::counter!(CODE_MEMORY_HITS)
         .increment(now.memory_hits.saturating_sub(before.memory_hits));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swb_api::ErrorCode;
+
+    #[test]
+    fn function_metrics_count_outcomes_and_time_every_call() {
+        let handle = handle();
+        let m = FunctionMetrics::new(&"metrics/test".parse().unwrap());
+        let ms = std::time::Duration::from_millis(1);
+        m.record(Outcome::OK, ms);
+        m.record(Outcome::OK, ms);
+        m.record(Outcome::Error(ErrorCode::Timeout), ms);
+        let text = handle.render();
+        for line in [
+            r#"swb_invocations_total{function="metrics/test",outcome="ok"} 2"#,
+            r#"swb_invocations_total{function="metrics/test",outcome="timeout"} 1"#,
+            r#"swb_invocation_duration_seconds_count{function="metrics/test"} 3"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::error::store_error;
 use crate::hub::Target;
+use crate::metrics::FunctionMetrics;
 use jsonschema::Validator;
 use lru::LruCache;
 use serde_json::Value;
@@ -24,6 +25,7 @@ pub struct Route {
     pub output: Option<Validator>,
     /// The call as a worker receives it.
     pub target: Target,
+    pub metrics: FunctionMetrics,
 }
 
 /// Compiles a JSON Schema, naming where it sits in the deploy request on failure.
@@ -133,6 +135,7 @@ impl Routes {
             input,
             output,
             target,
+            metrics: FunctionMetrics::new(function),
         })
     }
 

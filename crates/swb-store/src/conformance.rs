@@ -255,6 +255,20 @@ pub async fn invocations(store: &dyn Store) {
         left.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["id09", "id08", "id07", "id06"]
     );
+
+    // A batch of any size is written whole (it is split into statements); ids
+    // sort after the ones above.
+    let big: Vec<_> = (0..1_000 + 256 + 7)
+        .map(|i| record(&format!("jd{i:04}"), "alice/echo", Outcome::OK))
+        .collect();
+    store.record_invocations(&big).await.unwrap();
+    let q = InvocationQuery {
+        limit: 10_000,
+        ..Default::default()
+    };
+    let stored = store.invocations(&q).await.unwrap();
+    assert_eq!(stored.len(), big.len() + 4);
+    assert_eq!(stored[0].id, "jd1262", "newest first");
 }
 
 /// Runs every conformance test against stores made by `$make` (an async expression).

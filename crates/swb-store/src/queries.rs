@@ -990,10 +990,19 @@ impl Store for Backend {
         if records.is_empty() {
             return Ok(());
         }
-        // One transaction (one sync) per batch, in statements of 2,000 rows (20,000
-        // parameters: under both backends' limits).
+        // One transaction (one sync) per batch. Statements of 256 rows, the rest in
+        // halving sizes (128, 64, … 1): a handful of statement shapes, each prepared
+        // once and cached, rather than one new statement to parse per batch size.
         let mut tx = self.pool.begin().await?;
-        for chunk in records.chunks(2000) {
+        let mut rest = records;
+        while !rest.is_empty() {
+            let size = if rest.len() >= 256 {
+                256
+            } else {
+                1 << rest.len().ilog2()
+            };
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
             let mut qb = QueryBuilder::<Db>::new(
                 "INSERT INTO invocations (id, namespace, function, version, worker, started_at,
                  duration_us, outcome, error, stderr_tail) ",

@@ -106,7 +106,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The suite runs a thousand workers in its own process: their sessions opening
+    // are not news. Servers and workers say what they do.
+    init_tracing(match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info",
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,11 +150,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
     // wasmtime-wasi opens an INFO span for every WASI call a guest makes (allocated
     // and formatted on the hot path); keep them off unless SWB_LOG names them.
-    let mut directives = std::env::var("SWB_LOG").unwrap_or_else(|_| "info".into());
+    let mut directives = std::env::var("SWB_LOG").unwrap_or_else(|_| default.into());
     if !directives.contains("wasmtime_wasi") {
         directives.push_str(",wasmtime_wasi=warn");
     }
