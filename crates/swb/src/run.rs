@@ -82,7 +82,8 @@ struct WorkerArgs {
     /// Label as key=value (repeatable)
     #[arg(long = "label", value_parser = parse_pair)]
     labels: Vec<(String, String)>,
-    /// Calls run at once [default: 2 x CPUs]
+    /// Calls held at once [default: 8 x CPUs: more than the cores, so that the next
+    /// call is already here when one ends]
     #[arg(long)]
     capacity: Option<u32>,
     /// Compiled-code cache kept across restarts
@@ -100,9 +101,21 @@ pub fn parse_pair(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got {s:?}"))
 }
 
-fn default_capacity() -> u32 {
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
-    (cpus * 2).clamp(2, 64)
+fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+}
+
+/// The in-process worker runs calls with no round trip in between: twice the cores
+/// keeps them busy while some calls wait.
+fn local_capacity() -> u32 {
+    (cpus() * 2).clamp(2, 64)
+}
+
+/// A worker process holds more calls than it has cores: an answer travels to the
+/// server and the next call back before a core could start it, and calls already
+/// waiting at the worker hide that round trip (see BENCHMARKS.md).
+fn worker_capacity() -> u32 {
+    (cpus() * 8).clamp(8, 256)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -191,7 +204,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (server, listener, url) = start(&args.server).await?;
-    let capacity = args.worker.capacity.unwrap_or_else(default_capacity);
+    let capacity = args.worker.capacity.unwrap_or_else(local_capacity);
     let worker = Worker::new(WorkerConfig {
         name: "local".into(),
         labels: BTreeMap::new(),
@@ -243,7 +256,7 @@ pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {
     let worker = Worker::new(WorkerConfig {
         name,
         labels: args.labels.into_iter().collect(),
-        capacity: args.capacity.unwrap_or_else(default_capacity),
+        capacity: args.capacity.unwrap_or_else(worker_capacity),
         wasm: true,
         cache_dir: Some(args.cache_dir),
     })?;
