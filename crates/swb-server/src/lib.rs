@@ -13,7 +13,7 @@ mod extract;
 mod hub;
 mod identity;
 mod jobs;
-mod metrics;
+pub mod metrics;
 mod recorder;
 mod routes;
 mod sessions;
