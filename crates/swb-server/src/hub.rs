@@ -41,8 +41,8 @@ pub type ToWorker = mpsc::UnboundedSender<ServerMsg>;
 pub type FromWorker = std::pin::Pin<Box<dyn futures_util::Stream<Item = WorkerMsg> + Send>>;
 
 /// A worker's messages arriving over a channel (the in-process worker, tests).
-pub fn from_channel(mut rx: mpsc::Receiver<WorkerMsg>) -> FromWorker {
-    Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+pub fn from_channel(rx: mpsc::Receiver<WorkerMsg>) -> FromWorker {
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
 /// What a call runs (it travels between replicas as it is).

@@ -217,7 +217,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         ),
     })?;
     // The in-process worker speaks the same protocol over channels instead of a socket.
-    let (to_worker, mut from_server) = mpsc::unbounded_channel();
+    let (to_worker, from_server) = mpsc::unbounded_channel();
     let (to_server, from_worker) = mpsc::channel(256);
     let session = tokio::spawn(server.local_worker_session(
         to_worker,
@@ -230,7 +230,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         worker
             .session(
                 to_server,
-                futures_util::stream::poll_fn(move |cx| from_server.poll_recv(cx)),
+                tokio_stream::wrappers::UnboundedReceiverStream::new(from_server),
                 async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 },
