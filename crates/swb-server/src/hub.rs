@@ -179,6 +179,14 @@ impl Worker {
             .is_ok()
     }
 
+    /// The error of a call this worker did not answer in time (deadline and grace).
+    fn missed_deadline(&self) -> ApiError {
+        ApiError::new(
+            ErrorCode::Timeout,
+            format!("worker {} did not answer before the deadline", self.name),
+        )
+    }
+
     /// Removes a pending call, releasing its capacity; `None` if already answered.
     fn take_call(&self, call: CallId) -> Option<oneshot::Sender<Answer>> {
         let tx = self.calls.lock().expect("calls lock").remove(&call)?;
@@ -621,10 +629,7 @@ impl Hub {
                 ErrorCode::WorkerLost,
                 format!("worker {} dropped the call", worker.name),
             )),
-            Err(_) => Err(ApiError::new(
-                ErrorCode::Timeout,
-                format!("worker {} did not answer before the deadline", worker.name),
-            )),
+            Err(_) => Err(worker.missed_deadline()),
         }
     }
 
@@ -655,12 +660,7 @@ impl Hub {
                 ErrorCode::Internal,
                 format!("the call crashed its thread: {e}"),
             )),
-            Err(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::Timeout,
-                    format!("worker {} did not answer before the deadline", worker.name),
-                ));
-            }
+            Err(_) => return Err(worker.missed_deadline()),
         };
         Ok(Answer {
             worker: worker.name.clone(),
