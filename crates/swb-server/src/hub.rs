@@ -221,7 +221,9 @@ pub struct Hub {
     heartbeat: Duration,
     workers: RwLock<Vec<Arc<Worker>>>,
     rr: AtomicUsize,
-    /// Signalled when capacity frees up or a worker joins.
+    /// Signalled when capacity frees up or a worker joins. Every waiting call is woken
+    /// (`notify_waiters`): each waits for its own set of suitable workers, and waking
+    /// only one could leave a freed slot idle while a call for that worker sleeps.
     freed: Notify,
     /// Signalled when a worker reports on code or leaves.
     compiled: Notify,
@@ -455,7 +457,7 @@ impl Hub {
                         stderr_tail,
                     });
                 }
-                self.freed.notify_one();
+                self.freed.notify_waiters();
             }
             WorkerMsg::Draining => {
                 tracing::info!(worker = %worker.name, "worker is draining");
@@ -775,7 +777,7 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.worker.take_call(self.call).is_some() {
             let _ = self.worker.tx.send(ServerMsg::Cancel { call: self.call });
-            self.freed.notify_one();
+            self.freed.notify_waiters();
         }
     }
 }
@@ -792,7 +794,7 @@ impl Drop for LocalCall<'_> {
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::Relaxed);
         self.worker.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.freed.notify_one();
+        self.freed.notify_waiters();
     }
 }
 
@@ -854,13 +856,23 @@ mod tests {
 
     impl FakeWorker {
         async fn join(hub: &Arc<Hub>, name: &str, capacity: u32, cached: Vec<Digest>) -> Self {
+            Self::join_labelled(hub, name, BTreeMap::new(), capacity, cached).await
+        }
+
+        async fn join_labelled(
+            hub: &Arc<Hub>,
+            name: &str,
+            labels: BTreeMap<String, String>,
+            capacity: u32,
+            cached: Vec<Digest>,
+        ) -> Self {
             let (to_worker, from_server) = mpsc::unbounded_channel();
             let (to_server, from_worker) = mpsc::channel(16);
             let session = hub.clone();
             let hello = Hello {
                 protocol: 1,
                 name: name.into(),
-                labels: BTreeMap::new(),
+                labels,
                 capacity,
                 runtimes: vec![WASM.into()],
                 cached,
@@ -1034,6 +1046,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&first.await.unwrap().unwrap().result.unwrap()[..], b"done");
+    }
+
+    #[tokio::test]
+    async fn a_freed_slot_reaches_a_call_waiting_for_that_worker() {
+        let (hub, _dir) = hub().await;
+        let d = Digest::of(b"m");
+        let zone = |z: &str| BTreeMap::from([("zone".to_string(), z.to_string())]);
+        let (in_a, in_b) = (zone("a"), zone("b"));
+        let mut a = FakeWorker::join_labelled(&hub, "a", zone("a"), 1, vec![d]).await;
+        let _b = FakeWorker::join_labelled(&hub, "b", zone("b"), 1, vec![d]).await;
+        let later = Instant::now() + Duration::from_secs(30);
+        let call = |requires: BTreeMap<String, String>| {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                hub.call(function(), hosted(d), &requires, Bytes::new(), later, &any)
+                    .await
+            })
+        };
+        // Both workers busy; then a call for b waits, then one for a.
+        let on_a = call(in_a.clone());
+        let _on_b = call(in_b.clone());
+        tokio::task::yield_now().await;
+        let _waits_for_b = call(in_b);
+        tokio::task::yield_now().await;
+        let waits_for_a = call(in_a);
+        tokio::task::yield_now().await;
+        // a finishes its call: its slot must go to the call waiting for a, although
+        // the call waiting for b started waiting first.
+        a.answer("first").await;
+        assert_eq!(
+            on_a.await.unwrap().unwrap().result.unwrap(),
+            Bytes::from_static(b"first")
+        );
+        let second = timeout(Duration::from_secs(5), a.answer("second")).await;
+        assert!(second.is_ok(), "the call waiting for a was not woken");
+        assert_eq!(
+            waits_for_a.await.unwrap().unwrap().result.unwrap(),
+            Bytes::from_static(b"second")
+        );
     }
 
     #[tokio::test]
