@@ -1008,11 +1008,11 @@ impl Store for Backend {
                  duration_us, outcome, error, stderr_tail) ",
             );
             qb.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id.clone())
-                    .push_bind(r.function.namespace().as_str().to_owned())
+                b.push_bind(r.id.as_str())
+                    .push_bind(r.function.namespace().as_str())
                     .push_bind(r.function.to_string())
                     .push_bind(r.version.map(i64::from))
-                    .push_bind(r.worker.clone())
+                    .push_bind(r.worker.as_deref())
                     .push_bind(r.started_at)
                     .push_bind(r.duration_us as i64)
                     .push_bind(r.outcome.as_str())
@@ -1021,7 +1021,7 @@ impl Store for Backend {
                             .as_ref()
                             .map(|e| serde_json::to_string(e).expect("errors serialize")),
                     )
-                    .push_bind(r.stderr_tail.clone());
+                    .push_bind(r.stderr_tail.as_str());
             });
             qb.push(" ON CONFLICT (id) DO NOTHING");
             qb.build().execute(&mut *tx).await?;
