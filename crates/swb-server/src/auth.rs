@@ -61,9 +61,13 @@ fn parse(token: &str) -> Option<(&str, &str)> {
     (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
 }
 
-/// Who is calling, as established from their token.
+/// Who is calling, as established from their token. Cheap to clone: a verified
+/// token's identity is parsed once and shared by the calls that present it.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub struct Caller(Arc<Identity>);
+
+#[derive(Debug)]
+pub struct Identity {
     pub user: User,
     pub token_id: String,
     pub scopes: Vec<Scope>,
@@ -72,9 +76,51 @@ pub struct Caller {
     pub expires_at: Option<i64>,
 }
 
+impl std::ops::Deref for Caller {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        &self.0
+    }
+}
+
+/// A token row as read from the store, with the caller it authenticates.
+struct Verified {
+    secret_hash: [u8; 32],
+    revoked: bool,
+    /// `None` when the stored scopes do not parse: the token is refused.
+    caller: Option<Caller>,
+    read_at: Instant,
+}
+
+impl Verified {
+    fn new(row: TokenRow) -> Self {
+        let scopes = row.scopes.iter().map(|s| Scope::parse(s)).collect();
+        let caller = match scopes {
+            Ok(scopes) => Some(Caller(Arc::new(Identity {
+                user: row.user,
+                token_id: row.id,
+                scopes,
+                scope_text: row.scopes,
+                expires_at: row.expires_at,
+            }))),
+            Err(e) => {
+                tracing::error!(token = %row.id, error = %e.message, "stored token has a bad scope");
+                None
+            }
+        };
+        Self {
+            secret_hash: row.secret_hash,
+            revoked: row.revoked_at.is_some(),
+            caller,
+            read_at: Instant::now(),
+        }
+    }
+}
+
 pub struct Authenticator {
     store: Arc<dyn Store>,
-    cache: Mutex<LruCache<String, (TokenRow, Instant)>>,
+    cache: Mutex<LruCache<String, Arc<Verified>>>,
 }
 
 impl Authenticator {
@@ -105,47 +151,33 @@ impl Authenticator {
             .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?
             .trim();
         let (id, secret) = parse(token).ok_or_else(|| unauthenticated("malformed token"))?;
-        let row = self.row(id).await?;
         let invalid = || unauthenticated("invalid or revoked token");
-        let row = row.ok_or_else(invalid)?;
-        if !bool::from(hash_secret(secret).ct_eq(&row.secret_hash)) {
+        let token = self.row(id).await?.ok_or_else(invalid)?;
+        if !bool::from(hash_secret(secret).ct_eq(&token.secret_hash)) || token.revoked {
             return Err(invalid());
         }
-        if row.revoked_at.is_some() || row.expires_at.is_some_and(|t| t <= now_ms()) {
+        let caller = token.caller.as_ref().ok_or_else(invalid)?;
+        if caller.expires_at.is_some_and(|t| t <= now_ms()) {
             return Err(invalid());
         }
-        let scopes = row
-            .scopes
-            .iter()
-            .map(|s| Scope::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                tracing::error!(token = %row.id, error = %e.message, "stored token has a bad scope");
-                invalid()
-            })?;
-        Ok(Caller {
-            user: row.user,
-            token_id: row.id,
-            scopes,
-            scope_text: row.scopes,
-            expires_at: row.expires_at,
-        })
+        Ok(caller.clone())
     }
 
-    async fn row(&self, id: &str) -> Result<Option<TokenRow>, ApiError> {
-        if let Some((row, at)) = self.cache.lock().expect("auth cache").get(id)
-            && at.elapsed() < CACHE_TTL
+    async fn row(&self, id: &str) -> Result<Option<Arc<Verified>>, ApiError> {
+        if let Some(token) = self.cache.lock().expect("auth cache").get(id)
+            && token.read_at.elapsed() < CACHE_TTL
         {
-            return Ok(Some(row.clone()));
+            return Ok(Some(token.clone()));
         }
-        let row = self.store.token(id).await.map_err(store_error)?;
-        if let Some(row) = &row {
-            self.cache
-                .lock()
-                .expect("auth cache")
-                .put(id.to_owned(), (row.clone(), Instant::now()));
-        }
-        Ok(row)
+        let Some(row) = self.store.token(id).await.map_err(store_error)? else {
+            return Ok(None);
+        };
+        let token = Arc::new(Verified::new(row));
+        self.cache
+            .lock()
+            .expect("auth cache")
+            .put(id.to_owned(), token.clone());
+        Ok(Some(token))
     }
 }
 

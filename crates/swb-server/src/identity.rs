@@ -98,8 +98,8 @@ pub async fn me(State(app): State<Arc<App>>, caller: Caller) -> axum::Json<Me> {
         .collect();
     axum::Json(Me {
         user: user_info(&caller.user),
-        token_id: caller.token_id,
-        scopes: caller.scope_text,
+        token_id: caller.token_id.clone(),
+        scopes: caller.scope_text.clone(),
         namespaces,
     })
 }
@@ -234,7 +234,7 @@ pub async fn create_namespace(
         StatusCode::CREATED,
         axum::Json(NamespaceInfo {
             name: row.name,
-            owner: caller.user.email,
+            owner: caller.user.email.clone(),
             created_at: row.created_at,
         }),
     ))
