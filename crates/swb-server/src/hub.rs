@@ -679,20 +679,16 @@ impl Hub {
         deadline: Instant,
         eligible: Eligible<'_>,
     ) -> Result<Arc<Worker>, ApiError> {
+        // The common case, a worker with room, registers no waiter.
+        if let Some(w) = self.try_acquire(function, target, requires, eligible)? {
+            return Ok(w);
+        }
         loop {
+            // Registered before looking again, so a slot freed in between is seen.
             let mut freed = pin!(self.freed.notified());
             freed.as_mut().enable();
-            match self.pick(target, requires, eligible) {
-                Pick::Worker(w) => return Ok(w),
-                Pick::NoneConnected => return Err(no_worker(function, target, requires)),
-                Pick::AllFailed(errors) => {
-                    return Err(ApiError::new(
-                        ErrorCode::NoWorker,
-                        format!("no connected worker could load the code of {function}"),
-                    )
-                    .with_details(serde_json::json!({ "workers": errors })));
-                }
-                Pick::Busy => {}
+            if let Some(w) = self.try_acquire(function, target, requires, eligible)? {
+                return Ok(w);
             }
             if timeout_at(deadline, freed).await.is_err() {
                 return Err(ApiError::new(
@@ -702,6 +698,27 @@ impl Hub {
                     ),
                 ));
             }
+        }
+    }
+
+    /// A worker with a slot reserved for the call, `None` while all that suit it are
+    /// busy, or why none can take it.
+    fn try_acquire(
+        &self,
+        function: &FunctionRef,
+        target: &Target,
+        requires: &BTreeMap<String, String>,
+        eligible: Eligible<'_>,
+    ) -> Result<Option<Arc<Worker>>, ApiError> {
+        match self.pick(target, requires, eligible) {
+            Pick::Worker(w) => Ok(Some(w)),
+            Pick::Busy => Ok(None),
+            Pick::NoneConnected => Err(no_worker(function, target, requires)),
+            Pick::AllFailed(errors) => Err(ApiError::new(
+                ErrorCode::NoWorker,
+                format!("no connected worker could load the code of {function}"),
+            )
+            .with_details(serde_json::json!({ "workers": errors }))),
         }
     }
 

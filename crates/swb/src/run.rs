@@ -51,7 +51,7 @@ pub struct UpArgs {
 
 #[derive(Args)]
 struct LocalWorkerArgs {
-    /// Calls the in-process worker runs at once [default: 2 x CPUs]
+    /// Calls the in-process worker runs at once [default: 8 x CPUs, as `swb worker`]
     #[arg(long)]
     capacity: Option<u32>,
     /// Compiled-code cache of the in-process worker [default: <data-dir>/code-cache]
@@ -105,15 +105,11 @@ fn cpus() -> u32 {
     std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
 }
 
-/// The in-process worker runs calls with no round trip in between: twice the cores
-/// keeps them busy while some calls wait.
-fn local_capacity() -> u32 {
-    (cpus() * 2).clamp(2, 64)
-}
-
-/// A worker process holds more calls than it has cores: an answer travels to the
-/// server and the next call back before a core could start it, and calls already
-/// waiting at the worker hide that round trip (see BENCHMARKS.md).
+/// A worker, in-process or not, holds more calls than it has cores. A worker process:
+/// an answer travels to the server and the next call back before a core could start
+/// it, and calls already waiting at the worker hide that round trip. The in-process
+/// worker: its cores idle less while calls hand their answers back than while calls
+/// queue for a slot (see BENCHMARKS.md).
 fn worker_capacity() -> u32 {
     (cpus() * 8).clamp(8, 256)
 }
@@ -204,7 +200,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (server, listener, url) = start(&args.server).await?;
-    let capacity = args.worker.capacity.unwrap_or_else(local_capacity);
+    let capacity = args.worker.capacity.unwrap_or_else(worker_capacity);
     let worker = Worker::new(WorkerConfig {
         name: "local".into(),
         labels: BTreeMap::new(),
