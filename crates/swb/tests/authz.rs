@@ -552,6 +552,17 @@ async fn every_route_answers_every_caller_as_the_table_says() {
     };
     assert_eq!(visible(&bob).await, ["alice/echo"]);
     assert!(visible(&carol).await.is_empty());
+    // Records are written in batches: once the owner reads the records of the calls
+    // above, a caller with only `call` must still read none.
+    eventually(
+        "alice to read her function's records",
+        Duration::from_secs(10),
+        || async {
+            let records = alice.invocations(&InvocationFilter::default()).await.ok()?;
+            (!records.invocations.is_empty()).then_some(())
+        },
+    )
+    .await;
     let records = bob.invocations(&InvocationFilter::default()).await.unwrap();
     assert!(
         records.invocations.is_empty(),

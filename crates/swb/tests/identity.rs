@@ -81,7 +81,13 @@ async fn sharing_tokens_and_workers_follow_the_rules() {
     let admin_echo = "admin/echo".parse().unwrap();
     let e = c.client.invoke(&admin_echo, None, "x").await.unwrap_err();
     assert_code(e.error, ErrorCode::NoWorker);
-    // Dave sees neither the worker nor alice's call records.
+    // Dave sees neither the worker nor alice's call records (alice does).
+    eventually(
+        "alice to read the record of dave's call",
+        Duration::from_secs(10),
+        || async { alice_api.invocation(&out.id).await.ok() },
+    )
+    .await;
     assert!(dave_api.workers().await.unwrap().workers.is_empty());
     assert!(
         dave_api
