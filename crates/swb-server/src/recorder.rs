@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 const QUEUE: usize = 10_000;
 const BATCH: usize = 1_000;
 /// How long a batch may wait for more records before it is written.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Clone)]
 pub struct Recorder {
