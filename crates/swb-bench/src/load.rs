@@ -1,5 +1,6 @@
 //! A closed-loop load generator: `concurrency` callers, each sending its next request
-//! when the previous one is answered, for a fixed duration after a short warm-up.
+//! when the previous one is answered, for a fixed duration after a short warm-up;
+//! several windows (of several servers, in turns) may be summarised together.
 
 use bytes::Bytes;
 use std::time::{Duration, Instant};
@@ -26,67 +27,87 @@ pub struct Load {
 const WARMUP: Duration = Duration::from_millis(300);
 
 pub async fn run_load(spec: &LoadSpec) -> anyhow::Result<Load> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(spec.concurrency)
-        .build()?;
-    let warmup_end = Instant::now() + WARMUP;
-    let end = warmup_end + spec.duration;
-    let tasks: Vec<_> = (0..spec.concurrency)
-        .map(|_| {
-            let (client, spec) = (client.clone(), spec.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(1 << 14);
-                let mut errors = 0u64;
-                loop {
-                    let started = Instant::now();
-                    if started >= end {
-                        break;
-                    }
-                    let mut req = client.post(&spec.url).body(spec.body.clone());
-                    if let Some(t) = &spec.token {
-                        req = req.bearer_auth(t);
-                    }
-                    let ok = match req.send().await {
-                        Ok(r) => {
-                            let ok = r.status().is_success();
-                            ok & r.bytes().await.is_ok()
+    let mut samples = Samples::default();
+    samples.run(spec).await?;
+    Ok(samples.load(spec.concurrency, spec.duration))
+}
+
+/// The latencies and errors of one or more measured windows.
+#[derive(Debug, Default)]
+pub struct Samples {
+    latencies: Vec<u32>,
+    errors: u64,
+}
+
+impl Samples {
+    /// Runs one window (warm-up, then `spec.duration` measured) and keeps its samples.
+    pub async fn run(&mut self, spec: &LoadSpec) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(spec.concurrency)
+            .build()?;
+        let warmup_end = Instant::now() + WARMUP;
+        let end = warmup_end + spec.duration;
+        let tasks: Vec<_> = (0..spec.concurrency)
+            .map(|_| {
+                let (client, spec) = (client.clone(), spec.clone());
+                tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(1 << 14);
+                    let mut errors = 0u64;
+                    loop {
+                        let started = Instant::now();
+                        if started >= end {
+                            break;
                         }
-                        Err(_) => false,
-                    };
-                    if started < warmup_end {
-                        continue;
+                        let mut req = client.post(&spec.url).body(spec.body.clone());
+                        if let Some(t) = &spec.token {
+                            req = req.bearer_auth(t);
+                        }
+                        let ok = match req.send().await {
+                            Ok(r) => {
+                                let ok = r.status().is_success();
+                                ok & r.bytes().await.is_ok()
+                            }
+                            Err(_) => false,
+                        };
+                        if started < warmup_end {
+                            continue;
+                        }
+                        if ok {
+                            latencies.push(started.elapsed().as_micros() as u32);
+                        } else {
+                            errors += 1;
+                        }
                     }
-                    if ok {
-                        latencies.push(started.elapsed().as_micros() as u32);
-                    } else {
-                        errors += 1;
-                    }
-                }
-                (latencies, errors)
+                    (latencies, errors)
+                })
             })
-        })
-        .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        all.extend(l);
-        errors += e;
-    }
-    all.sort_unstable();
-    let pct = |p: f64| {
-        if all.is_empty() {
-            0.0
-        } else {
-            all[((all.len() - 1) as f64 * p) as usize] as f64
+            .collect();
+        for t in tasks {
+            let (l, e) = t.await?;
+            self.latencies.extend(l);
+            self.errors += e;
         }
-    };
-    Ok(Load {
-        concurrency: spec.concurrency,
-        requests: all.len() as u64,
-        errors,
-        rps: all.len() as f64 / spec.duration.as_secs_f64(),
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-    })
+        Ok(())
+    }
+
+    /// The summary of every window kept, `measured` long in all.
+    pub fn load(mut self, concurrency: usize, measured: Duration) -> Load {
+        let all = &mut self.latencies;
+        all.sort_unstable();
+        let pct = |p: f64| {
+            if all.is_empty() {
+                0.0
+            } else {
+                all[((all.len() - 1) as f64 * p) as usize] as f64
+            }
+        };
+        Load {
+            concurrency,
+            requests: all.len() as u64,
+            errors: self.errors,
+            rps: all.len() as f64 / measured.as_secs_f64(),
+            p50_us: pct(0.50),
+            p99_us: pct(0.99),
+        }
+    }
 }

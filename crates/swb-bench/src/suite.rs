@@ -2,7 +2,7 @@
 //! binary in a temporary directory, each compared with the ideal measured in the
 //! same run.
 
-use crate::load::{Load, LoadSpec, run_load};
+use crate::load::{Load, LoadSpec, Samples};
 use bytes::Bytes;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -90,28 +90,36 @@ impl Suite {
         )
     }
 
-    async fn load(
-        &mut self,
-        scenario: &str,
-        url: &str,
-        token: Option<&str>,
-        c: &[usize],
-    ) -> anyhow::Result<()> {
+    /// Loads each target at each concurrency. Several targets are measured in turns,
+    /// [`ROUNDS`] windows each, so that a machine whose speed drifts over the run (as
+    /// a shared VM's does, by ±15 % within a minute) weighs on all of them alike, and a
+    /// ratio compares loads measured at the same moments.
+    async fn load(&mut self, targets: &[Target<'_>], c: &[usize]) -> anyhow::Result<()> {
+        let rounds = if targets.len() > 1 { ROUNDS } else { 1 };
         for &concurrency in c {
-            let l = run_load(&LoadSpec {
-                url: url.into(),
-                token: token.map(str::to_owned),
-                body: Bytes::from_static(BODY.as_bytes()),
-                concurrency,
-                duration: self.duration,
-            })
-            .await?;
-            anyhow::ensure!(
-                l.requests > 0,
-                "{scenario}: no request succeeded ({} errors)",
-                l.errors
-            );
-            self.push(Line::from_load(scenario, &l));
+            let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::default()).collect();
+            for _ in 0..rounds {
+                for (t, samples) in targets.iter().zip(&mut samples) {
+                    let spec = LoadSpec {
+                        url: t.url.clone(),
+                        token: Some(t.token.to_owned()),
+                        body: Bytes::from_static(BODY.as_bytes()),
+                        concurrency,
+                        duration: self.duration / rounds,
+                    };
+                    samples.run(&spec).await?;
+                }
+            }
+            for (t, samples) in targets.iter().zip(samples) {
+                let l = samples.load(concurrency, self.duration);
+                anyhow::ensure!(
+                    l.requests > 0,
+                    "{}: no request succeeded ({} errors)",
+                    t.scenario,
+                    l.errors
+                );
+                self.push(Line::from_load(t.scenario, &l));
+            }
         }
         Ok(())
     }
@@ -134,9 +142,25 @@ impl Suite {
     }
 }
 
-fn invoke_url(server: &ServerProc, function: &str) -> String {
-    format!("{}/v1/functions/{function}/invoke", server.url)
+/// Where a scenario's load goes: the invoke route of `function` on a server.
+struct Target<'a> {
+    scenario: &'a str,
+    url: String,
+    token: &'a str,
 }
+
+impl<'a> Target<'a> {
+    fn new(scenario: &'a str, server: &ServerProc, function: &str, token: &'a str) -> Self {
+        Self {
+            scenario,
+            url: format!("{}/v1/functions/{function}/invoke", server.url),
+            token,
+        }
+    }
+}
+
+/// Windows per target when targets are measured in turns.
+const ROUNDS: u32 = 3;
 
 async fn timed_call(client: &Client, function: &str) -> anyhow::Result<f64> {
     let started = Instant::now();
@@ -162,52 +186,41 @@ pub async fn run_suite(
     };
     let both = [1, 32];
 
-    // The ideals get the very requests the platform gets (path and token included;
-    // they answer on any path and ignore the token), so the load generator spends
-    // the same on either side of a ratio.
+    // Every server the ratios compare runs from the start, so that each platform
+    // scenario is measured in turns with its ideal. The ideals get the very requests
+    // the platform gets (path and token included; they answer on any path and ignore
+    // the token), so the load generator spends the same on both sides of a ratio.
     let token = format!("swb_{}_{}", "0".repeat(16), "0".repeat(64));
-    for (scenario, mode) in [
-        ("ideal_http_echo", "__ideal-echo"),
-        ("ideal_http_wasm", "__ideal-wasm"),
-    ] {
-        let ideal = s.server(mode, scenario)?;
-        s.load(
-            scenario,
-            &invoke_url(&ideal, "admin/echo"),
-            Some(&token),
-            &both,
-        )
-        .await?;
-    }
-
+    let ideal_echo = s.server("__ideal-echo", "ideal_http_echo")?;
+    let ideal_wasm = s.server("__ideal-wasm", "ideal_http_wasm")?;
     // The embedded default: server and in-process worker.
     let up = s.server("up", "up")?;
-    let client = up.client();
-    deploy(&client, "admin/echo", guests::echo(), |_| {}).await?;
-    s.load(
-        "invoke_hosted_inproc",
-        &invoke_url(&up, "admin/echo"),
-        Some(&up.token),
-        &both,
-    )
-    .await?;
-    jobs(&mut s, &client).await?;
-    drop(up);
-
-    // A server with separate worker processes.
+    let up_client = up.client();
+    deploy(&up_client, "admin/echo", guests::echo(), |_| {}).await?;
+    // A server with separate worker processes: Wasm, and an SDK echo service.
     let server = s.server("server", "server")?;
     let client = server.client();
     let cache = s.path("worker-cache");
     let worker = WorkerProc::start(&s.bin, &server, "w1", &cache, &[])?;
     connected(&client, "w1").await;
     deploy(&client, "admin/echo", guests::echo(), |_| {}).await?;
-    s.load(
-        "invoke_hosted_worker",
-        &invoke_url(&server, "admin/echo"),
-        Some(&server.token),
-        &both,
-    )
-    .await?;
+    let sdk = s.sdk_echo(&server, "sdk.log")?;
+    connected(&client, "bench-echo").await;
+
+    let hosted = [
+        Target::new("ideal_http_wasm", &ideal_wasm, "admin/echo", &token),
+        Target::new("invoke_hosted_inproc", &up, "admin/echo", &up.token),
+        Target::new("invoke_hosted_worker", &server, "admin/echo", &server.token),
+    ];
+    s.load(&hosted, &both).await?;
+    let remote = [
+        Target::new("ideal_http_echo", &ideal_echo, "admin/echo", &token),
+        Target::new("invoke_remote", &server, "admin/echo-remote", &server.token),
+    ];
+    s.load(&remote, &both).await?;
+    drop((ideal_echo, ideal_wasm, sdk));
+    jobs(&mut s, &up_client).await?;
+    drop(up);
 
     // Cold starts: a new module's first call, and the first call after a restart.
     let fresh = guests::prints(&format!("{{\"fresh\":{}}}", std::process::id()));
@@ -220,16 +233,6 @@ pub async fn run_suite(
     let micros = timed_call(&client, "admin/fresh").await?;
     s.single("cold_start_after_worker_restart", micros, None);
 
-    let sdk = s.sdk_echo(&server, "sdk.log")?;
-    connected(&client, "bench-echo").await;
-    s.load(
-        "invoke_remote",
-        &invoke_url(&server, "admin/echo-remote"),
-        Some(&server.token),
-        &both,
-    )
-    .await?;
-    drop(sdk);
     let args = [
         "serve",
         "admin/cat",
@@ -242,13 +245,8 @@ pub async fn run_suite(
     ];
     let exec = WorkerProc::spawn(&s.bin, &args, &server, "exec", &s.path("exec.log"))?;
     connected(&client, "exec").await;
-    s.load(
-        "invoke_exec",
-        &invoke_url(&server, "admin/cat"),
-        Some(&server.token),
-        &[8],
-    )
-    .await?;
+    let exec_target = Target::new("invoke_exec", &server, "admin/cat", &server.token);
+    s.load(&[exec_target], &[8]).await?;
     drop(exec);
     drop(server);
 
@@ -277,13 +275,13 @@ async fn cross_replica(
     b.token = a.token.clone();
     let sdk = s.sdk_echo(&a, "sdk-a.log")?;
     connected(&a.client(), "bench-echo").await;
-    s.load(
+    let target = Target::new(
         "invoke_remote_cross_replica",
-        &invoke_url(&b, "admin/echo-remote"),
-        Some(&b.token),
-        c,
-    )
-    .await?;
+        &b,
+        "admin/echo-remote",
+        &b.token,
+    );
+    s.load(&[target], c).await?;
     drop((sdk, a, b));
     Ok(())
 }
