@@ -92,7 +92,10 @@ pub async fn bench(global: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
             let lines = swb_bench::run_suite(&bin, &opts, move |l| {
                 let t = match l.rss_mb {
                     Some(mb) => format!("{:<34} rss {mb:.1} MB", l.scenario),
-                    None if l.requests == 1 => format!("{:<34} {:.0} µs", l.scenario, l.p50_us),
+                    None if l.rps == 0.0 => format!(
+                        "{:<34} {:.0} µs (median of {}, slowest {:.0} µs)",
+                        l.scenario, l.p50_us, l.requests, l.p99_us
+                    ),
                     None => format!(
                         "{:<34} c={:<3} {:>9.0} /s  p50 {:>8.0} µs  p99 {:>8.0} µs",
                         l.scenario, l.concurrency, l.rps, l.p50_us, l.p99_us

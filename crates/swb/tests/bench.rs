@@ -46,6 +46,7 @@ fn the_suite_runs_every_scenario() {
     }
     assert!(has("invoke_exec", 8));
     assert!(has("jobs_hosted", 32));
+    assert!(has("cold_start_after_deploy", 1));
     assert!(has("cold_start_after_worker_restart", 1));
     let rss = |s: &str| {
         lines
