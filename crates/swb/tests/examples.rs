@@ -25,6 +25,9 @@ fn build_examples() -> PathBuf {
             "--manifest-path",
         ])
         .arg(dir.join("Cargo.toml"))
+        // Where the README says the modules are, whatever CARGO_TARGET_DIR says.
+        .arg("--target-dir")
+        .arg(dir.join("target"))
         .output()
         .expect("cargo runs");
     assert!(
