@@ -1,6 +1,7 @@
 //! Turning failures into the one error shape clients see.
 
-use axum::http::StatusCode;
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use swb_api::{ApiError, ErrorBody, ErrorCode};
 use swb_store::StoreError;
@@ -35,7 +36,16 @@ pub fn store_error(e: StoreError) -> ApiError {
 pub fn error_response(e: ApiError) -> Response {
     let status =
         StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(ErrorBody { error: e })).into_response()
+    // An oversized body is answered before it is read, and the server then closes the
+    // connection: say so, or a client's pool may send its next request on it.
+    let close = e.code == ErrorCode::PayloadTooLarge;
+    let mut response = (status, axum::Json(ErrorBody { error: e })).into_response();
+    if close {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 impl IntoResponse for AppError {
