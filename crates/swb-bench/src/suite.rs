@@ -218,7 +218,7 @@ pub async fn run_suite(
     let server = s.server("server", "server")?;
     let client = server.client();
     let cache = s.path("worker-cache");
-    let worker = WorkerProc::start(&s.bin, &server, "w1", &cache, &[])?;
+    let mut worker = WorkerProc::start(&s.bin, &server, "w1", &cache, &[])?;
     connected(&client, "w1").await;
     deploy(&client, "admin/echo", guests::echo(), |_| {}).await?;
     let sdk = s.sdk_echo(&server, "sdk.log")?;
@@ -249,7 +249,6 @@ pub async fn run_suite(
         after_deploy.push(timed_call(&client, &name).await?);
     }
     s.cold("cold_start_after_deploy", after_deploy);
-    let mut worker = worker;
     let mut after_restart = Vec::new();
     for i in 0..COLD_STARTS {
         worker.kill();
