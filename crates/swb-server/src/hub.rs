@@ -45,11 +45,12 @@ pub fn from_channel(rx: mpsc::Receiver<WorkerMsg>) -> FromWorker {
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-/// What a call runs (it travels between replicas as it is).
+/// What a call runs (it travels between replicas as it is). A hosted call is shared
+/// with the route it comes from: a call copies it only to change it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     /// A hosted module, on any Wasm worker allowed to run it.
-    Hosted(HostedCall),
+    Hosted(Arc<HostedCall>),
     /// A remote function, on the workers that serve it.
     Remote {
         function: FunctionRef,
@@ -63,7 +64,11 @@ impl Target {
     /// environment variable `SWB_PROFILE`, remote ones in their call context.
     pub fn with_profile(mut self, value: serde_json::Value) -> Self {
         match &mut self {
-            Target::Hosted(h) => h.env.push(("SWB_PROFILE".into(), value.to_string())),
+            Target::Hosted(h) => {
+                Arc::make_mut(h)
+                    .env
+                    .push(("SWB_PROFILE".into(), value.to_string()));
+            }
             Target::Remote { profile, .. } => *profile = Some(value),
         }
         self
@@ -72,7 +77,7 @@ impl Target {
     /// The same call with another deadline.
     pub fn with_timeout(mut self, timeout_ms: u64) -> Self {
         match &mut self {
-            Target::Hosted(h) => h.limits.timeout_ms = timeout_ms,
+            Target::Hosted(h) => Arc::make_mut(h).limits.timeout_ms = timeout_ms,
             Target::Remote { limits, .. } => limits.timeout_ms = timeout_ms,
         }
         self
@@ -596,7 +601,7 @@ impl Hub {
                     .or_insert(CodeState::Pending);
                 ServerMsg::Invoke {
                     call,
-                    hosted,
+                    hosted: Arc::unwrap_or_clone(hosted),
                     input,
                 }
             }
@@ -636,14 +641,15 @@ impl Hub {
     }
 
     /// Runs a call on the in-process worker's runtime: one hop to a blocking thread
-    /// and back, as a bare server would. Capacity and cancellation work as for calls
-    /// sent over the protocol.
+    /// and back, as a bare server would. Capacity, cancellation and the deadline work
+    /// as for calls sent over the protocol (a guest blocked in a host call, such as a
+    /// long `poll_oneoff`, cannot be interrupted: its caller still gets `timeout`).
     async fn run_local(
         &self,
         worker: &Worker,
         runtime: Arc<Runtime>,
         module: Arc<Prepared>,
-        hosted: HostedCall,
+        hosted: Arc<HostedCall>,
         input: Bytes,
         deadline: Instant,
     ) -> Result<Answer, ApiError> {
@@ -946,7 +952,7 @@ mod tests {
     }
 
     fn hosted(digest: Digest) -> Target {
-        Target::Hosted(HostedCall {
+        Target::Hosted(Arc::new(HostedCall {
             digest,
             args: vec![],
             env: vec![],
@@ -956,7 +962,7 @@ mod tests {
                 stdout_bytes: 1024,
                 stderr_bytes: 1024,
             },
-        })
+        }))
     }
 
     fn any(_: Option<&Caller>) -> bool {

@@ -106,7 +106,7 @@ impl Routes {
             stderr_bytes: self.stderr_bytes,
         };
         let target = match (version.kind, version.artefact) {
-            (FunctionKind::Hosted, Some(digest)) => Target::Hosted(HostedCall {
+            (FunctionKind::Hosted, Some(digest)) => Target::Hosted(Arc::new(HostedCall {
                 digest,
                 args: std::iter::once(function.to_string())
                     .chain(version.args.iter().cloned())
@@ -117,7 +117,7 @@ impl Routes {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 limits,
-            }),
+            })),
             (FunctionKind::Hosted, None) => {
                 return Err(ApiError::new(
                     ErrorCode::Internal,
