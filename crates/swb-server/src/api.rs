@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use bytes::Bytes;
@@ -705,47 +705,19 @@ async fn invoke(
         }
         Err(e) => error_response(e.clone()),
     };
-    let worker = done.worker.as_deref().unwrap_or_default();
-    call_headers(
-        response.headers_mut(),
-        [
-            (&INVOCATION_ID, &done.id),
-            (&VERSION, &route.version.version),
-            (&DURATION_US, &done.elapsed.as_micros()),
-            (&WORKER, &worker),
-        ],
-    );
-    response
-}
-
-const INVOCATION_ID: HeaderName = HeaderName::from_static(headers::INVOCATION_ID);
-const VERSION: HeaderName = HeaderName::from_static(headers::VERSION);
-const DURATION_US: HeaderName = HeaderName::from_static(headers::DURATION_US);
-const WORKER: HeaderName = HeaderName::from_static(headers::WORKER);
-
-/// Sets a call's headers, their values cut from one buffer (one allocation per call
-/// instead of one per header). Empty values and values a header cannot carry are
-/// left out.
-fn call_headers<const N: usize>(
-    h: &mut HeaderMap,
-    values: [(&HeaderName, &dyn std::fmt::Display); N],
-) {
-    use std::fmt::Write;
-    let mut buffer = String::with_capacity(64);
-    let ends = values.map(|(_, value)| {
-        let _ = write!(buffer, "{value}");
-        buffer.len()
-    });
-    let buffer = Bytes::from(buffer);
-    let mut start = 0;
-    for ((name, _), end) in values.into_iter().zip(ends) {
-        if end > start
-            && let Ok(v) = HeaderValue::from_maybe_shared(buffer.slice(start..end))
-        {
-            h.insert(name.clone(), v);
+    let h = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
         }
-        start = end;
+    };
+    set(headers::INVOCATION_ID, done.id);
+    set(headers::VERSION, route.version.version.to_string());
+    set(headers::DURATION_US, done.elapsed.as_micros().to_string());
+    if let Some(worker) = done.worker {
+        set(headers::WORKER, worker);
     }
+    response
 }
 
 async fn run(
