@@ -40,8 +40,8 @@ struct Wasm {
 }
 
 /// A bare axum server running the echo module per request with the best wasmtime
-/// setup (the same engine configuration Switchboard's workers use): one HTTP hop
-/// and one instantiation, nothing else.
+/// setup (the same engine configuration Switchboard's workers use, the guest on the
+/// request's own task): one HTTP hop and one instantiation, nothing else.
 pub async fn serve_ideal_wasm(addr: &str) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let bytes = swb_testkit::guests::echo();
@@ -51,26 +51,19 @@ pub async fn serve_ideal_wasm(addr: &str) -> anyhow::Result<()> {
     let state = Arc::new(Wasm { runtime, module });
     let app = Router::new()
         .fallback(post(|State(w): State<Arc<Wasm>>, body: Bytes| async move {
-            tokio::task::spawn_blocking(move || {
-                let result = w.runtime.call(
-                    &w.module,
-                    CallRequest {
-                        input: body,
-                        args: &[],
-                        env: &[],
-                        limits: CallLimits {
-                            timeout_ms: 10_000,
-                            memory_mb: 128,
-                            stdout_bytes: 8 << 20,
-                            stderr_bytes: 64 << 10,
-                        },
-                        cancel: None,
-                    },
-                );
-                result.output.unwrap_or_default()
-            })
-            .await
-            .unwrap_or_default()
+            let request = CallRequest {
+                input: body,
+                args: &[],
+                env: &[],
+                limits: CallLimits {
+                    timeout_ms: 10_000,
+                    memory_mb: 128,
+                    stdout_bytes: 8 << 20,
+                    stderr_bytes: 64 << 10,
+                },
+            };
+            let result = w.runtime.call(&w.module, request).await;
+            result.output.unwrap_or_default()
         }))
         .with_state(state);
     axum::serve(listen(addr).await?, app).await?;

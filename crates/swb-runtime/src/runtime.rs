@@ -17,7 +17,8 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
-/// How often the epoch advances; deadlines and cancellation are checked at this grain.
+/// How often the epoch advances: a running guest yields to the executor and its
+/// deadline is checked at this grain.
 const TICK: Duration = Duration::from_millis(2);
 /// Largest memory any call may be granted (the pool reserves address space for it).
 pub const MAX_MEMORY_MB: u32 = 4096;
@@ -77,23 +78,17 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Why the epoch callback stopped a call.
+/// A call ran past its deadline.
 #[derive(Debug)]
-enum Interrupted {
-    Deadline,
-    Cancelled,
-}
+struct DeadlineExceeded;
 
-impl std::fmt::Display for Interrupted {
+impl std::fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Deadline => "deadline exceeded",
-            Self::Cancelled => "call cancelled",
-        })
+        f.write_str("deadline exceeded")
     }
 }
 
-impl std::error::Error for Interrupted {}
+impl std::error::Error for DeadlineExceeded {}
 
 /// A module compiled and linked, ready to instantiate.
 pub struct Prepared {
@@ -121,19 +116,16 @@ pub struct CallRequest<'a> {
     pub args: &'a [String],
     pub env: &'a [(String, String)],
     pub limits: CallLimits,
-    /// Set to stop the call early; checked every tick.
-    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl<'a> CallRequest<'a> {
     /// The request for a hosted call as the worker protocol carries it.
-    pub fn hosted(hosted: &'a HostedCall, input: Bytes, cancel: Arc<AtomicBool>) -> Self {
+    pub fn hosted(hosted: &'a HostedCall, input: Bytes) -> Self {
         Self {
             input,
             args: &hosted.args,
             env: &hosted.env,
             limits: hosted.limits,
-            cancel: Some(cancel),
         }
     }
 }
@@ -183,6 +175,7 @@ impl Runtime {
         pool.total_core_instances(config.max_instances)
             .total_memories(config.max_instances)
             .total_tables(config.max_instances)
+            .total_stacks(config.max_instances)
             .max_memory_size(MAX_MEMORY_MB as usize * 1024 * 1024)
             // Reset the first MiBs of a reused slot with memset instead of madvise:
             // typical guests (a Rust program starts with ~1 MiB) then cost neither page
@@ -196,7 +189,7 @@ impl Runtime {
             .max_wasm_stack(1 << 20);
         let engine = Engine::new(&wasm).map_err(setup_err)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CallState| &mut s.wasi)
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut CallState| &mut s.wasi)
             .map_err(setup_err)?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -350,9 +343,12 @@ impl Runtime {
         )
     }
 
-    /// Runs one call to completion. Blocks the thread for the call's duration: run it
-    /// on a blocking thread.
-    pub fn call(&self, module: &Prepared, req: CallRequest<'_>) -> CallResult {
+    /// Runs one call to completion on the calling task. The guest runs on a fiber
+    /// stack of its own and yields to the executor at every tick, so it holds no
+    /// thread for long and needs no thread hand-over; the deadline holds inside host
+    /// calls too (a guest asleep in `poll_oneoff` is stopped at it). Dropping the
+    /// future stops the call at once.
+    pub async fn call(&self, module: &Prepared, req: CallRequest<'_>) -> CallResult {
         let started = Instant::now();
         let stdout = Capture::head(req.limits.stdout_bytes as usize);
         let stderr = Capture::tail(req.limits.stderr_bytes as usize);
@@ -372,23 +368,24 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         let deadline = started + Duration::from_millis(req.limits.timeout_ms);
-        let cancel = req.cancel;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Err(wasmtime::Error::new(Interrupted::Cancelled));
-            }
             if Instant::now() >= deadline {
-                return Err(wasmtime::Error::new(Interrupted::Deadline));
+                return Err(wasmtime::Error::new(DeadlineExceeded));
             }
-            Ok(UpdateDeadline::Continue(1))
+            Ok(UpdateDeadline::Yield(1))
         });
 
-        let run = module
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
-            .and_then(|start| start.call(&mut store, ()));
+        let run = async {
+            let instance = module.pre.instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        };
+        // The epoch callback stops a guest that computes; this stops one waiting in
+        // a host call. A finished guest returns before any timer is registered.
+        let run = tokio::time::timeout_at(deadline.into(), run)
+            .await
+            .unwrap_or_else(|_| Err(wasmtime::Error::new(DeadlineExceeded)));
         let exit = match run {
             Ok(()) => Ok(()),
             Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
@@ -433,15 +430,12 @@ fn classify(
     limits: &CallLimits,
     stderr: &[u8],
 ) -> ApiError {
-    if let Some(i) = e.downcast_ref::<Interrupted>() {
-        return match i {
-            Interrupted::Deadline => ApiError::new(
-                ErrorCode::Timeout,
-                format!("function did not finish within {} ms", limits.timeout_ms),
-            )
-            .with_details(serde_json::json!({"timeout_ms": limits.timeout_ms})),
-            Interrupted::Cancelled => ApiError::new(ErrorCode::Timeout, "call cancelled"),
-        };
+    if e.is::<DeadlineExceeded>() {
+        return ApiError::new(
+            ErrorCode::Timeout,
+            format!("function did not finish within {} ms", limits.timeout_ms),
+        )
+        .with_details(serde_json::json!({"timeout_ms": limits.timeout_ms}));
     }
     if memory_denied {
         return ApiError::new(

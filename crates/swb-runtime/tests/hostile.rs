@@ -1,8 +1,7 @@
 //! The runtime against well-behaved and hostile guests.
 
 use bytes::Bytes;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 use swb_api::protocol::CallLimits;
 use swb_api::{Digest, ErrorCode};
 use swb_runtime::{CallRequest, CallResult, Runtime, RuntimeConfig};
@@ -15,48 +14,44 @@ const LIMITS: CallLimits = CallLimits {
     stderr_bytes: 4096,
 };
 
-fn run_with(
+async fn run_with(
     rt: &Runtime,
     wasm: &[u8],
     input: &'static [u8],
     limits: CallLimits,
-    cancel: Option<Arc<AtomicBool>>,
 ) -> CallResult {
     let module = rt
         .prepare(Digest::of(wasm), wasm)
         .expect("fixture compiles");
-    rt.call(
-        &module,
-        CallRequest {
-            input: Bytes::from_static(input),
-            args: &["fixture".into()],
-            env: &[],
-            limits,
-            cancel,
-        },
-    )
+    let request = CallRequest {
+        input: Bytes::from_static(input),
+        args: &["fixture".into()],
+        env: &[],
+        limits,
+    };
+    rt.call(&module, request).await
 }
 
-fn run(wasm: &[u8], input: &'static [u8]) -> CallResult {
+async fn run(wasm: &[u8], input: &'static [u8]) -> CallResult {
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
-    run_with(&rt, wasm, input, LIMITS, None)
+    run_with(&rt, wasm, input, LIMITS).await
 }
 
 fn error_code(r: &CallResult) -> ErrorCode {
     r.output.as_ref().expect_err("call should fail").code
 }
 
-#[test]
-fn echo_returns_its_input() {
+#[tokio::test]
+async fn echo_returns_its_input() {
     let big: &'static [u8] = Box::leak(vec![b'x'; 300_000].into_boxed_slice());
-    let r = run(&guests::echo(), big);
+    let r = run(&guests::echo(), big).await;
     assert_eq!(r.output.unwrap().len(), 300_000);
-    assert_eq!(run(&guests::echo(), b"").output.unwrap(), &b""[..]);
+    assert_eq!(run(&guests::echo(), b"").await.output.unwrap(), &b""[..]);
 }
 
-#[test]
-fn infinite_loop_times_out() {
-    let r = run(&guests::infinite_loop(), b"");
+#[tokio::test]
+async fn infinite_loop_times_out() {
+    let r = run(&guests::infinite_loop(), b"").await;
     assert_eq!(error_code(&r), ErrorCode::Timeout);
     assert!(
         r.duration.as_millis() >= 500 && r.duration.as_millis() < 3000,
@@ -65,37 +60,54 @@ fn infinite_loop_times_out() {
     );
 }
 
-#[test]
-fn cancel_stops_a_running_call() {
-    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    let stopper = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        flag.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
+/// A guest asleep in a host call cannot be reached by epoch interruption; the
+/// deadline still stops it.
+#[tokio::test]
+async fn a_guest_asleep_in_a_host_call_stops_at_its_deadline() {
+    let r = run(&guests::sleeps(60_000), b"").await;
+    assert_eq!(error_code(&r), ErrorCode::Timeout);
+    assert!(r.duration.as_secs() < 5, "{:?}", r.duration);
+    // A short sleep is an ordinary call.
+    assert!(run(&guests::sleeps(10), b"").await.output.is_ok());
+}
+
+/// Dropping a call stops it and frees its instance: with room for one instance, the
+/// next call runs.
+#[tokio::test]
+async fn dropping_a_call_stops_it() {
+    let config = RuntimeConfig {
+        max_instances: 1,
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(config).unwrap();
     let limits = CallLimits {
         timeout_ms: 60_000,
         ..LIMITS
     };
-    let r = run_with(&rt, &guests::infinite_loop(), b"", limits, Some(cancel));
-    stopper.join().unwrap();
-    let err = r.output.unwrap_err();
-    assert_eq!(err.message, "call cancelled");
-    assert!(r.duration.as_secs() < 5);
+    for wasm in [guests::infinite_loop(), guests::sleeps(60_000)] {
+        let call = run_with(&rt, &wasm, b"", limits);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), call)
+                .await
+                .is_err(),
+            "still running"
+        );
+        let r = run_with(&rt, &guests::echo(), b"next", LIMITS).await;
+        assert_eq!(r.output.unwrap(), &b"next"[..]);
+    }
 }
 
-#[test]
-fn memory_bomb_hits_the_memory_limit() {
-    let r = run(&guests::memory_bomb(), b"");
+#[tokio::test]
+async fn memory_bomb_hits_the_memory_limit() {
+    let r = run(&guests::memory_bomb(), b"").await;
     let err = r.output.unwrap_err();
     assert_eq!(err.code, ErrorCode::LimitExceeded);
     assert_eq!(err.details["limit"], "memory");
 }
 
-#[test]
-fn stack_overflow_is_a_function_error() {
-    let r = run(&guests::stack_overflow(), b"");
+#[tokio::test]
+async fn stack_overflow_is_a_function_error() {
+    let r = run(&guests::stack_overflow(), b"").await;
     let err = r.output.unwrap_err();
     assert_eq!(err.code, ErrorCode::FunctionError);
     assert!(
@@ -104,9 +116,9 @@ fn stack_overflow_is_a_function_error() {
     );
 }
 
-#[test]
-fn non_zero_exit_carries_code_and_stderr() {
-    let r = run(&guests::exits_3(), b"");
+#[tokio::test]
+async fn non_zero_exit_carries_code_and_stderr() {
+    let r = run(&guests::exits_3(), b"").await;
     let err = r.output.unwrap_err();
     assert_eq!(err.code, ErrorCode::FunctionError);
     assert_eq!(err.details["exit_code"], 3);
@@ -119,24 +131,24 @@ fn non_zero_exit_carries_code_and_stderr() {
     assert!(String::from_utf8_lossy(&r.stderr_tail).contains("boom"));
 }
 
-#[test]
-fn stdout_flood_hits_the_stdout_limit() {
-    let r = run(&guests::stdout_flood(), b"");
+#[tokio::test]
+async fn stdout_flood_hits_the_stdout_limit() {
+    let r = run(&guests::stdout_flood(), b"").await;
     let err = r.output.unwrap_err();
     assert_eq!(err.code, ErrorCode::LimitExceeded);
     assert_eq!(err.details["limit"], "stdout");
 }
 
-#[test]
-fn stderr_keeps_its_tail_without_failing_the_call() {
-    let r = run(&guests::chatty_stderr(), b"");
+#[tokio::test]
+async fn stderr_keeps_its_tail_without_failing_the_call() {
+    let r = run(&guests::chatty_stderr(), b"").await;
     assert_eq!(r.output.unwrap(), &b"{}"[..]);
     assert_eq!(r.stderr_tail.len(), 4096);
     assert!(r.stderr_tail.ends_with(b"the last line\n"));
 }
 
-#[test]
-fn hostile_guests_leave_the_runtime_serving() {
+#[tokio::test]
+async fn hostile_guests_leave_the_runtime_serving() {
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     for wasm in [
         guests::infinite_loop(),
@@ -144,9 +156,10 @@ fn hostile_guests_leave_the_runtime_serving() {
         guests::stack_overflow(),
         guests::stdout_flood(),
     ] {
-        assert!(run_with(&rt, &wasm, b"", LIMITS, None).output.is_err());
+        assert!(run_with(&rt, &wasm, b"", LIMITS).await.output.is_err());
         assert_eq!(
-            run_with(&rt, &guests::echo(), b"still here", LIMITS, None)
+            run_with(&rt, &guests::echo(), b"still here", LIMITS)
+                .await
                 .output
                 .unwrap(),
             &b"still here"[..]
@@ -154,8 +167,8 @@ fn hostile_guests_leave_the_runtime_serving() {
     }
 }
 
-#[test]
-fn prepare_rejects_bad_modules_and_wrong_digests() {
+#[tokio::test]
+async fn prepare_rejects_bad_modules_and_wrong_digests() {
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     let bad = guests::bad_import();
     assert!(
@@ -171,8 +184,8 @@ fn prepare_rejects_bad_modules_and_wrong_digests() {
     );
 }
 
-#[test]
-fn disk_cache_makes_a_restart_warm() {
+#[tokio::test]
+async fn disk_cache_makes_a_restart_warm() {
     let dir = tempfile::tempdir().unwrap();
     let config = RuntimeConfig {
         cache_dir: Some(dir.path().to_owned()),
@@ -193,15 +206,12 @@ fn disk_cache_makes_a_restart_warm() {
     let module = rt.lookup(&digest).expect("loaded from disk");
     assert_eq!(rt.stats().compiles, 0);
     assert_eq!(rt.stats().disk_hits, 1);
-    let r = rt.call(
-        &module,
-        CallRequest {
-            input: Bytes::from_static(b"warm"),
-            args: &[],
-            env: &[],
-            limits: LIMITS,
-            cancel: None,
-        },
-    );
+    let request = CallRequest {
+        input: Bytes::from_static(b"warm"),
+        args: &[],
+        env: &[],
+        limits: LIMITS,
+    };
+    let r = rt.call(&module, request).await;
     assert_eq!(r.output.unwrap(), &b"warm"[..]);
 }

@@ -8,8 +8,10 @@
 use crate::auth::Caller;
 use crate::metrics as m;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -589,9 +591,9 @@ impl Hub {
                 if let Some(runtime) = &worker.local
                     && let Some(module) = runtime.ready(&hosted.digest)
                 {
-                    return self
-                        .run_local(&worker, runtime.clone(), module, hosted, input, deadline)
-                        .await;
+                    return Ok(self
+                        .run_local(&worker, runtime, &module, &hosted, input)
+                        .await);
                 }
                 worker
                     .code
@@ -640,41 +642,36 @@ impl Hub {
         }
     }
 
-    /// Runs a call on the in-process worker's runtime: one hop to a blocking thread
-    /// and back, as a bare server would. Capacity, cancellation and the deadline work
-    /// as for calls sent over the protocol (a guest blocked in a host call, such as a
-    /// long `poll_oneoff`, cannot be interrupted: its caller still gets `timeout`).
+    /// Runs a call on the in-process worker's runtime, on the caller's own task, as a
+    /// bare server would (the guest yields at every tick; dropping the call stops
+    /// it). Capacity and the deadline work as for calls sent over the protocol.
     async fn run_local(
         &self,
         worker: &Worker,
-        runtime: Arc<Runtime>,
-        module: Arc<Prepared>,
-        hosted: Arc<HostedCall>,
+        runtime: &Runtime,
+        module: &Prepared,
+        hosted: &HostedCall,
         input: Bytes,
-        deadline: Instant,
-    ) -> Result<Answer, ApiError> {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let _guard = LocalCall {
+    ) -> Answer {
+        let _slot = LocalCall {
             worker,
-            cancel: cancel.clone(),
             freed: &self.freed,
         };
-        let run = tokio::task::spawn_blocking(move || {
-            runtime.call(&module, CallRequest::hosted(&hosted, input, cancel))
-        });
-        let done = match timeout_at(deadline + ANSWER_GRACE, run).await {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => CallResult::failed(ApiError::new(
-                ErrorCode::Internal,
-                format!("the call crashed its thread: {e}"),
-            )),
-            Err(_) => return Err(worker.missed_deadline()),
-        };
-        Ok(Answer {
+        let run = runtime.call(module, CallRequest::hosted(hosted, input));
+        let done = AssertUnwindSafe(run)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                CallResult::failed(ApiError::new(
+                    ErrorCode::Internal,
+                    "the call crashed (a bug in the runtime: see the server's log)",
+                ))
+            });
+        Answer {
             worker: worker.name.clone(),
             result: done.output,
             stderr_tail: String::from_utf8_lossy(&done.stderr_tail).into_owned(),
-        })
+        }
     }
 
     async fn acquire(
@@ -805,17 +802,15 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
-/// Ends a call run by [`Hub::run_local`], finished or abandoned: the guest is told
-/// to stop (if it still runs) and the capacity is released.
+/// Ends a call run by [`Hub::run_local`], finished or abandoned: the capacity is
+/// released.
 struct LocalCall<'a> {
     worker: &'a Worker,
-    cancel: Arc<AtomicBool>,
     freed: &'a Notify,
 }
 
 impl Drop for LocalCall<'_> {
     fn drop(&mut self) {
-        self.cancel.store(true, Ordering::Relaxed);
         self.worker.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.freed.notify_waiters();
     }

@@ -17,6 +17,33 @@ use swb_api::{
 };
 
 type DbRow = <Db as sqlx::Database>::Row;
+
+/// Rows per statement when invocation records are written.
+const MAX_INSERT_ROWS: usize = 256;
+
+/// The statement inserting `rows` invocation records (a power of two up to
+/// [`MAX_INSERT_ROWS`]), its text built once, with the backend's placeholders.
+fn insert_invocations_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = SQL.get_or_init(|| {
+        (0..=MAX_INSERT_ROWS.ilog2())
+            .map(|k| {
+                let mut qb = QueryBuilder::<Db>::new(
+                    "INSERT INTO invocations (id, namespace, function, version, worker, \
+                     started_at, duration_us, outcome, error, stderr_tail) ",
+                );
+                qb.push_values(0..1usize << k, |mut row, _| {
+                    for _ in 0..10 {
+                        row.push_bind(0i64);
+                    }
+                });
+                qb.push(" ON CONFLICT (id) DO NOTHING");
+                qb.sql().to_owned()
+            })
+            .collect()
+    });
+    &texts[rows.ilog2() as usize]
+}
 type Conn = <Db as sqlx::Database>::Connection;
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -991,40 +1018,37 @@ impl Store for Backend {
             return Ok(());
         }
         // One transaction (one sync) per batch. Statements of 256 rows, the rest in
-        // halving sizes (128, 64, … 1): a handful of statement shapes, each prepared
-        // once and cached, rather than one new statement to parse per batch size.
+        // halving sizes (128, 64, … 1): a handful of statement texts, each built and
+        // prepared once, rather than one new statement to parse per batch size.
         let mut tx = self.pool.begin().await?;
         let mut rest = records;
         while !rest.is_empty() {
-            let size = if rest.len() >= 256 {
-                256
+            let size = if rest.len() >= MAX_INSERT_ROWS {
+                MAX_INSERT_ROWS
             } else {
                 1 << rest.len().ilog2()
             };
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
-            let mut qb = QueryBuilder::<Db>::new(
-                "INSERT INTO invocations (id, namespace, function, version, worker, started_at,
-                 duration_us, outcome, error, stderr_tail) ",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id.as_str())
-                    .push_bind(r.function.namespace().as_str())
-                    .push_bind(r.function.to_string())
-                    .push_bind(r.version.map(i64::from))
-                    .push_bind(r.worker.as_deref())
-                    .push_bind(r.started_at)
-                    .push_bind(r.duration_us as i64)
-                    .push_bind(r.outcome.as_str())
-                    .push_bind(
+            let mut insert = sqlx::query(insert_invocations_sql(size));
+            for r in chunk {
+                insert = insert
+                    .bind(r.id.as_str())
+                    .bind(r.function.namespace().as_str())
+                    .bind(r.function.to_string())
+                    .bind(r.version.map(i64::from))
+                    .bind(r.worker.as_deref())
+                    .bind(r.started_at)
+                    .bind(r.duration_us as i64)
+                    .bind(r.outcome.as_str())
+                    .bind(
                         r.error
                             .as_ref()
                             .map(|e| serde_json::to_string(e).expect("errors serialize")),
                     )
-                    .push_bind(r.stderr_tail.as_str());
-            });
-            qb.push(" ON CONFLICT (id) DO NOTHING");
-            qb.build().execute(&mut *tx).await?;
+                    .bind(r.stderr_tail.as_str());
+            }
+            insert.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -56,6 +56,26 @@ pub fn infinite_loop() -> Vec<u8> {
     module(r#"(func (export "_start") (loop $l (br $l)))"#)
 }
 
+/// Sleeps for `ms` milliseconds in one `poll_oneoff` (a clock subscription): a guest
+/// waiting in a host call, where epoch interruption cannot reach it.
+pub fn sleeps(ms: u64) -> Vec<u8> {
+    let ns = ms * 1_000_000;
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          ;; subscription at 0: tag 0 (clock) at 8, clock id 1 (monotonic) at 16,
+          ;; relative timeout at 24; the event goes to 64, the count to 128
+          (func (export "_start")
+            (i32.store8 (i32.const 8) (i32.const 0))
+            (i32.store (i32.const 16) (i32.const 1))
+            (i64.store (i32.const 24) (i64.const {ns}))
+            (if (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128))
+              (then (unreachable)))))"#
+    ))
+    .expect("fixture WAT is valid")
+}
+
 /// Grows memory a page at a time until refused, then traps.
 pub fn memory_bomb() -> Vec<u8> {
     module(

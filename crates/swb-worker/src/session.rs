@@ -1,9 +1,11 @@
 use crate::handler::{CallContext, Handler, Reply};
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swb_api::protocol::{
@@ -45,14 +47,6 @@ pub struct Worker {
     functions: Vec<(ServedFunction, Arc<dyn Handler>)>,
 }
 
-/// How a running call is stopped: hosted calls poll the flag, remote handlers are
-/// dropped when the notify fires.
-#[derive(Default)]
-struct Cancel {
-    flag: Arc<AtomicBool>,
-    notify: Notify,
-}
-
 type CodeWaiters = Mutex<HashMap<Digest, Vec<oneshot::Sender<Result<(), String>>>>>;
 
 /// State shared by a session's tasks.
@@ -65,7 +59,8 @@ struct Shared {
     /// Calls received and not yet answered (running or waiting for a slot).
     outstanding: AtomicU32,
     idle: Notify,
-    cancels: Mutex<HashMap<CallId, Arc<Cancel>>>,
+    /// Fired when the server cancels a call: its future is then dropped.
+    cancels: Mutex<HashMap<CallId, Arc<Notify>>>,
     waiting_for_code: CodeWaiters,
     reported: Mutex<CacheStats>,
 }
@@ -200,29 +195,10 @@ impl Shared {
                 input,
             } => {
                 let cancel = self.accept(call);
-                // Fast path: a free slot and the module ready in memory run the call on
-                // a blocking thread that answers by itself, with no task in between.
-                if let Some(runtime) = &self.runtime
-                    && let Ok(slot) = self.slots.clone().try_acquire_owned()
-                    && let Some(module) = runtime.ready(&hosted.digest)
-                {
-                    let (shared, runtime) = (self.clone(), runtime.clone());
-                    tokio::task::spawn_blocking(move || {
-                        shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                        let done = runtime.call(
-                            &module,
-                            CallRequest::hosted(&hosted, input, cancel.flag.clone()),
-                        );
-                        shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        drop(slot);
-                        shared.answer_blocking(call, done);
-                    });
-                    return;
-                }
                 let shared = self.clone();
                 tokio::spawn(async move {
-                    let reply = shared.run_hosted(hosted, input, &cancel.flag).await;
-                    shared.finish(call, reply).await;
+                    let run = shared.run_hosted(hosted, input);
+                    shared.answer_unless_cancelled(call, &cancel, run).await;
                 });
             }
             ServerMsg::Call {
@@ -241,18 +217,12 @@ impl Shared {
                 };
                 tokio::spawn(async move {
                     let run = shared.run_remote(ctx, input);
-                    tokio::select! {
-                        reply = run => shared.finish(call, reply).await,
-                        // Dropping the handler's future stops it (the exec adapter
-                        // kills its process group).
-                        _ = cancel.notify.notified() => shared.forget(call),
-                    }
+                    shared.answer_unless_cancelled(call, &cancel, run).await;
                 });
             }
             ServerMsg::Cancel { call } => {
                 if let Some(c) = self.cancels.lock().expect("cancels lock").get(&call) {
-                    c.flag.store(true, Ordering::Relaxed);
-                    c.notify.notify_one();
+                    c.notify_one();
                 }
             }
             ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } => {}
@@ -260,9 +230,9 @@ impl Shared {
     }
 
     /// Registers a received call so that it can be cancelled and drained.
-    fn accept(&self, call: CallId) -> Arc<Cancel> {
+    fn accept(&self, call: CallId) -> Arc<Notify> {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
-        let cancel = Arc::new(Cancel::default());
+        let cancel = Arc::new(Notify::new());
         self.cancels
             .lock()
             .expect("cancels lock")
@@ -278,20 +248,19 @@ impl Shared {
         }
     }
 
-    /// `finish` for a call that ran on a blocking thread.
-    fn answer_blocking(&self, call: CallId, done: CallResult) {
-        let (output, error) = match done.output {
-            Ok(output) => (output, None),
-            Err(e) => (Bytes::new(), Some(e)),
-        };
-        let _ = self.out.blocking_send(WorkerMsg::Done {
-            call,
-            error,
-            stderr_tail: String::from_utf8_lossy(&done.stderr_tail).into_owned(),
-            duration_us: done.duration.as_micros() as u64,
-            output,
-        });
-        self.forget(call);
+    /// Answers a call when `run` ends, unless the server cancels it first: dropping
+    /// the call's future stops it (a guest at once; the exec adapter kills its
+    /// process group).
+    async fn answer_unless_cancelled(
+        &self,
+        call: CallId,
+        cancel: &Notify,
+        run: impl Future<Output = Timed>,
+    ) {
+        tokio::select! {
+            reply = run => self.finish(call, reply).await,
+            _ = cancel.notified() => self.forget(call),
+        }
     }
 
     async fn finish(&self, call: CallId, reply: Timed) {
@@ -320,7 +289,7 @@ impl Shared {
             .acquire()
             .await
             .expect("semaphore is never closed");
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _running = Running::new(&self.in_flight);
         let started = std::time::Instant::now();
         let mut reply = match self.handlers.get(&ctx.function) {
             Some(handler) => handler.clone().call(ctx, input).await,
@@ -343,7 +312,6 @@ impl Shared {
                 serde_json::json!({ "limit": "stdout", "limit_bytes": limits.stdout_bytes }),
             ));
         }
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         Timed {
             reply,
             duration: started.elapsed(),
@@ -432,36 +400,28 @@ impl Shared {
         }
     }
 
-    async fn run_hosted(
-        &self,
-        hosted: HostedCall,
-        input: Bytes,
-        cancel: &Arc<AtomicBool>,
-    ) -> Timed {
+    async fn run_hosted(&self, hosted: HostedCall, input: Bytes) -> Timed {
         let _slot = self
             .slots
             .acquire()
             .await
             .expect("semaphore is never closed");
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let running = Running::new(&self.in_flight);
         let hosted = Arc::new(hosted);
-        let mut result = self.execute(&hosted, input.clone(), cancel).await;
+        let mut result = self.execute(&hosted, input.clone()).await;
         if result.is_none() {
             let wait = Duration::from_millis(hosted.limits.timeout_ms);
             result = Some(match self.fetch_code(hosted.digest, wait).await {
-                Ok(()) => self
-                    .execute(&hosted, input, cancel)
-                    .await
-                    .unwrap_or_else(|| {
-                        CallResult::failed(ApiError::new(
-                            ErrorCode::Internal,
-                            "module vanished from the worker's cache",
-                        ))
-                    }),
+                Ok(()) => self.execute(&hosted, input).await.unwrap_or_else(|| {
+                    CallResult::failed(ApiError::new(
+                        ErrorCode::Internal,
+                        "module vanished from the worker's cache",
+                    ))
+                }),
                 Err(e) => CallResult::failed(e),
             });
         }
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        drop(running);
         let done = result.expect("set above");
         Timed {
             reply: Reply {
@@ -472,31 +432,49 @@ impl Shared {
         }
     }
 
-    /// Runs the call on a blocking thread; `None` when the module is not available.
-    async fn execute(
-        &self,
-        hosted: &Arc<HostedCall>,
-        input: Bytes,
-        cancel: &Arc<AtomicBool>,
-    ) -> Option<CallResult> {
+    /// Runs the call on this task; `None` when the module is not available.
+    async fn execute(&self, hosted: &Arc<HostedCall>, input: Bytes) -> Option<CallResult> {
         let Some(runtime) = self.runtime.clone() else {
             return Some(CallResult::failed(ApiError::new(
                 ErrorCode::Internal,
                 "this worker does not run Wasm",
             )));
         };
-        let (hosted, cancel) = (hosted.clone(), cancel.clone());
-        tokio::task::spawn_blocking(move || {
-            let module = runtime.lookup(&hosted.digest)?;
-            Some(runtime.call(&module, CallRequest::hosted(&hosted, input, cancel)))
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Some(CallResult::failed(ApiError::new(
+        let module = match runtime.ready(&hosted.digest) {
+            Some(module) => module,
+            // Loading from the disk cache reads and maps a file.
+            None => {
+                let (runtime, digest) = (runtime.clone(), hosted.digest);
+                tokio::task::spawn_blocking(move || runtime.lookup(&digest))
+                    .await
+                    .ok()
+                    .flatten()?
+            }
+        };
+        let request = CallRequest::hosted(hosted, input);
+        let run = AssertUnwindSafe(runtime.call(&module, request)).catch_unwind();
+        Some(run.await.unwrap_or_else(|_| {
+            CallResult::failed(ApiError::new(
                 ErrorCode::Internal,
-                format!("call crashed the worker thread: {e}"),
-            )))
-        })
+                "the call crashed (a bug in the runtime: see the worker's log)",
+            ))
+        }))
+    }
+}
+
+/// Counts a call as running for as long as it lives (its future may be dropped).
+struct Running<'a>(&'a AtomicU32);
+
+impl<'a> Running<'a> {
+    fn new(count: &'a AtomicU32) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

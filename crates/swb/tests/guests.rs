@@ -49,6 +49,11 @@ async fn hostile_guests(client: &Client, worker: &str) {
     })
     .await
     .unwrap();
+    deploy(client, "admin/sleeps", guests::sleeps(60_000), |r| {
+        r.limits.timeout_ms = Some(300)
+    })
+    .await
+    .unwrap();
     deploy(client, "admin/bomb", guests::memory_bomb(), |r| {
         r.limits.memory_mb = Some(16)
     })
@@ -107,6 +112,9 @@ async fn hostile_guests(client: &Client, worker: &str) {
         "{e:?}"
     );
     assert_code(err("admin/loop", "").await, ErrorCode::Timeout);
+    // Asleep in a host call, out of the epoch's reach: the deadline still holds.
+    let e = assert_code(err("admin/sleeps", "").await, ErrorCode::Timeout);
+    assert_eq!(e.details["timeout_ms"], 300, "{e:?}");
     let e = assert_code(err("admin/bomb", "").await, ErrorCode::LimitExceeded);
     assert_eq!(e.details["limit"], "memory");
     let e = assert_code(err("admin/deep", "").await, ErrorCode::FunctionError);
@@ -230,6 +238,46 @@ async fn swb_up_capacity_holds_and_abandoned_calls_free_it() {
     .await;
     let out = client.invoke(&f("admin/echo"), None, "x").await.unwrap();
     assert_eq!(&out.output[..], b"x");
+}
+
+/// Guests run on the server's own threads in `swb up`, yielding at every tick:
+/// guests that compute without end leave room for other calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swb_up_answers_calls_while_guests_compute() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = ServerProc::start(bin(), "up", &dir.path().join("data"), &[]).unwrap();
+    let client = up.client();
+    deploy(&client, "admin/loop", guests::infinite_loop(), |r| {
+        r.limits.timeout_ms = Some(30_000)
+    })
+    .await
+    .unwrap();
+    deploy(&client, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    let loops: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.invoke(&f("admin/loop"), None, "").await })
+        })
+        .collect();
+    eventually("four loops to run", Duration::from_secs(10), || {
+        let client = client.clone();
+        async move {
+            let workers = client.workers().await.ok()?;
+            (workers.workers.first()?.in_flight == 4).then_some(())
+        }
+    })
+    .await;
+    let out = client.invoke(&f("admin/echo"), None, "x").await.unwrap();
+    assert_eq!(&out.output[..], b"x");
+    assert!(
+        loops.iter().all(|l| !l.is_finished()),
+        "the loops were still running"
+    );
+    for l in loops {
+        l.abort();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
