@@ -119,10 +119,14 @@ fn main() -> ExitCode {
     let json = cli.global.json;
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => run::up(args).await,
-            Command::Server(args) => run::server(args).await,
-            Command::Worker(cmd) => run::worker(&cli.global, cmd).await,
-            Command::Serve(args) => run::serve(&cli.global, args).await,
+            Command::Up(args) => on_workers(run::up(args)).await,
+            Command::Server(args) => on_workers(run::server(args)).await,
+            Command::Worker(cmd) => {
+                on_workers(async move { run::worker(&cli.global, cmd).await }).await
+            }
+            Command::Serve(args) => {
+                on_workers(async move { run::serve(&cli.global, args).await }).await
+            }
             Command::Fn(cmd) => cli::function(&cli.global, cmd).await,
             Command::Logs(args) => cli::logs(&cli.global, args).await,
             Command::Inv(cmd) => cli::invocation(&cli.global, cmd).await,
@@ -136,9 +140,13 @@ fn main() -> ExitCode {
             Command::Blob(cmd) => data::blob(&cli.global, cmd).await,
             Command::Profile(cmd) => data::profile(&cli.global, cmd).await,
             Command::Bench(cmd) => bench::bench(&cli.global, cmd).await,
-            Command::IdealEcho(a) => swb_bench::serve_ideal_echo(&a.listen).await,
-            Command::IdealWasm(a) => swb_bench::serve_ideal_wasm(&a.listen).await,
-            Command::SdkEcho => swb_bench::serve_sdk_echo("admin/echo-remote").await,
+            Command::IdealEcho(a) => {
+                on_workers(async move { swb_bench::serve_ideal_echo(&a.listen).await }).await
+            }
+            Command::IdealWasm(a) => {
+                on_workers(async move { swb_bench::serve_ideal_wasm(&a.listen).await }).await
+            }
+            Command::SdkEcho => on_workers(swb_bench::serve_sdk_echo("admin/echo-remote")).await,
         }
     });
     match result {
@@ -148,6 +156,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a long-lived command (a server, a worker) as a task on the runtime's worker
+/// threads rather than on the main thread, where a future is woken across threads
+/// for every event (a worker's session reads and writes its socket from its future).
+async fn on_workers(
+    command: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> anyhow::Result<()> {
+    tokio::spawn(command)
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the command crashed: {e}")))
 }
 
 fn init_tracing(default: &str) {
