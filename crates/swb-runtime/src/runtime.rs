@@ -1,8 +1,10 @@
 use crate::capture::Capture;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use lru::LruCache;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -347,8 +349,21 @@ impl Runtime {
     /// stack of its own and yields to the executor at every tick, so it holds no
     /// thread for long and needs no thread hand-over; the deadline holds inside host
     /// calls too (a guest asleep in `poll_oneoff` is stopped at it). Dropping the
-    /// future stops the call at once.
+    /// future stops the call at once. A panic inside (a bug, never the guest's doing)
+    /// fails this call only.
     pub async fn call(&self, module: &Prepared, req: CallRequest<'_>) -> CallResult {
+        AssertUnwindSafe(self.run(module, req))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                CallResult::failed(ApiError::new(
+                    ErrorCode::Internal,
+                    "the call crashed (a bug in the runtime: see the log)",
+                ))
+            })
+    }
+
+    async fn run(&self, module: &Prepared, req: CallRequest<'_>) -> CallResult {
         let started = Instant::now();
         let stdout = Capture::head(req.limits.stdout_bytes as usize);
         let stderr = Capture::tail(req.limits.stderr_bytes as usize);

@@ -8,10 +8,8 @@
 use crate::auth::Caller;
 use crate::metrics as m;
 use bytes::Bytes;
-use futures_util::FutureExt;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,7 +20,7 @@ use swb_api::{
     ApiError, CacheStats, CompileReport, Digest, ErrorCode, FunctionRef, FunctionWorker,
     WorkerCodeStatus, WorkerFailure, WorkerInfo,
 };
-use swb_runtime::{CallRequest, CallResult, Prepared, Runtime};
+use swb_runtime::{CallRequest, Prepared, Runtime};
 use swb_store::Store;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -657,16 +655,9 @@ impl Hub {
             worker,
             freed: &self.freed,
         };
-        let run = runtime.call(module, CallRequest::hosted(hosted, input));
-        let done = AssertUnwindSafe(run)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                CallResult::failed(ApiError::new(
-                    ErrorCode::Internal,
-                    "the call crashed (a bug in the runtime: see the server's log)",
-                ))
-            });
+        let done = runtime
+            .call(module, CallRequest::hosted(hosted, input))
+            .await;
         Answer {
             worker: worker.name.clone(),
             result: done.output,

@@ -1,9 +1,7 @@
 use crate::handler::{CallContext, Handler, Reply};
 use bytes::Bytes;
-use futures_util::FutureExt;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -451,14 +449,11 @@ impl Shared {
                     .flatten()?
             }
         };
-        let request = CallRequest::hosted(hosted, input);
-        let run = AssertUnwindSafe(runtime.call(&module, request)).catch_unwind();
-        Some(run.await.unwrap_or_else(|_| {
-            CallResult::failed(ApiError::new(
-                ErrorCode::Internal,
-                "the call crashed (a bug in the runtime: see the worker's log)",
-            ))
-        }))
+        Some(
+            runtime
+                .call(&module, CallRequest::hosted(hosted, input))
+                .await,
+        )
     }
 }
 
