@@ -17,6 +17,7 @@ use swb_api::{
 };
 
 type DbRow = <Db as sqlx::Database>::Row;
+type Conn = <Db as sqlx::Database>::Connection;
 
 /// Rows per statement when invocation records are written.
 const MAX_INSERT_ROWS: usize = 256;
@@ -44,7 +45,6 @@ fn insert_invocations_sql(rows: usize) -> &'static str {
     });
     &texts[rows.ilog2() as usize]
 }
-type Conn = <Db as sqlx::Database>::Connection;
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
