@@ -75,11 +75,12 @@ pub enum ServerMsg {
         #[serde(skip)]
         module: Bytes,
     },
-    /// Run a call; payload is its input (stdin).
+    /// Run a call; payload is its input (stdin). The hosted call is shared with the
+    /// route that made it, never copied to be sent.
     Invoke {
         call: CallId,
         #[serde(flatten)]
-        hosted: HostedCall,
+        hosted: std::sync::Arc<HostedCall>,
         #[serde(skip)]
         input: Bytes,
     },
@@ -234,7 +235,7 @@ mod tests {
     fn invoke_round_trips_with_binary_payload() {
         let msg = ServerMsg::Invoke {
             call: 7,
-            hosted: HostedCall {
+            hosted: std::sync::Arc::new(HostedCall {
                 digest: Digest::of(b"m"),
                 args: vec!["echo".into()],
                 env: vec![("K".into(), "V".into())],
@@ -244,7 +245,7 @@ mod tests {
                     stdout_bytes: 2,
                     stderr_bytes: 3,
                 },
-            },
+            }),
             input: Bytes::from_static(b"\x00\xffraw"),
         };
         let frame = msg.encode();

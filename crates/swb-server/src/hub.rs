@@ -601,7 +601,7 @@ impl Hub {
                     .or_insert(CodeState::Pending);
                 ServerMsg::Invoke {
                     call,
-                    hosted: Arc::unwrap_or_clone(hosted),
+                    hosted,
                     input,
                 }
             }

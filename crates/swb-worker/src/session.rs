@@ -398,14 +398,13 @@ impl Shared {
         }
     }
 
-    async fn run_hosted(&self, hosted: HostedCall, input: Bytes) -> Timed {
+    async fn run_hosted(&self, hosted: Arc<HostedCall>, input: Bytes) -> Timed {
         let _slot = self
             .slots
             .acquire()
             .await
             .expect("semaphore is never closed");
         let running = Running::new(&self.in_flight);
-        let hosted = Arc::new(hosted);
         let mut result = self.execute(&hosted, input.clone()).await;
         if result.is_none() {
             let wait = Duration::from_millis(hosted.limits.timeout_ms);
@@ -431,7 +430,7 @@ impl Shared {
     }
 
     /// Runs the call on this task; `None` when the module is not available.
-    async fn execute(&self, hosted: &Arc<HostedCall>, input: Bytes) -> Option<CallResult> {
+    async fn execute(&self, hosted: &HostedCall, input: Bytes) -> Option<CallResult> {
         let Some(runtime) = self.runtime.clone() else {
             return Some(CallResult::failed(ApiError::new(
                 ErrorCode::Internal,
