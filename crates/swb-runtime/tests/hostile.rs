@@ -97,6 +97,24 @@ async fn dropping_a_call_stops_it() {
     }
 }
 
+/// A reused instance slot starts as a fresh instance: nothing a call wrote, in any
+/// page and in memory it grew, is seen by the next call, and data segments are
+/// restored.
+#[tokio::test]
+async fn a_call_never_sees_what_an_earlier_call_wrote() {
+    let config = RuntimeConfig {
+        max_instances: 1,
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(config).unwrap();
+    let wasm = guests::leaves_traces();
+    let fresh = [&[0u8; 12][..], b"init"].concat();
+    for call in 0..3 {
+        let r = run_with(&rt, &wasm, b"", LIMITS).await;
+        assert_eq!(r.output.unwrap(), fresh, "call {call}");
+    }
+}
+
 #[tokio::test]
 async fn memory_bomb_hits_the_memory_limit() {
     let r = run(&guests::memory_bomb(), b"").await;

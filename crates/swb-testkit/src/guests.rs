@@ -76,6 +76,26 @@ pub fn sleeps(ms: u64) -> Vec<u8> {
     .expect("fixture WAT is valid")
 }
 
+/// Prints what it finds where it writes (16 bytes: words in its first page, its
+/// second page and a page it grows, then its data segment "init"), then overwrites
+/// all four: a call that sees anything but zeros and "init" saw an earlier call.
+pub fn leaves_traces() -> Vec<u8> {
+    module(
+        r#"(data (i32.const 3000) "init")
+           (func (export "_start")
+             (drop (memory.grow (i32.const 1)))
+             (i32.store (i32.const 4096) (i32.load (i32.const 2048)))
+             (i32.store (i32.const 4100) (i32.load (i32.const 65636)))
+             (i32.store (i32.const 4104) (i32.load (i32.const 131172)))
+             (i32.store (i32.const 4108) (i32.load (i32.const 3000)))
+             (call $write (i32.const 1) (i32.const 4096) (i32.const 16))
+             (i32.store (i32.const 2048) (i32.const -1))
+             (i32.store (i32.const 65636) (i32.const -1))
+             (i32.store (i32.const 131172) (i32.const -1))
+             (i32.store (i32.const 3000) (i32.const -1)))"#,
+    )
+}
+
 /// Grows memory a page at a time until refused, then traps.
 pub fn memory_bomb() -> Vec<u8> {
     module(
