@@ -192,9 +192,16 @@ async fn serve(worker: &Worker, socket: Socket, shutdown: impl Future<Output = (
     let (mut sink, stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<WorkerMsg>(256);
     let writer = tokio::spawn(async move {
-        // Whatever has queued up goes out in one write (one flush for many answers).
+        // Whatever has queued up goes out in one write (one flush for many answers),
+        // with the answers of the tasks ready to run first (see the server's writer).
         let mut batch = Vec::with_capacity(WRITE_BATCH);
         'write: while outbox.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            tokio::task::yield_now().await;
+            while batch.len() < WRITE_BATCH
+                && let Ok(msg) = outbox.try_recv()
+            {
+                batch.push(msg);
+            }
             for msg in batch.drain(..) {
                 if sink.feed(Message::Binary(msg.encode())).await.is_err() {
                     break 'write;
