@@ -124,10 +124,13 @@ impl fmt::Display for FunctionRef {
     }
 }
 
-/// A content address: `sha256:<hex>`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// A content address: `sha256:<hex>`. Written and read as text without an
+/// allocation (it is in every call sent to a worker).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest([u8; 32]);
+
+/// Length of `sha256:` and 64 hex digits.
+const DIGEST_TEXT: usize = 7 + 64;
 
 impl Digest {
     pub fn of(bytes: &[u8]) -> Self {
@@ -141,6 +144,12 @@ impl Digest {
     /// The hex part alone, for file names.
     pub fn hex(&self) -> String {
         hex::encode(self.0)
+    }
+
+    fn text<'a>(&self, buf: &'a mut [u8; DIGEST_TEXT]) -> &'a str {
+        buf[..7].copy_from_slice(b"sha256:");
+        hex::encode_to_slice(self.0, &mut buf[7..]).expect("room for 64 digits");
+        std::str::from_utf8(buf).expect("ASCII")
     }
 }
 
@@ -158,22 +167,31 @@ impl FromStr for Digest {
     }
 }
 
-impl TryFrom<String> for Digest {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        s.parse()
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.text(&mut [0; DIGEST_TEXT]))
     }
 }
 
-impl From<Digest> for String {
-    fn from(d: Digest) -> String {
-        d.to_string()
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a digest sha256:<64 lowercase hex digits>")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Digest, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text)
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
+        f.write_str(self.text(&mut [0; DIGEST_TEXT]))
     }
 }
 
@@ -221,6 +239,10 @@ mod tests {
         );
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
         assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{d}\""));
+        let json = serde_json::json!(d);
+        assert_eq!(serde_json::from_value::<Digest>(json.clone()).unwrap(), d);
+        assert_eq!(serde_json::from_str::<Digest>(&json.to_string()).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"sha256:00\"").is_err());
         for bad in [
             "sha256:abc",
             "md5:00",

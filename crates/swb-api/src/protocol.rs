@@ -163,6 +163,14 @@ pub trait Frame: Sized + Serialize + for<'de> Deserialize<'de> {
     fn payload(&self) -> Option<&Bytes>;
     fn payload_mut(&mut self) -> Option<&mut Bytes>;
 
+    /// Reads a header. serde reads a tagged enum by first copying every field into
+    /// an intermediate tree; the messages sent once per call override this to read
+    /// a header that starts with their tag (as [`Frame::encode`] writes it) straight
+    /// into their fields.
+    fn from_header(header: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(header)
+    }
+
     fn encode(&self) -> Bytes {
         let header = serde_json::to_vec(self).expect("protocol messages always serialize");
         let payload = self.payload().map_or(&[][..], |p| &p[..]);
@@ -186,7 +194,7 @@ pub trait Frame: Sized + Serialize + for<'de> Deserialize<'de> {
         if frame.len() < 4 + len {
             return Err(FrameError::Truncated);
         }
-        let mut msg: Self = serde_json::from_slice(&frame[4..4 + len])?;
+        let mut msg = Self::from_header(&frame[4..4 + len])?;
         if let Some(p) = msg.payload_mut() {
             *p = frame.slice(4 + len..);
         }
@@ -195,6 +203,31 @@ pub trait Frame: Sized + Serialize + for<'de> Deserialize<'de> {
 }
 
 impl Frame for ServerMsg {
+    fn from_header(header: &[u8]) -> serde_json::Result<Self> {
+        if !header.starts_with(br#"{"type":"invoke","#) {
+            return serde_json::from_slice(header);
+        }
+        // The fields of `Invoke` with its hosted call flattened ("type" is ignored).
+        #[derive(Deserialize)]
+        struct Invoke {
+            call: CallId,
+            digest: Digest,
+            args: Vec<String>,
+            env: Vec<(String, String)>,
+            limits: CallLimits,
+        }
+        let m: Invoke = serde_json::from_slice(header)?;
+        Ok(Self::Invoke {
+            call: m.call,
+            hosted: std::sync::Arc::new(HostedCall {
+                digest: m.digest,
+                args: m.args,
+                env: m.env,
+                limits: m.limits,
+            }),
+            input: Bytes::new(),
+        })
+    }
     fn payload(&self) -> Option<&Bytes> {
         match self {
             Self::Code { module, .. } => Some(module),
@@ -212,6 +245,29 @@ impl Frame for ServerMsg {
 }
 
 impl Frame for WorkerMsg {
+    fn from_header(header: &[u8]) -> serde_json::Result<Self> {
+        if !header.starts_with(br#"{"type":"done","#) {
+            return serde_json::from_slice(header);
+        }
+        // The fields of `Done` ("type" is ignored).
+        #[derive(Deserialize)]
+        struct Done {
+            call: CallId,
+            #[serde(default)]
+            error: Option<ApiError>,
+            #[serde(default)]
+            stderr_tail: String,
+            duration_us: u64,
+        }
+        let m: Done = serde_json::from_slice(header)?;
+        Ok(Self::Done {
+            call: m.call,
+            error: m.error,
+            stderr_tail: m.stderr_tail,
+            duration_us: m.duration_us,
+            output: Bytes::new(),
+        })
+    }
     fn payload(&self) -> Option<&Bytes> {
         match self {
             Self::Done { output, .. } => Some(output),
@@ -266,6 +322,33 @@ mod tests {
         let header: serde_json::Value = serde_json::from_slice(&frame[4..4 + len]).unwrap();
         assert_eq!(header["type"], "done");
         assert_eq!(WorkerMsg::decode(frame).unwrap(), msg);
+    }
+
+    /// A frame whose header is not laid out as `encode` writes it (tag last, spaces)
+    /// decodes to the same message as one that is.
+    #[test]
+    fn per_call_messages_decode_whatever_the_field_order() {
+        let frame = |header: &str, payload: &[u8]| {
+            let mut f = (header.len() as u32).to_be_bytes().to_vec();
+            f.extend_from_slice(header.as_bytes());
+            f.extend_from_slice(payload);
+            Bytes::from(f)
+        };
+        let d = Digest::of(b"m");
+        let hosted = format!(
+            r#""call":7,"digest":"{d}","args":["echo"],"env":[["K","V"]],"limits":{{"timeout_ms":10,"memory_mb":1,"stdout_bytes":2,"stderr_bytes":3}}"#
+        );
+        let fast = ServerMsg::decode(frame(&format!(r#"{{"type":"invoke",{hosted}}}"#), b"in"));
+        let slow = ServerMsg::decode(frame(&format!(r#"{{{hosted}, "type": "invoke"}}"#), b"in"));
+        assert_eq!(fast.unwrap(), slow.unwrap());
+        let done = r#""call":1,"error":{"code":"timeout","message":"slow"},"stderr_tail":"x","duration_us":5"#;
+        let fast = WorkerMsg::decode(frame(&format!(r#"{{"type":"done",{done}}}"#), b"out"));
+        let slow = WorkerMsg::decode(frame(&format!(r#"{{{done},"type":"done"}}"#), b"out"));
+        let fast = fast.unwrap();
+        assert_eq!(fast, slow.unwrap());
+        assert!(matches!(&fast, WorkerMsg::Done { output, .. } if output == &b"out"[..]));
+        // A malformed per-call header is an error, not a panic.
+        assert!(WorkerMsg::decode(frame(r#"{"type":"done","call":"x"}"#, b"")).is_err());
     }
 
     #[test]
