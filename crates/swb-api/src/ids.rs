@@ -241,7 +241,10 @@ mod tests {
         assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{d}\""));
         let json = serde_json::json!(d);
         assert_eq!(serde_json::from_value::<Digest>(json.clone()).unwrap(), d);
-        assert_eq!(serde_json::from_str::<Digest>(&json.to_string()).unwrap(), d);
+        assert_eq!(
+            serde_json::from_str::<Digest>(&json.to_string()).unwrap(),
+            d
+        );
         assert!(serde_json::from_str::<Digest>("\"sha256:00\"").is_err());
         for bad in [
             "sha256:abc",
