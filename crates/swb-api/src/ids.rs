@@ -129,8 +129,9 @@ impl fmt::Display for FunctionRef {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest([u8; 32]);
 
-/// Length of `sha256:` and 64 hex digits.
-const DIGEST_TEXT: usize = 7 + 64;
+const DIGEST_PREFIX: &str = "sha256:";
+/// Length of the prefix and 64 hex digits.
+const DIGEST_TEXT: usize = DIGEST_PREFIX.len() + 64;
 
 impl Digest {
     pub fn of(bytes: &[u8]) -> Self {
@@ -147,8 +148,9 @@ impl Digest {
     }
 
     fn text<'a>(&self, buf: &'a mut [u8; DIGEST_TEXT]) -> &'a str {
-        buf[..7].copy_from_slice(b"sha256:");
-        hex::encode_to_slice(self.0, &mut buf[7..]).expect("room for 64 digits");
+        let (prefix, digits) = buf.split_at_mut(DIGEST_PREFIX.len());
+        prefix.copy_from_slice(DIGEST_PREFIX.as_bytes());
+        hex::encode_to_slice(self.0, digits).expect("room for 64 digits");
         std::str::from_utf8(buf).expect("ASCII")
     }
 }
@@ -157,7 +159,7 @@ impl FromStr for Digest {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
         let err = || IdError::Digest(s.to_owned());
-        let hex_part = s.strip_prefix("sha256:").ok_or_else(err)?;
+        let hex_part = s.strip_prefix(DIGEST_PREFIX).ok_or_else(err)?;
         if hex_part.len() != 64 || hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(err());
         }

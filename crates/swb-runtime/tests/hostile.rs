@@ -37,6 +37,16 @@ async fn run(wasm: &[u8], input: &'static [u8]) -> CallResult {
     run_with(&rt, wasm, input, LIMITS).await
 }
 
+/// A runtime with room for one instance: every call reuses the same slot, so a slot
+/// left busy or dirty by one call shows in the next.
+fn one_slot_runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        max_instances: 1,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
 fn error_code(r: &CallResult) -> ErrorCode {
     r.output.as_ref().expect_err("call should fail").code
 }
@@ -75,11 +85,7 @@ async fn a_guest_asleep_in_a_host_call_stops_at_its_deadline() {
 /// next call runs.
 #[tokio::test]
 async fn dropping_a_call_stops_it() {
-    let config = RuntimeConfig {
-        max_instances: 1,
-        ..RuntimeConfig::default()
-    };
-    let rt = Runtime::new(config).unwrap();
+    let rt = one_slot_runtime();
     let limits = CallLimits {
         timeout_ms: 60_000,
         ..LIMITS
@@ -102,11 +108,7 @@ async fn dropping_a_call_stops_it() {
 /// restored.
 #[tokio::test]
 async fn a_call_never_sees_what_an_earlier_call_wrote() {
-    let config = RuntimeConfig {
-        max_instances: 1,
-        ..RuntimeConfig::default()
-    };
-    let rt = Runtime::new(config).unwrap();
+    let rt = one_slot_runtime();
     let wasm = guests::leaves_traces();
     let fresh = [&[0u8; 12][..], b"init"].concat();
     for call in 0..3 {
