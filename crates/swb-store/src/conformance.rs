@@ -243,7 +243,34 @@ pub async fn invocations(store: &dyn Store) {
     assert_eq!(one.duration_us, 12);
     assert!(store.invocation("nope").await.unwrap().is_none());
 
-    assert_eq!(store.prune_invocations(4).await.unwrap(), 6);
+    // Records of several functions written together overlap in time; a listing
+    // merges them newest first.
+    let q = InvocationQuery {
+        limit: 3,
+        ..Default::default()
+    };
+    let newest = store.invocations(&q).await.unwrap();
+    assert_eq!(
+        newest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["id09", "id08", "id07"]
+    );
+
+    // Pruning keeps at least the newest `keep` records and removes only whole
+    // writes older than every one of them.
+    let later: Vec<_> = (10..12)
+        .map(|i| record(&format!("id{i}"), "alice/echo", Outcome::OK))
+        .collect();
+    store.record_invocations(&later).await.unwrap();
+    let latest: Vec<_> = (12..15)
+        .map(|i| record(&format!("id{i}"), "bob/zip", Outcome::OK))
+        .collect();
+    store.record_invocations(&latest).await.unwrap();
+    assert_eq!(
+        store.prune_invocations(100).await.unwrap(),
+        0,
+        "fewer than keep"
+    );
+    assert_eq!(store.prune_invocations(4).await.unwrap(), 11);
     let left = store
         .invocations(&InvocationQuery {
             limit: 100,
@@ -253,10 +280,16 @@ pub async fn invocations(store: &dyn Store) {
         .unwrap();
     assert_eq!(
         left.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        ["id09", "id08", "id07", "id06"]
+        ["id14", "id13", "id12", "id11", "id10"]
+    );
+    assert!(store.invocation("id03").await.unwrap().is_none());
+    assert_eq!(
+        store.prune_invocations(5).await.unwrap(),
+        0,
+        "nothing older"
     );
 
-    // A batch of any size is written whole (it is split into statements); ids
+    // A batch of any size is written whole (in batches of at most 1,000); ids
     // sort after the ones above.
     let big: Vec<_> = (0..1_000 + 256 + 7)
         .map(|i| record(&format!("jd{i:04}"), "alice/echo", Outcome::OK))
@@ -267,8 +300,22 @@ pub async fn invocations(store: &dyn Store) {
         ..Default::default()
     };
     let stored = store.invocations(&q).await.unwrap();
-    assert_eq!(stored.len(), big.len() + 4);
+    assert_eq!(stored.len(), big.len() + 5);
     assert_eq!(stored[0].id, "jd1262", "newest first");
+    let q = InvocationQuery {
+        function: Some(f("alice/echo")),
+        limit: 3,
+        ..Default::default()
+    };
+    let page = store.invocations(&q).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["jd1262", "jd1261", "jd1260"]
+    );
+    assert_eq!(
+        store.invocation("jd0500").await.unwrap().unwrap().id,
+        "jd0500"
+    );
 }
 
 /// Runs every conformance test against stores made by `$make` (an async expression).

@@ -10,6 +10,7 @@ use crate::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use sqlx::{QueryBuilder, Row};
+use std::collections::{HashMap, HashSet};
 use swb_api::timestamp::now_ms;
 use swb_api::{
     ApiError, AuditEvent, BlobInfo, Digest, FunctionKind, FunctionRef, FunctionSummary,
@@ -19,31 +20,67 @@ use swb_api::{
 type DbRow = <Db as sqlx::Database>::Row;
 type Conn = <Db as sqlx::Database>::Connection;
 
-/// Rows per statement when invocation records are written.
-const MAX_INSERT_ROWS: usize = 256;
+/// Records per stored batch of invocation records.
+const BATCH_RECORDS: usize = 1_000;
+/// Batches read at a time when listing invocation records.
+const BATCH_PAGE: i64 = 16;
 
-/// The statement inserting `rows` invocation records (a power of two up to
-/// [`MAX_INSERT_ROWS`]), its text built once, with the backend's placeholders.
-fn insert_invocations_sql(rows: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let texts = SQL.get_or_init(|| {
-        (0..=MAX_INSERT_ROWS.ilog2())
-            .map(|k| {
-                let mut qb = QueryBuilder::<Db>::new(
-                    "INSERT INTO invocations (id, namespace, function, version, worker, \
-                     started_at, duration_us, outcome, error, stderr_tail) ",
-                );
-                qb.push_values(0..1usize << k, |mut row, _| {
-                    for _ in 0..10 {
-                        row.push_bind(0i64);
-                    }
-                });
-                qb.push(" ON CONFLICT (id) DO NOTHING");
-                qb.sql().to_owned()
-            })
-            .collect()
-    });
-    &texts[rows.ilog2() as usize]
+/// An invocation record as its batch stores it (the function is the batch's):
+/// id, version, worker, started_at, duration_us, outcome, error, stderr_tail.
+type StoredRecord = (
+    String,
+    Option<u32>,
+    Option<String>,
+    i64,
+    u64,
+    Outcome,
+    Option<ApiError>,
+    String,
+);
+
+fn encode_batch(records: &[&InvocationRecord]) -> String {
+    let rows: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                &r.id,
+                r.version,
+                &r.worker,
+                r.started_at,
+                r.duration_us,
+                r.outcome,
+                &r.error,
+                &r.stderr_tail,
+            )
+        })
+        .collect();
+    serde_json::to_string(&rows).expect("records serialize")
+}
+
+/// The records of a stored batch.
+fn decode_batch(row: &DbRow) -> Result<Vec<InvocationRecord>> {
+    let function: String = row.try_get("function")?;
+    let function: FunctionRef = function.parse().map_err(corrupt)?;
+    let body: String = row.try_get("body")?;
+    let records: Vec<StoredRecord> = serde_json::from_str(&body).map_err(corrupt)?;
+    Ok(records
+        .into_iter()
+        .map(
+            |(id, version, worker, started_at, duration_us, outcome, error, stderr_tail)| {
+                InvocationRecord {
+                    id,
+                    function: function.clone(),
+                    version,
+                    worker,
+                    started_at,
+                    duration_us,
+                    outcome,
+                    error,
+                    stderr_tail,
+                }
+            },
+        )
+        .collect())
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -76,28 +113,6 @@ fn user_from_row(row: &DbRow) -> Result<User> {
 fn version_from_row(row: &DbRow) -> Result<VersionInfo> {
     let spec: String = row.try_get("spec")?;
     serde_json::from_str(&spec).map_err(corrupt)
-}
-
-fn invocation_from_row(row: &DbRow) -> Result<InvocationRecord> {
-    let function: String = row.try_get("function")?;
-    let outcome: String = row.try_get("outcome")?;
-    let error: Option<String> = row.try_get("error")?;
-    let version: Option<i64> = row.try_get("version")?;
-    let duration: i64 = row.try_get("duration_us")?;
-    Ok(InvocationRecord {
-        id: row.try_get("id")?,
-        function: function.parse().map_err(corrupt)?,
-        version: version.map(|v| v as u32),
-        worker: row.try_get("worker")?,
-        started_at: row.try_get("started_at")?,
-        duration_us: duration as u64,
-        outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt(&outcome))?,
-        error: error
-            .map(|e| serde_json::from_str::<ApiError>(&e))
-            .transpose()
-            .map_err(corrupt)?,
-        stderr_tail: row.try_get("stderr_tail")?,
-    })
 }
 
 fn job_from_row(row: &DbRow) -> Result<JobRow> {
@@ -1014,86 +1029,142 @@ impl Store for Backend {
     }
 
     async fn record_invocations(&self, records: &[InvocationRecord]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
+        // One row per function and up to BATCH_RECORDS of its records, all in one
+        // transaction (one sync).
+        let mut by_function: HashMap<&FunctionRef, Vec<&InvocationRecord>> = HashMap::new();
+        for r in records {
+            by_function.entry(&r.function).or_default().push(r);
         }
-        // One transaction (one sync) per batch. Statements of 256 rows, the rest in
-        // halving sizes (128, 64, … 1): a handful of statement texts, each built and
-        // prepared once, rather than one new statement to parse per batch size.
         let mut tx = self.pool.begin().await?;
-        let mut rest = records;
-        while !rest.is_empty() {
-            let size = if rest.len() >= MAX_INSERT_ROWS {
-                MAX_INSERT_ROWS
-            } else {
-                1 << rest.len().ilog2()
-            };
-            let (chunk, tail) = rest.split_at(size);
-            rest = tail;
-            let mut insert = sqlx::query(insert_invocations_sql(size));
-            for r in chunk {
-                insert = insert
-                    .bind(r.id.as_str())
-                    .bind(r.function.namespace().as_str())
-                    .bind(r.function.to_string())
-                    .bind(r.version.map(i64::from))
-                    .bind(r.worker.as_deref())
-                    .bind(r.started_at)
-                    .bind(r.duration_us as i64)
-                    .bind(r.outcome.as_str())
-                    .bind(
-                        r.error
-                            .as_ref()
-                            .map(|e| serde_json::to_string(e).expect("errors serialize")),
-                    )
-                    .bind(r.stderr_tail.as_str());
+        for (function, records) in &by_function {
+            for chunk in records.chunks(BATCH_RECORDS) {
+                let ids = || chunk.iter().map(|r| r.id.as_str());
+                sqlx::query(
+                    "INSERT INTO invocation_batches
+                     (namespace, function, first_id, last_id, records, body)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(function.namespace().as_str())
+                .bind(function.to_string())
+                .bind(ids().min().expect("a chunk is not empty"))
+                .bind(ids().max().expect("a chunk is not empty"))
+                .bind(chunk.len() as i64)
+                .bind(encode_batch(chunk))
+                .execute(&mut *tx)
+                .await?;
             }
-            insert.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     async fn invocations(&self, query: &InvocationQuery) -> Result<Vec<InvocationRecord>> {
-        let mut qb = QueryBuilder::<Db>::new("SELECT * FROM invocations WHERE 1 = 1");
-        if let Some(f) = &query.function {
-            qb.push(" AND function = ").push_bind(f.to_string());
+        let limit = query.limit as usize;
+        if limit == 0 || query.namespaces.as_ref().is_some_and(|n| n.is_empty()) {
+            return Ok(Vec::new());
         }
-        if let Some(namespaces) = &query.namespaces {
-            if namespaces.is_empty() {
-                return Ok(Vec::new());
+        // Batches newest first by their newest record. Every record of the batches
+        // still to read is older than the current batch's `last_id`, so once `limit`
+        // records newer than that are found, the listing is complete. Batches may
+        // overlap in time (one per function per write, several replicas), and a
+        // record written twice is listed once.
+        let mut found: Vec<InvocationRecord> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut cursor: Option<(String, i64)> = None;
+        'pages: loop {
+            let mut qb = QueryBuilder::<Db>::new(
+                "SELECT seq, function, last_id, body FROM invocation_batches WHERE 1 = 1",
+            );
+            if let Some(f) = &query.function {
+                qb.push(" AND function = ").push_bind(f.to_string());
             }
-            qb.push(" AND");
-            push_namespaces(&mut qb, namespaces);
+            if let Some(namespaces) = &query.namespaces {
+                qb.push(" AND");
+                push_namespaces(&mut qb, namespaces);
+            }
+            if let Some(after) = &query.after {
+                qb.push(" AND last_id > ").push_bind(after.clone());
+            }
+            if let Some((last_id, seq)) = &cursor {
+                qb.push(" AND (last_id < ")
+                    .push_bind(last_id.clone())
+                    .push(" OR (last_id = ")
+                    .push_bind(last_id.clone())
+                    .push(" AND seq < ")
+                    .push_bind(*seq)
+                    .push("))");
+            }
+            qb.push(" ORDER BY last_id DESC, seq DESC LIMIT ")
+                .push_bind(BATCH_PAGE);
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            for row in &rows {
+                let last_id: String = row.try_get("last_id")?;
+                if found.len() == limit && found[limit - 1].id > last_id {
+                    break 'pages;
+                }
+                for r in decode_batch(row)? {
+                    let wanted = query.outcome.is_none_or(|o| o == r.outcome)
+                        && query.after.as_ref().is_none_or(|a| r.id > *a);
+                    if wanted && seen.insert(r.id.clone()) {
+                        found.push(r);
+                    }
+                }
+                found.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                found.truncate(limit);
+                cursor = Some((last_id, row.try_get("seq")?));
+            }
+            if rows.len() < BATCH_PAGE as usize {
+                break;
+            }
         }
-        if let Some(o) = query.outcome {
-            qb.push(" AND outcome = ").push_bind(o.as_str());
-        }
-        if let Some(after) = &query.after {
-            qb.push(" AND id > ").push_bind(after.clone());
-        }
-        qb.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(query.limit as i64);
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter().map(invocation_from_row).collect()
+        Ok(found)
     }
 
     async fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>> {
-        let row = sqlx::query("SELECT * FROM invocations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(invocation_from_row).transpose()
+        let rows = sqlx::query(
+            "SELECT function, body FROM invocation_batches WHERE last_id >= $1 AND first_id <= $1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            if let Some(r) = decode_batch(row)?.into_iter().find(|r| r.id == id) {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     async fn prune_invocations(&self, keep: u64) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM invocations
-             WHERE id < (SELECT id FROM invocations ORDER BY id DESC LIMIT 1 OFFSET $1)",
+        // Newest batches first, until they hold `keep` records: every record at or
+        // after the oldest of theirs stays (the newest `keep` among them), and only
+        // batches wholly older than it go.
+        let rows = sqlx::query(
+            "SELECT first_id, records FROM invocation_batches ORDER BY last_id DESC LIMIT $1",
         )
-        .bind(keep.saturating_sub(1) as i64)
-        .execute(&self.pool)
+        .bind(keep.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        let (mut held, mut oldest) = (0u64, None::<String>);
+        for row in &rows {
+            let first_id: String = row.try_get("first_id")?;
+            let records: i64 = row.try_get("records")?;
+            held += records as u64;
+            if oldest.as_ref().is_none_or(|o| first_id < *o) {
+                oldest = Some(first_id);
+            }
+            if held >= keep {
+                break;
+            }
+        }
+        let Some(cutoff) = oldest.filter(|_| held >= keep) else {
+            return Ok(0);
+        };
+        let removed: Vec<i64> =
+            sqlx::query_scalar("DELETE FROM invocation_batches WHERE last_id < $1 RETURNING records")
+                .bind(cutoff)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(removed.iter().sum::<i64>() as u64)
     }
 }

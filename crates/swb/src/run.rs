@@ -24,8 +24,9 @@ pub struct ServerArgs {
     /// Largest request body (artefacts, call inputs), in MiB
     #[arg(long, default_value_t = 64)]
     max_body_mb: usize,
-    /// Invocation records to keep; older ones are pruned
-    #[arg(long, default_value_t = 100_000)]
+    /// Invocation records to keep: at least the newest this many; older ones are
+    /// pruned (a whole write of up to 1,000 records at a time)
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     keep_invocations: u64,
     /// Keep everything in this Postgres database instead of <data-dir>/swb.db
     /// (postgres://user:password@host:port/database); replicas share it
