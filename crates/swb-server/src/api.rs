@@ -698,24 +698,31 @@ async fn invoke(
         Err(e) => return error_response(e),
     };
     let input = body.map(|Body(b)| b).map_err(|AppError(e)| e);
-    let done = perform(&app, &function, &route, input, q.profile.as_deref(), None).await;
-    let mut response = match &done.result {
-        Ok((output, content_type)) => {
-            ([(CONTENT_TYPE, *content_type)], output.clone()).into_response()
-        }
-        Err(e) => error_response(e.clone()),
+    let Performed {
+        id,
+        result,
+        worker,
+        elapsed,
+        ..
+    } = perform(&app, &function, &route, input, q.profile.as_deref(), None).await;
+    let mut response = match result {
+        Ok((output, content_type)) => ([(CONTENT_TYPE, content_type)], output).into_response(),
+        Err(e) => error_response(e),
     };
+    // Values are moved or formatted straight into header values (no strings between).
+    const ID: HeaderName = HeaderName::from_static(headers::INVOCATION_ID);
+    const VERSION: HeaderName = HeaderName::from_static(headers::VERSION);
+    const DURATION: HeaderName = HeaderName::from_static(headers::DURATION_US);
+    const WORKER: HeaderName = HeaderName::from_static(headers::WORKER);
     let h = response.headers_mut();
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set(headers::INVOCATION_ID, done.id);
-    set(headers::VERSION, route.version.version.to_string());
-    set(headers::DURATION_US, done.elapsed.as_micros().to_string());
-    if let Some(worker) = done.worker {
-        set(headers::WORKER, worker);
+    let text = |s: String| HeaderValue::from_maybe_shared(Bytes::from(s)).ok();
+    if let Some(v) = text(id) {
+        h.insert(ID, v);
+    }
+    h.insert(VERSION, HeaderValue::from(route.version.version));
+    h.insert(DURATION, HeaderValue::from(elapsed.as_micros() as u64));
+    if let Some(v) = worker.and_then(text) {
+        h.insert(WORKER, v);
     }
     response
 }
