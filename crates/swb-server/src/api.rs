@@ -712,18 +712,18 @@ async fn invoke(
     // Values are moved or formatted straight into header values (no strings between).
     const ID: HeaderName = HeaderName::from_static(headers::INVOCATION_ID);
     const VERSION: HeaderName = HeaderName::from_static(headers::VERSION);
-    const DURATION: HeaderName = HeaderName::from_static(headers::DURATION_US);
     const WORKER: HeaderName = HeaderName::from_static(headers::WORKER);
+    const DURATION: HeaderName = HeaderName::from_static(headers::DURATION_US);
     let h = response.headers_mut();
     let text = |s: String| HeaderValue::from_maybe_shared(Bytes::from(s)).ok();
     if let Some(v) = text(id) {
         h.insert(ID, v);
     }
     h.insert(VERSION, HeaderValue::from(route.version.version));
-    h.insert(DURATION, HeaderValue::from(elapsed.as_micros() as u64));
     if let Some(v) = worker.and_then(text) {
         h.insert(WORKER, v);
     }
+    h.insert(DURATION, HeaderValue::from(elapsed.as_micros() as u64));
     response
 }
 
