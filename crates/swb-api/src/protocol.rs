@@ -172,11 +172,14 @@ pub trait Frame: Sized + Serialize + for<'de> Deserialize<'de> {
     }
 
     fn encode(&self) -> Bytes {
-        let header = serde_json::to_vec(self).expect("protocol messages always serialize");
+        // The header is written in place after room for its length, then the length.
         let payload = self.payload().map_or(&[][..], |p| &p[..]);
-        let mut buf = BytesMut::with_capacity(4 + header.len() + payload.len());
-        buf.put_u32(header.len() as u32);
-        buf.put_slice(&header);
+        let mut buf = BytesMut::with_capacity(4 + 256 + payload.len()).writer();
+        buf.get_mut().put_u32(0);
+        serde_json::to_writer(&mut buf, self).expect("protocol messages always serialize");
+        let mut buf = buf.into_inner();
+        let header_len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&header_len.to_be_bytes());
         buf.put_slice(payload);
         buf.freeze()
     }
