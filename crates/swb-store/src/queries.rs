@@ -1029,6 +1029,9 @@ impl Store for Backend {
     }
 
     async fn record_invocations(&self, records: &[InvocationRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         // One row per function and up to BATCH_RECORDS of its records, all in one
         // transaction (one sync).
         let mut by_function: HashMap<&FunctionRef, Vec<&InvocationRecord>> = HashMap::new();
