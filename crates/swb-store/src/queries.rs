@@ -10,7 +10,8 @@ use crate::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use sqlx::{QueryBuilder, Row};
-use std::collections::{HashMap, HashSet};
+use futures_util::TryStreamExt;
+use std::collections::HashMap;
 use swb_api::timestamp::now_ms;
 use swb_api::{
     ApiError, AuditEvent, BlobInfo, Digest, FunctionKind, FunctionRef, FunctionSummary,
@@ -1072,7 +1073,6 @@ impl Store for Backend {
         // overlap in time (one per function per write, several replicas), and a
         // record written twice is listed once.
         let mut found: Vec<InvocationRecord> = Vec::new();
-        let mut seen = HashSet::new();
         let mut cursor: Option<(String, i64)> = None;
         'pages: loop {
             let mut qb = QueryBuilder::<Db>::new(
@@ -1105,14 +1105,13 @@ impl Store for Backend {
                 if found.len() == limit && found[limit - 1].id > last_id {
                     break 'pages;
                 }
-                for r in decode_batch(row)? {
-                    let wanted = query.outcome.is_none_or(|o| o == r.outcome)
-                        && query.after.as_ref().is_none_or(|a| r.id > *a);
-                    if wanted && seen.insert(r.id.clone()) {
-                        found.push(r);
-                    }
-                }
+                found.extend(decode_batch(row)?.into_iter().filter(|r| {
+                    query.outcome.is_none_or(|o| o == r.outcome)
+                        && query.after.as_ref().is_none_or(|a| r.id > *a)
+                }));
+                // Sorted, a record written twice sits beside its copy.
                 found.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                found.dedup_by(|a, b| a.id == b.id);
                 found.truncate(limit);
                 cursor = Some((last_id, row.try_get("seq")?));
             }
@@ -1142,14 +1141,11 @@ impl Store for Backend {
         // Newest batches first, until they hold `keep` records: every record at or
         // after the oldest of theirs stays (the newest `keep` among them), and only
         // batches wholly older than it go.
-        let rows = sqlx::query(
-            "SELECT first_id, records FROM invocation_batches ORDER BY last_id DESC LIMIT $1",
-        )
-        .bind(keep.min(i64::MAX as u64) as i64)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut rows =
+            sqlx::query("SELECT first_id, records FROM invocation_batches ORDER BY last_id DESC")
+                .fetch(&self.pool);
         let (mut held, mut oldest) = (0u64, None::<String>);
-        for row in &rows {
+        while let Some(row) = rows.try_next().await? {
             let first_id: String = row.try_get("first_id")?;
             let records: i64 = row.try_get("records")?;
             held += records as u64;
@@ -1160,6 +1156,7 @@ impl Store for Backend {
                 break;
             }
         }
+        drop(rows);
         let Some(cutoff) = oldest.filter(|_| held >= keep) else {
             return Ok(0);
         };
