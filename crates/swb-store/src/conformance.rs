@@ -537,6 +537,81 @@ pub async fn concurrent_claims(store: &dyn Store) {
     );
 }
 
+/// Big batches: submissions and successes are written many rows per statement, in
+/// chunks; idempotency keys still hold within a batch and across its chunks.
+pub async fn job_batches(store: &dyn Store) {
+    use crate::{JobFinish, JobOutcome, NewJob};
+    use swb_api::JobStatus;
+    const N: usize = 2_500;
+    let key = |i: usize| match i {
+        7 | 8 | 2_200 => Some("dup".to_owned()),
+        _ => None,
+    };
+    let jobs: Vec<NewJob> = (0..N)
+        .map(|i| NewJob {
+            id: format!("b{i:05}"),
+            owner_id: "u1".into(),
+            function: f("alice/echo"),
+            version: Some(1),
+            input: Some(bytes::Bytes::from(format!("{{\"i\":{i}}}"))),
+            input_blob: None,
+            profile: None,
+            idempotency_key: key(i),
+            max_attempts: 1,
+            timeout_ms: None,
+            created_at: 1,
+        })
+        .collect();
+    let out = store.submit_jobs(&jobs).await.unwrap();
+    assert_eq!(out.len(), N);
+    for (i, (id, status)) in out.iter().enumerate() {
+        let expected = if key(i).is_some() {
+            "b00007".to_owned()
+        } else {
+            format!("b{i:05}")
+        };
+        assert_eq!((id, *status), (&expected, JobStatus::Queued), "job {i}");
+    }
+    let claimed = store.claim_jobs(10, N as u32, 60_000, 0).await.unwrap();
+    assert_eq!(claimed.len(), N - 2, "one job per idempotency key");
+    assert_eq!(
+        claimed[1_000].input.as_deref(),
+        Some(&b"{\"i\":1001}"[..]),
+        "inputs land with their own jobs"
+    );
+    let blob = Digest::of(b"big result");
+    let finishes: Vec<JobFinish> = claimed
+        .iter()
+        .map(|row| JobFinish {
+            id: row.job.id.clone(),
+            attempt: row.job.attempts,
+            outcome: JobOutcome::Succeeded {
+                result: (row.job.id != "b00009")
+                    .then(|| format!("{{\"id\":\"{}\"}}", row.job.id).into()),
+                result_blob: (row.job.id == "b00009").then_some(blob),
+                stderr_tail: format!("tail of {}", row.job.id),
+            },
+        })
+        .collect();
+    assert_eq!(store.finish_jobs(&finishes).await.unwrap(), (N - 2) as u64);
+    // Finished once: the same batch again changes nothing.
+    assert_eq!(store.finish_jobs(&finishes).await.unwrap(), 0);
+    let job = store.job("b02345").await.unwrap().unwrap().job;
+    assert_eq!(
+        (job.status, job.result, job.stderr_tail.as_str()),
+        (
+            JobStatus::Succeeded,
+            Some(serde_json::json!({ "id": "b02345" })),
+            "tail of b02345"
+        )
+    );
+    let with_blob = store.job("b00009").await.unwrap().unwrap().job;
+    assert_eq!(
+        (with_blob.result, with_blob.result_blob),
+        (None, Some(blob))
+    );
+}
+
 pub async fn jobs_blobs_profiles(store: &dyn Store) {
     use crate::{JobFinish, JobOutcome, JobQuery, NewJob};
     use swb_api::{BlobInfo, JobStatus, ProfileInfo};
@@ -796,6 +871,11 @@ macro_rules! conformance_suite {
             async fn concurrent_claims() {
                 let (store, _guard) = $make;
                 super::concurrent_claims(&store).await;
+            }
+            #[tokio::test]
+            async fn job_batches() {
+                let (store, _guard) = $make;
+                super::job_batches(&store).await;
             }
             #[tokio::test]
             async fn jobs_blobs_profiles() {

@@ -22,6 +22,8 @@ mod dialect {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The same pool: Postgres orders concurrent writers with row locks.
+    writer: PgPool,
 }
 
 impl PgStore {
@@ -35,7 +37,10 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+        })
     }
 
     /// Row locks (`FOR UPDATE … SKIP LOCKED`, upserts) order concurrent writers.

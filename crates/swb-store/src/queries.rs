@@ -1,6 +1,6 @@
 // The `Store` implementation shared by both backends, written once. Each backend module
-// defines `Db` (the sqlx database), `Backend` (its store type, with `pool` and
-// `begin_write`) and the `dialect` constants where their SQL differs, then includes
+// defines `Db` (the sqlx database), `Backend` (its store type, with `pool` for reads,
+// `writer` for writes and `begin_write`) and the `dialect` constants where their SQL differs, then includes
 // this file. Placeholders are `$N`, which SQLite and Postgres both accept.
 
 use crate::{
@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sqlx::{QueryBuilder, Row};
 use futures_util::TryStreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use swb_api::timestamp::now_ms;
 use swb_api::{
     ApiError, AuditEvent, BlobInfo, Digest, FunctionKind, FunctionRef, FunctionSummary,
@@ -23,6 +23,9 @@ type Conn = <Db as sqlx::Database>::Connection;
 
 /// Records per stored batch of invocation records.
 const BATCH_RECORDS: usize = 1_000;
+/// Rows written by one multi-row statement (within both engines' bound-parameter
+/// limits: 13 per job row).
+const ROWS_PER_STATEMENT: usize = 1_000;
 /// Batches read at a time when listing invocation records.
 const BATCH_PAGE: i64 = 16;
 
@@ -192,29 +195,41 @@ fn push_namespaces(qb: &mut QueryBuilder<'_, Db>, namespaces: &[Namespace]) {
 }
 
 /// Applies one attempt's outcome if that attempt still holds its job.
+/// Records succeeded attempts in one statement (one round trip, however many jobs).
+async fn finish_succeeded(conn: &mut Conn, finishes: &[&JobFinish], now: i64) -> Result<u64> {
+    let mut qb = QueryBuilder::<Db>::new(
+        "WITH done (id, attempt, result, result_blob, stderr_tail) AS (",
+    );
+    qb.push_values(finishes, |mut row, f| {
+        let JobOutcome::Succeeded {
+            result,
+            result_blob,
+            stderr_tail,
+        } = &f.outcome
+        else {
+            unreachable!("finish_succeeded is given succeeded attempts only")
+        };
+        row.push_bind(f.id.as_str())
+            .push_bind(f.attempt as i64)
+            .push_bind(result.as_deref())
+            .push_bind(result_blob.map(|d| d.to_string()))
+            .push_bind(stderr_tail.as_str());
+    });
+    qb.push(
+        ") UPDATE jobs SET status = 'succeeded', result = done.result,
+         result_blob = done.result_blob, stderr_tail = done.stderr_tail, error = NULL,
+         waiting = NULL, lease_until = NULL, finished_at = ",
+    );
+    qb.push_bind(now);
+    qb.push(" FROM done WHERE jobs.id = done.id AND jobs.attempts = done.attempt AND jobs.status = 'running'");
+    Ok(qb.build().execute(&mut *conn).await?.rows_affected())
+}
+
 async fn apply_finish(conn: &mut Conn, f: &JobFinish, now: i64) -> Result<u64> {
     let held = "id = $2 AND attempts = $3 AND status = 'running'";
     let error_json = |e: &ApiError| serde_json::to_string(e).expect("errors serialize");
     let done = match &f.outcome {
-        JobOutcome::Succeeded {
-            result,
-            result_blob,
-            stderr_tail,
-        } => {
-            sqlx::query(&format!(
-                "UPDATE jobs SET status = 'succeeded', result = $4, result_blob = $5,
-                 stderr_tail = $6, error = NULL, waiting = NULL, lease_until = NULL,
-                 finished_at = $1 WHERE {held}"
-            ))
-            .bind(now)
-            .bind(&f.id)
-            .bind(f.attempt as i64)
-            .bind(result.as_deref())
-            .bind(result_blob.map(|d| d.to_string()))
-            .bind(stderr_tail)
-            .execute(&mut *conn)
-            .await?
-        }
+        JobOutcome::Succeeded { .. } => return finish_succeeded(conn, &[f], now).await,
         JobOutcome::Failed { error, stderr_tail }
         | JobOutcome::Retry {
             error, stderr_tail, ..
@@ -286,7 +301,7 @@ impl Store for Backend {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(init)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
@@ -312,7 +327,7 @@ impl Store for Backend {
                 e.into()
             }
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (id, email, namespace, is_admin, created_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -352,7 +367,7 @@ impl Store for Backend {
     }
 
     async fn delete_user(&self, id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for table in ["functions", "shares"] {
             sqlx::query(&format!(
                 "DELETE FROM {table}
@@ -382,7 +397,7 @@ impl Store for Backend {
         .bind(&token.description)
         .bind(now_ms())
         .bind(token.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -437,7 +452,7 @@ impl Store for Backend {
         .bind(now_ms())
         .bind(token_id)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -447,7 +462,7 @@ impl Store for Backend {
             .bind(ns.name.as_str())
             .bind(&ns.owner_id)
             .bind(ns.created_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -487,7 +502,7 @@ impl Store for Backend {
         .bind(share.role.as_str())
         .bind(&share.created_by)
         .bind(share.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -504,7 +519,7 @@ impl Store for Backend {
         .bind(ns.as_str())
         .bind(function.unwrap_or(""))
         .bind(email)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -532,30 +547,39 @@ impl Store for Backend {
 
     async fn submit_jobs(&self, jobs: &[NewJob]) -> Result<Vec<(String, JobStatus)>> {
         let mut tx = self.begin_write().await?;
+        let mut inserted = HashSet::new();
+        // Many rows per statement: one round trip to the database per chunk.
+        for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "INSERT INTO jobs (id, owner_id, function, namespace, version, input, input_blob,
+                 profile, idempotency_key, status, max_attempts, timeout_ms, run_after, created_at) ",
+            );
+            qb.push_values(chunk, |mut row, j| {
+                row.push_bind(j.id.as_str())
+                    .push_bind(j.owner_id.as_str())
+                    .push_bind(j.function.to_string())
+                    .push_bind(j.function.namespace().as_str())
+                    .push_bind(j.version.map(i64::from))
+                    .push_bind(j.input.as_deref())
+                    .push_bind(j.input_blob.map(|d| d.to_string()))
+                    .push_bind(j.profile.as_deref())
+                    .push_bind(j.idempotency_key.as_deref())
+                    .push("'queued'")
+                    .push_bind(j.max_attempts as i64)
+                    .push_bind(j.timeout_ms.map(|t| t as i64))
+                    .push_bind(j.created_at)
+                    .push_bind(j.created_at);
+            });
+            qb.push(
+                " ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+                 DO NOTHING RETURNING id",
+            );
+            let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+            inserted.extend(ids);
+        }
         let mut out = Vec::with_capacity(jobs.len());
         for j in jobs {
-            let inserted: Option<String> = sqlx::query_scalar(
-                "INSERT INTO jobs (id, owner_id, function, namespace, version, input, input_blob,
-                 profile, idempotency_key, status, max_attempts, timeout_ms, run_after, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, $12, $12)
-                 ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-                 DO NOTHING RETURNING id",
-            )
-            .bind(&j.id)
-            .bind(&j.owner_id)
-            .bind(j.function.to_string())
-            .bind(j.function.namespace().as_str())
-            .bind(j.version.map(i64::from))
-            .bind(j.input.as_deref())
-            .bind(j.input_blob.map(|d| d.to_string()))
-            .bind(&j.profile)
-            .bind(&j.idempotency_key)
-            .bind(j.max_attempts as i64)
-            .bind(j.timeout_ms.map(|t| t as i64))
-            .bind(j.created_at)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if inserted.is_some() {
+            if inserted.contains(&j.id) {
                 out.push((j.id.clone(), JobStatus::Queued));
                 continue;
             }
@@ -609,9 +633,15 @@ impl Store for Backend {
 
     async fn finish_jobs(&self, finishes: &[JobFinish]) -> Result<u64> {
         let now = now_ms();
+        let (succeeded, others): (Vec<&JobFinish>, Vec<&JobFinish>) = finishes
+            .iter()
+            .partition(|f| matches!(f.outcome, JobOutcome::Succeeded { .. }));
         let mut tx = self.begin_write().await?;
         let mut applied = 0;
-        for f in finishes {
+        for chunk in succeeded.chunks(ROWS_PER_STATEMENT) {
+            applied += finish_succeeded(&mut tx, chunk, now).await?;
+        }
+        for f in others {
             applied += apply_finish(&mut tx, f, now).await?;
         }
         tx.commit().await?;
@@ -677,7 +707,7 @@ impl Store for Backend {
             "UPDATE jobs SET status = 'queued', attempts = attempts - 1, lease_until = NULL
              WHERE status = 'running'",
         )
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -685,7 +715,7 @@ impl Store for Backend {
     async fn prune_jobs(&self, before: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM jobs WHERE finished_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }
@@ -701,7 +731,7 @@ impl Store for Backend {
         .bind(b.size as i64)
         .bind(b.sealed)
         .bind(b.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -749,7 +779,7 @@ impl Store for Backend {
         .bind(&p.name)
         .bind(p.value.to_string())
         .bind(p.updated_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -775,7 +805,7 @@ impl Store for Backend {
         let done = sqlx::query("DELETE FROM profiles WHERE function = $1 AND name = $2")
             .bind(function.to_string())
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -792,7 +822,7 @@ impl Store for Backend {
         .bind(event.namespace.as_ref().map(|n| n.as_str().to_owned()))
         .bind(&event.target)
         .bind(event.details.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -854,7 +884,7 @@ impl Store for Backend {
         .bind(bytes.len() as i64)
         .bind(bytes)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1015,7 +1045,7 @@ impl Store for Backend {
         .bind(now_ms())
         .bind(function.namespace().as_str())
         .bind(function.name())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1024,7 +1054,7 @@ impl Store for Backend {
         let done = sqlx::query("DELETE FROM functions WHERE namespace = $1 AND name = $2")
             .bind(function.namespace().as_str())
             .bind(function.name())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1039,7 +1069,7 @@ impl Store for Backend {
         for r in records {
             by_function.entry(&r.function).or_default().push(r);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (function, records) in &by_function {
             for chunk in records.chunks(BATCH_RECORDS) {
                 let ids = || chunk.iter().map(|r| r.id.as_str());
@@ -1163,7 +1193,7 @@ impl Store for Backend {
         let removed: Vec<i64> =
             sqlx::query_scalar("DELETE FROM invocation_batches WHERE last_id < $1 RETURNING records")
                 .bind(cutoff)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.writer)
                 .await?;
         Ok(removed.iter().sum::<i64>() as u64)
     }

@@ -20,9 +20,15 @@ mod dialect {
 
 /// The embedded store: one SQLite file in WAL mode with full syncs (durable commits;
 /// throughput comes from batching writes, not from weaker syncs).
+///
+/// Writes go through a pool of one connection, so that writers queue in order on it
+/// instead of meeting SQLite's lock, whose busy handler sleeps (1 ms, 2, 5, … 100) and
+/// leaves the machine idle while writes wait. Reads use the other connections
+/// (WAL: readers never wait for the writer).
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -34,19 +40,28 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Readers may still meet a lock briefly (a checkpoint); the writer does not.
             .busy_timeout(Duration::from_secs(10));
+        // A connection to a local file does not go stale: no ping (a round trip to
+        // the connection's thread) before each use.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
-    /// A transaction that writes: `IMMEDIATE` takes the write lock up front, so
-    /// concurrent writers queue (busy_timeout) instead of failing on a stale read.
+    /// A transaction that writes, on the one writer connection (`IMMEDIATE`: the
+    /// write lock is taken up front, never upgraded from a stale read).
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
