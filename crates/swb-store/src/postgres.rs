@@ -22,8 +22,6 @@ mod dialect {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// The same pool: Postgres orders concurrent writers with row locks.
-    writer: PgPool,
 }
 
 impl PgStore {
@@ -37,10 +35,12 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self {
-            writer: pool.clone(),
-            pool,
-        })
+        Ok(Self { pool })
+    }
+
+    /// Writes share the pool with reads.
+    fn writer(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Row locks (`FOR UPDATE … SKIP LOCKED`, upserts) order concurrent writers.

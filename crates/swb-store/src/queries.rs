@@ -1,7 +1,8 @@
 // The `Store` implementation shared by both backends, written once. Each backend module
 // defines `Db` (the sqlx database), `Backend` (its store type, with `pool` for reads,
-// `writer` for writes and `begin_write`) and the `dialect` constants where their SQL differs, then includes
-// this file. Placeholders are `$N`, which SQLite and Postgres both accept.
+// `writer()` for writes and `begin_write`) and the `dialect` constants where their SQL
+// differs, then includes this file. Placeholders are `$N`, which SQLite and Postgres
+// both accept.
 
 use crate::{
     FunctionRow, InvocationQuery, JobFinish, JobOutcome, JobQuery, JobRow, NamespaceRow, NewJob,
@@ -194,26 +195,32 @@ fn push_namespaces(qb: &mut QueryBuilder<'_, Db>, namespaces: &[Namespace]) {
     sep.push_unseparated(")");
 }
 
-/// Applies one attempt's outcome if that attempt still holds its job.
-/// Records succeeded attempts in one statement (one round trip, however many jobs).
-async fn finish_succeeded(conn: &mut Conn, finishes: &[&JobFinish], now: i64) -> Result<u64> {
-    let mut qb = QueryBuilder::<Db>::new(
-        "WITH done (id, attempt, result, result_blob, stderr_tail) AS (",
-    );
-    qb.push_values(finishes, |mut row, f| {
-        let JobOutcome::Succeeded {
+/// A succeeded attempt's columns: job id, attempt, result, result blob, stderr tail.
+type Success<'a> = (&'a str, u32, Option<&'a [u8]>, Option<Digest>, &'a str);
+
+fn success(f: &JobFinish) -> Option<Success<'_>> {
+    match &f.outcome {
+        JobOutcome::Succeeded {
             result,
             result_blob,
             stderr_tail,
-        } = &f.outcome
-        else {
-            unreachable!("finish_succeeded is given succeeded attempts only")
-        };
-        row.push_bind(f.id.as_str())
-            .push_bind(f.attempt as i64)
-            .push_bind(result.as_deref())
-            .push_bind(result_blob.map(|d| d.to_string()))
-            .push_bind(stderr_tail.as_str());
+        } => Some((&f.id, f.attempt, result.as_deref(), *result_blob, stderr_tail)),
+        _ => None,
+    }
+}
+
+/// Records succeeded attempts in one statement (one round trip, however many jobs),
+/// each only if that attempt still holds its job.
+async fn finish_succeeded(conn: &mut Conn, succeeded: &[Success<'_>], now: i64) -> Result<u64> {
+    let mut qb = QueryBuilder::<Db>::new(
+        "WITH done (id, attempt, result, result_blob, stderr_tail) AS (",
+    );
+    qb.push_values(succeeded, |mut row, &(id, attempt, result, blob, tail)| {
+        row.push_bind(id)
+            .push_bind(attempt as i64)
+            .push_bind(result)
+            .push_bind(blob.map(|d| d.to_string()))
+            .push_bind(tail);
     });
     qb.push(
         ") UPDATE jobs SET status = 'succeeded', result = done.result,
@@ -225,11 +232,15 @@ async fn finish_succeeded(conn: &mut Conn, finishes: &[&JobFinish], now: i64) ->
     Ok(qb.build().execute(&mut *conn).await?.rows_affected())
 }
 
+/// Applies one attempt's outcome if that attempt still holds its job.
 async fn apply_finish(conn: &mut Conn, f: &JobFinish, now: i64) -> Result<u64> {
     let held = "id = $2 AND attempts = $3 AND status = 'running'";
     let error_json = |e: &ApiError| serde_json::to_string(e).expect("errors serialize");
     let done = match &f.outcome {
-        JobOutcome::Succeeded { .. } => return finish_succeeded(conn, &[f], now).await,
+        JobOutcome::Succeeded { .. } => {
+            let succeeded = success(f);
+            return finish_succeeded(conn, succeeded.as_slice(), now).await;
+        }
         JobOutcome::Failed { error, stderr_tail }
         | JobOutcome::Retry {
             error, stderr_tail, ..
@@ -301,7 +312,7 @@ impl Store for Backend {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(init)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?;
         Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
@@ -397,7 +408,7 @@ impl Store for Backend {
         .bind(&token.description)
         .bind(now_ms())
         .bind(token.expires_at)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -452,7 +463,7 @@ impl Store for Backend {
         .bind(now_ms())
         .bind(token_id)
         .bind(user_id)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -462,7 +473,7 @@ impl Store for Backend {
             .bind(ns.name.as_str())
             .bind(&ns.owner_id)
             .bind(ns.created_at)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -502,7 +513,7 @@ impl Store for Backend {
         .bind(share.role.as_str())
         .bind(&share.created_by)
         .bind(share.created_at)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -519,7 +530,7 @@ impl Store for Backend {
         .bind(ns.as_str())
         .bind(function.unwrap_or(""))
         .bind(email)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -633,15 +644,13 @@ impl Store for Backend {
 
     async fn finish_jobs(&self, finishes: &[JobFinish]) -> Result<u64> {
         let now = now_ms();
-        let (succeeded, others): (Vec<&JobFinish>, Vec<&JobFinish>) = finishes
-            .iter()
-            .partition(|f| matches!(f.outcome, JobOutcome::Succeeded { .. }));
+        let succeeded: Vec<Success<'_>> = finishes.iter().filter_map(success).collect();
         let mut tx = self.begin_write().await?;
         let mut applied = 0;
         for chunk in succeeded.chunks(ROWS_PER_STATEMENT) {
             applied += finish_succeeded(&mut tx, chunk, now).await?;
         }
-        for f in others {
+        for f in finishes.iter().filter(|f| success(f).is_none()) {
             applied += apply_finish(&mut tx, f, now).await?;
         }
         tx.commit().await?;
@@ -707,7 +716,7 @@ impl Store for Backend {
             "UPDATE jobs SET status = 'queued', attempts = attempts - 1, lease_until = NULL
              WHERE status = 'running'",
         )
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
     }
@@ -715,7 +724,7 @@ impl Store for Backend {
     async fn prune_jobs(&self, before: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM jobs WHERE finished_at < $1")
             .bind(before)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected())
     }
@@ -731,7 +740,7 @@ impl Store for Backend {
         .bind(b.size as i64)
         .bind(b.sealed)
         .bind(b.created_at)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -779,7 +788,7 @@ impl Store for Backend {
         .bind(&p.name)
         .bind(p.value.to_string())
         .bind(p.updated_at)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -805,7 +814,7 @@ impl Store for Backend {
         let done = sqlx::query("DELETE FROM profiles WHERE function = $1 AND name = $2")
             .bind(function.to_string())
             .bind(name)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -822,7 +831,7 @@ impl Store for Backend {
         .bind(event.namespace.as_ref().map(|n| n.as_str().to_owned()))
         .bind(&event.target)
         .bind(event.details.to_string())
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -884,7 +893,7 @@ impl Store for Backend {
         .bind(bytes.len() as i64)
         .bind(bytes)
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1045,7 +1054,7 @@ impl Store for Backend {
         .bind(now_ms())
         .bind(function.namespace().as_str())
         .bind(function.name())
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1054,7 +1063,7 @@ impl Store for Backend {
         let done = sqlx::query("DELETE FROM functions WHERE namespace = $1 AND name = $2")
             .bind(function.namespace().as_str())
             .bind(function.name())
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1193,7 +1202,7 @@ impl Store for Backend {
         let removed: Vec<i64> =
             sqlx::query_scalar("DELETE FROM invocation_batches WHERE last_id < $1 RETURNING records")
                 .bind(cutoff)
-                .fetch_all(&self.writer)
+                .fetch_all(self.writer())
                 .await?;
         Ok(removed.iter().sum::<i64>() as u64)
     }

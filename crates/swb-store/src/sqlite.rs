@@ -21,10 +21,9 @@ mod dialect {
 /// The embedded store: one SQLite file in WAL mode with full syncs (durable commits;
 /// throughput comes from batching writes, not from weaker syncs).
 ///
-/// Writes go through a pool of one connection, so that writers queue in order on it
-/// instead of meeting SQLite's lock, whose busy handler sleeps (1 ms, 2, 5, … 100) and
-/// leaves the machine idle while writes wait. Reads use the other connections
-/// (WAL: readers never wait for the writer).
+/// Writes go through a pool of one connection, so that writers wait their turn in
+/// order on it rather than in SQLite's busy handler, which polls the lock with sleeps.
+/// Reads use the other connections (WAL: readers never wait for the writer).
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -56,6 +55,11 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(Self { pool, writer })
+    }
+
+    /// The one writer connection's pool.
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// A transaction that writes, on the one writer connection (`IMMEDIATE`: the
