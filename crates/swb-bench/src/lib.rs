@@ -6,5 +6,5 @@ mod load;
 mod suite;
 
 pub use ideal::{serve_ideal_echo, serve_ideal_wasm, serve_sdk_echo};
-pub use load::{Load, LoadSpec, run_load};
+pub use load::{Load, LoadSpec, Window, run_load};
 pub use suite::{Line, SuiteOptions, run_suite};

@@ -22,6 +22,16 @@ pub struct Load {
     pub rps: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// Each measured window on its own, when there were several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+}
+
+/// One measured window: its rate and median latency.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Window {
+    pub rps: f64,
+    pub p50_us: f64,
 }
 
 const WARMUP: Duration = Duration::from_millis(300);
@@ -37,6 +47,7 @@ pub async fn run_load(spec: &LoadSpec) -> anyhow::Result<Load> {
 pub struct Samples {
     latencies: Vec<u32>,
     errors: u64,
+    windows: Vec<Window>,
 }
 
 impl Samples {
@@ -82,15 +93,28 @@ impl Samples {
                 })
             })
             .collect();
+        let mut window = Vec::new();
         for t in tasks {
             let (l, e) = t.await?;
-            self.latencies.extend(l);
+            window.extend(l);
             self.errors += e;
         }
+        let p50_us = if window.is_empty() {
+            0.0
+        } else {
+            let mid = (window.len() - 1) / 2;
+            *window.select_nth_unstable(mid).1 as f64
+        };
+        self.windows.push(Window {
+            rps: window.len() as f64 / spec.duration.as_secs_f64(),
+            p50_us,
+        });
+        self.latencies.extend(window);
         Ok(())
     }
 
-    /// The summary of every window kept, `measured` long in all.
+    /// The summary of every window kept, `measured` long in all (with each window's
+    /// own figures when there were several).
     pub fn load(mut self, concurrency: usize, measured: Duration) -> Load {
         let all = &mut self.latencies;
         all.sort_unstable();
@@ -108,6 +132,11 @@ impl Samples {
             rps: all.len() as f64 / measured.as_secs_f64(),
             p50_us: pct(0.50),
             p99_us: pct(0.99),
+            windows: if self.windows.len() > 1 {
+                self.windows
+            } else {
+                Vec::new()
+            },
         }
     }
 }

@@ -2,7 +2,7 @@
 //! binary in a temporary directory, each compared with the ideal measured in the
 //! same run.
 
-use crate::load::{Load, LoadSpec, Samples};
+use crate::load::{Load, LoadSpec, Samples, Window};
 use bytes::Bytes;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,10 @@ pub struct Line {
     pub p99_us: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_mb: Option<f64>,
+    /// The windows of a scenario measured in rounds with others, in round order:
+    /// window `i` of a scenario ran in turn with window `i` of the others.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
 }
 
 impl Line {
@@ -44,6 +48,7 @@ impl Line {
             p50_us: l.p50_us,
             p99_us: l.p99_us,
             rss_mb: None,
+            windows: l.windows.clone(),
         }
     }
 }
@@ -138,6 +143,7 @@ impl Suite {
             p50_us: 0.0,
             p99_us: 0.0,
             rss_mb,
+            windows: Vec::new(),
         });
     }
 
@@ -152,6 +158,7 @@ impl Suite {
             p50_us: micros[micros.len() / 2],
             p99_us: micros[micros.len() - 1],
             rss_mb: None,
+            windows: Vec::new(),
         });
     }
 }
@@ -176,8 +183,9 @@ impl<'a> Target<'a> {
 /// Cold starts timed of each kind.
 const COLD_STARTS: usize = 3;
 
-/// Windows per target when targets are measured in turns.
-const ROUNDS: u32 = 3;
+/// Windows per target when targets are measured in turns: an odd number, for the
+/// median of the paired ratios (`swb bench suite` judges the targets by it).
+const ROUNDS: u32 = 5;
 
 async fn timed_call(client: &Client, function: &str) -> anyhow::Result<f64> {
     let started = Instant::now();
@@ -390,6 +398,7 @@ async fn jobs(s: &mut Suite, client: &Client) -> anyhow::Result<()> {
         p50_us: pct(0.5),
         p99_us: pct(0.99),
         rss_mb: None,
+        windows: Vec::new(),
     });
     Ok(())
 }

@@ -195,7 +195,10 @@ impl Shared {
                 let cancel = self.accept(call);
                 let shared = self.clone();
                 tokio::spawn(async move {
-                    let run = shared.run_hosted(hosted, input);
+                    // A guest call's state is kilobytes (4.8 KB): boxed, it is
+                    // written to the heap once instead of being copied with the
+                    // task as it is spawned and again as it ends.
+                    let run = Box::pin(shared.run_hosted(hosted, input));
                     shared.answer_unless_cancelled(call, &cancel, run).await;
                 });
             }

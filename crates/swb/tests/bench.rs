@@ -44,6 +44,17 @@ fn the_suite_runs_every_scenario() {
             "{scenario} missing: {lines:?}"
         );
     }
+    // Scenarios compared with an ideal are measured in rounds, in turns with it, and
+    // report each round's window (the targets are judged on the rounds' ratios).
+    for scenario in ["ideal_http_wasm", "invoke_hosted_inproc", "invoke_remote"] {
+        let l = lines
+            .iter()
+            .find(|l| l["scenario"] == scenario && l["concurrency"] == 32)
+            .unwrap();
+        let windows = l["windows"].as_array().expect("windows");
+        assert_eq!(windows.len(), 5, "{l}");
+        assert!(windows.iter().all(|w| w["rps"].as_f64() > Some(0.0)), "{l}");
+    }
     assert!(has("invoke_exec", 8));
     assert!(has("jobs_hosted", 32));
     assert!(has("cold_start_after_deploy", 1));
