@@ -9,7 +9,8 @@ use swb_bench::{Line, Load, LoadSpec, SuiteOptions, Window};
 pub enum BenchCmd {
     /// Run every scenario against processes started in a temporary directory
     Suite {
-        /// Measured seconds per load run
+        /// Measured seconds per scenario and concurrency; scenarios compared with an
+        /// ideal split them into five rounds, in turns with it
         #[arg(long, default_value_t = 3)]
         duration: u64,
         /// Also measure calls between replicas (invoke_remote_cross_replica) on this
