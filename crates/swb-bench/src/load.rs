@@ -22,6 +22,9 @@ pub struct Load {
     pub rps: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// Why the first failed call failed (its status and body, or the transport error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
     /// Each measured window on its own, when there were several.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<Window>,
@@ -47,6 +50,7 @@ pub async fn run_load(spec: &LoadSpec) -> anyhow::Result<Load> {
 pub struct Samples {
     latencies: Vec<u32>,
     errors: u64,
+    first_error: Option<String>,
     windows: Vec<Window>,
 }
 
@@ -64,6 +68,7 @@ impl Samples {
                 tokio::spawn(async move {
                     let mut latencies = Vec::with_capacity(1 << 14);
                     let mut errors = 0u64;
+                    let mut first_error = None;
                     loop {
                         let started = Instant::now();
                         if started >= end {
@@ -73,31 +78,36 @@ impl Samples {
                         if let Some(t) = &spec.token {
                             req = req.bearer_auth(t);
                         }
-                        let ok = match req.send().await {
-                            Ok(r) => {
-                                let ok = r.status().is_success();
-                                ok & r.bytes().await.is_ok()
+                        let outcome = match req.send().await {
+                            Ok(r) if r.status().is_success() => {
+                                r.bytes().await.map(drop).map_err(Failure::Transport)
                             }
-                            Err(_) => false,
+                            Ok(r) => Err(Failure::Status(r.status(), r.bytes().await)),
+                            Err(e) => Err(Failure::Transport(e)),
                         };
-                        if started < warmup_end {
-                            continue;
-                        }
-                        if ok {
-                            latencies.push(started.elapsed().as_micros() as u32);
-                        } else {
-                            errors += 1;
+                        match outcome {
+                            Ok(()) if started >= warmup_end => {
+                                latencies.push(started.elapsed().as_micros() as u32)
+                            }
+                            Ok(()) => {}
+                            Err(e) => {
+                                errors += u64::from(started >= warmup_end);
+                                first_error.get_or_insert_with(|| e.to_string());
+                            }
                         }
                     }
-                    (latencies, errors)
+                    (latencies, errors, first_error)
                 })
             })
             .collect();
         let mut window = Vec::new();
         for t in tasks {
-            let (l, e) = t.await?;
+            let (l, e, first) = t.await?;
             window.extend(l);
             self.errors += e;
+            if self.first_error.is_none() {
+                self.first_error = first;
+            }
         }
         let p50_us = if window.is_empty() {
             0.0
@@ -132,11 +142,40 @@ impl Samples {
             rps: all.len() as f64 / measured.as_secs_f64(),
             p50_us: pct(0.50),
             p99_us: pct(0.99),
+            first_error: self.first_error,
             windows: if self.windows.len() > 1 {
                 self.windows
             } else {
                 Vec::new()
             },
+        }
+    }
+}
+
+/// A failed call, described only for the first one of a caller.
+enum Failure {
+    Status(reqwest::StatusCode, reqwest::Result<Bytes>),
+    Transport(reqwest::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Status(status, Ok(body)) => {
+                let body = String::from_utf8_lossy(&body[..body.len().min(500)]);
+                write!(f, "HTTP {status}: {}", body.trim())
+            }
+            Self::Status(status, Err(e)) => write!(f, "HTTP {status} (body unreadable: {e})"),
+            Self::Transport(e) => {
+                // reqwest's message names the URL; its causes say what went wrong.
+                write!(f, "{e}")?;
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    write!(f, ": {cause}")?;
+                    source = cause.source();
+                }
+                Ok(())
+            }
         }
     }
 }

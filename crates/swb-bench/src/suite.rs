@@ -119,9 +119,10 @@ impl Suite {
                 let l = samples.load(concurrency, self.duration);
                 anyhow::ensure!(
                     l.requests > 0,
-                    "{}: no request succeeded ({} errors)",
+                    "{}: no request succeeded ({} errors; the first: {})",
                     t.scenario,
-                    l.errors
+                    l.errors,
+                    l.first_error.as_deref().unwrap_or("none recorded")
                 );
                 self.push(Line::from_load(t.scenario, &l));
             }

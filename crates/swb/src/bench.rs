@@ -78,7 +78,17 @@ pub async fn bench(global: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
                 duration: Duration::from_secs(a.duration),
             })
             .await?;
+            let first = l.first_error.as_deref().unwrap_or("none recorded");
+            anyhow::ensure!(
+                l.requests > 0,
+                "no call of {} succeeded ({} failed); the first failure: {first}",
+                a.function,
+                l.errors
+            );
             print(&l, json, text(&a.function.to_string(), &l));
+            if l.errors > 0 {
+                eprintln!("warning: {} calls failed; the first: {first}", l.errors);
+            }
         }
         BenchCmd::Suite {
             duration,
