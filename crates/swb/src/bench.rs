@@ -165,8 +165,15 @@ fn summary(lines: &[Line]) {
         let range = range.map_or(String::new(), |(lo, hi)| {
             format!("  (rounds {lo:.2}-{hi:.2})")
         });
+        // Three decimals for ratios, so that one just under its target does not
+        // print as the target itself.
+        let value = if value.abs() < 10.0 {
+            format!("{value:.3}")
+        } else {
+            format!("{value:.1}")
+        };
         println!(
-            "  {name:<44} {value:>8.2}  target {target:<10} {}{range}",
+            "  {name:<44} {value:>8}  target {target:<10} {}{range}",
             if ok { "met" } else { "MISSED" }
         );
     };
