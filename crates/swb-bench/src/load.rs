@@ -109,15 +109,10 @@ impl Samples {
                 self.first_error = first;
             }
         }
-        let p50_us = if window.is_empty() {
-            0.0
-        } else {
-            let mid = (window.len() - 1) / 2;
-            *window.select_nth_unstable(mid).1 as f64
-        };
+        window.sort_unstable();
         self.windows.push(Window {
             rps: window.len() as f64 / spec.duration.as_secs_f64(),
-            p50_us,
+            p50_us: percentile(&window, 0.50),
         });
         self.latencies.extend(window);
         Ok(())
@@ -128,20 +123,13 @@ impl Samples {
     pub fn load(mut self, concurrency: usize, measured: Duration) -> Load {
         let all = &mut self.latencies;
         all.sort_unstable();
-        let pct = |p: f64| {
-            if all.is_empty() {
-                0.0
-            } else {
-                all[((all.len() - 1) as f64 * p) as usize] as f64
-            }
-        };
         Load {
             concurrency,
             requests: all.len() as u64,
             errors: self.errors,
             rps: all.len() as f64 / measured.as_secs_f64(),
-            p50_us: pct(0.50),
-            p99_us: pct(0.99),
+            p50_us: percentile(all, 0.50),
+            p99_us: percentile(all, 0.99),
             first_error: self.first_error,
             windows: if self.windows.len() > 1 {
                 self.windows
@@ -149,6 +137,14 @@ impl Samples {
                 Vec::new()
             },
         }
+    }
+}
+
+/// The latency at fraction `p` of sorted samples (0 when there are none).
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n => sorted[((n - 1) as f64 * p) as usize] as f64,
     }
 }
 
