@@ -140,11 +140,11 @@ impl Samples {
     }
 }
 
-/// The latency at fraction `p` of sorted samples (0 when there are none).
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+/// The value at fraction `p` of sorted samples (0 when there are none).
+pub(crate) fn percentile<T: Copy + Into<f64>>(sorted: &[T], p: f64) -> f64 {
     match sorted.len() {
         0 => 0.0,
-        n => sorted[((n - 1) as f64 * p) as usize] as f64,
+        n => sorted[((n - 1) as f64 * p) as usize].into(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! binary in a temporary directory, each compared with the ideal measured in the
 //! same run.
 
-use crate::load::{Load, LoadSpec, Samples, Window};
+use crate::load::{Load, LoadSpec, Samples, Window, percentile};
 use bytes::Bytes;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ pub struct Line {
 }
 
 impl Line {
-    fn from_load(scenario: &str, l: &Load) -> Self {
+    fn from_load(scenario: &str, l: Load) -> Self {
         Self {
             scenario: scenario.into(),
             concurrency: l.concurrency,
@@ -48,7 +48,7 @@ impl Line {
             p50_us: l.p50_us,
             p99_us: l.p99_us,
             rss_mb: None,
-            windows: l.windows.clone(),
+            windows: l.windows,
         }
     }
 }
@@ -124,7 +124,7 @@ impl Suite {
                     l.errors,
                     l.first_error.as_deref().unwrap_or("none recorded")
                 );
-                self.push(Line::from_load(t.scenario, &l));
+                self.push(Line::from_load(t.scenario, l));
             }
         }
         Ok(())
@@ -385,19 +385,13 @@ async fn jobs(s: &mut Suite, client: &Client) -> anyhow::Result<()> {
         }
     }
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len().max(1) - 1) as f64 * p) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
     s.push(Line {
         scenario: "jobs_hosted".into(),
         concurrency: SUBMITTERS,
         requests: sample.len() as u64,
         rps: sample.len() as f64 / elapsed.as_secs_f64(),
-        p50_us: pct(0.5),
-        p99_us: pct(0.99),
+        p50_us: percentile(&latencies, 0.5),
+        p99_us: percentile(&latencies, 0.99),
         rss_mb: None,
         windows: Vec::new(),
     });
