@@ -8,6 +8,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
+use swb_api::QuietSink;
 use swb_api::protocol::{Frame, ServerMsg, WorkerMsg};
 use tokio::sync::mpsc;
 
@@ -36,7 +37,9 @@ pub async fn connect(
 }
 
 async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
-    let (mut sink, stream) = socket.split();
+    let (sink, stream) = socket.split();
+    // The writer is woken by its own writes only, not by every frame the worker sends.
+    let mut sink = QuietSink::new(sink);
     let (to_worker, mut outbox) = mpsc::unbounded_channel::<ServerMsg>();
 
     let writer = tokio::spawn(async move {

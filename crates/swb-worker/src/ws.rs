@@ -8,7 +8,7 @@ use rand::Rng;
 use std::future::Future;
 use std::time::Duration;
 use swb_api::protocol::{Frame, ServerMsg, WorkerMsg};
-use swb_api::{ApiError, ErrorBody};
+use swb_api::{ApiError, ErrorBody, QuietSink};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -189,7 +189,9 @@ async fn connect(url: &str, token: &str) -> Result<Socket, ConnectError> {
 
 /// Bridges a WebSocket to a session's channels.
 async fn serve(worker: &Worker, socket: Socket, shutdown: impl Future<Output = ()>) -> SessionEnd {
-    let (mut sink, stream) = socket.split();
+    let (sink, stream) = socket.split();
+    // The writer is woken by its own writes only, not by every frame the server sends.
+    let mut sink = QuietSink::new(sink);
     let (out, mut outbox) = mpsc::channel::<WorkerMsg>(256);
     let writer = tokio::spawn(async move {
         // Whatever has queued up goes out in one write (one flush for many answers),
