@@ -966,6 +966,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_worker_silent_for_three_heartbeats_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
+        let beat = Duration::from_millis(200);
+        let hub = Arc::new(Hub::new(Arc::new(store), beat));
+        let start = Instant::now();
+        let _silent = FakeWorker::join(&hub, "silent", 1, vec![]).await;
+        let chatty = FakeWorker::join(&hub, "chatty", 1, vec![]).await;
+        let heartbeats = tokio::spawn(async move {
+            let heartbeat = || WorkerMsg::Heartbeat {
+                in_flight: 0,
+                code_cache: CacheStats::default(),
+            };
+            loop {
+                tokio::time::sleep(beat / 4).await;
+                if chatty.to_server.send(heartbeat()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let listed =
+            || -> Vec<String> { hub.workers(|_| true).into_iter().map(|w| w.name).collect() };
+        while listed().contains(&"silent".to_string()) {
+            assert!(
+                start.elapsed() < beat * 20,
+                "the silent worker is still listed"
+            );
+            tokio::time::sleep(beat / 20).await;
+        }
+        // Never before three heartbeats of silence.
+        let gone = start.elapsed();
+        assert!(
+            gone >= beat * 3,
+            "dropped after {gone:?}, heartbeat {beat:?}"
+        );
+        assert_eq!(listed(), ["chatty"], "a worker that heartbeats stays");
+        heartbeats.abort();
+    }
+
+    #[tokio::test]
     async fn no_worker_names_the_function() {
         let (hub, _dir) = hub().await;
         let e = hub
