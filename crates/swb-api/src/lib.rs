@@ -1,6 +1,7 @@
 //! Wire types shared by every Switchboard process: REST bodies, the error table,
 //! validated identifiers and the worker protocol (with the sink both ends write
-//! its WebSocket through). This crate depends on nothing internal; a type here is a promise to clients and workers, so change it with care.
+//! its WebSocket through). This crate depends on nothing internal; a type here is a
+//! promise to clients and workers, so change it with care.
 
 mod error;
 mod identity;

@@ -924,12 +924,14 @@ mod tests {
     }
 
     async fn hub() -> (Arc<Hub>, tempfile::TempDir) {
+        hub_beating(Duration::from_secs(5)).await
+    }
+
+    /// A hub that expects a heartbeat from its workers every `beat`.
+    async fn hub_beating(beat: Duration) -> (Arc<Hub>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
-        (
-            Arc::new(Hub::new(Arc::new(store), Duration::from_secs(5))),
-            dir,
-        )
+        (Arc::new(Hub::new(Arc::new(store), beat)), dir)
     }
 
     fn none() -> &'static BTreeMap<String, String> {
@@ -967,10 +969,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_worker_silent_for_three_heartbeats_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
         let beat = Duration::from_millis(200);
-        let hub = Arc::new(Hub::new(Arc::new(store), beat));
+        let (hub, _dir) = hub_beating(beat).await;
         let start = Instant::now();
         let _silent = FakeWorker::join(&hub, "silent", 1, vec![]).await;
         let chatty = FakeWorker::join(&hub, "chatty", 1, vec![]).await;
