@@ -1,7 +1,7 @@
 //! Wire types shared by every Switchboard process: REST bodies, the error table,
-//! validated identifiers and the worker protocol (with the sink both ends write
-//! its WebSocket through). This crate depends on nothing internal; a type here is a
-//! promise to clients and workers, so change it with care.
+//! validated identifiers and the worker protocol (with the writer both ends send
+//! its messages through). This crate depends on nothing internal; a type here is
+//! a promise to clients and workers, so change it with care.
 
 mod error;
 mod identity;
@@ -10,12 +10,12 @@ mod jobs;
 pub mod protocol;
 mod quiet;
 mod rest;
+pub mod writer;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use identity::*;
 pub use ids::{Digest, FunctionRef, IdError, Namespace};
 pub use jobs::*;
-pub use quiet::QuietSink;
 pub use rest::*;
 
 /// Response headers that carry an invocation's metadata next to the function's output.

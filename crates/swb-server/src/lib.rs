@@ -7,6 +7,7 @@ mod auth;
 mod blobs;
 mod cluster;
 mod config;
+mod conn;
 mod data;
 mod error;
 mod extract;
@@ -183,23 +184,9 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then lets running requests finish and writes
     /// the queued invocation records.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        use axum::serve::ListenerExt;
-        let router = api::router(self.app.clone());
-        // Small answers go out at once rather than waiting on Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("server failed")?;
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        conn::serve(listener, api::router(self.app.clone()), shutdown).await;
         self.recorder.finish().await;
-        Ok(())
     }
 }
 

@@ -6,14 +6,11 @@ use crate::auth::Caller;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::sync::Arc;
-use swb_api::QuietSink;
 use swb_api::protocol::{Frame, ServerMsg, WorkerMsg};
+use swb_api::writer::{OpenCalls, write_batches};
 use tokio::sync::mpsc;
-
-/// Most messages written to a worker's socket before a flush.
-const WRITE_BATCH: usize = 64;
 
 /// Largest message a worker may send (a call's output plus its header).
 fn max_message(app: &App) -> usize {
@@ -38,57 +35,40 @@ pub async fn connect(
 
 async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
     let (sink, stream) = socket.split();
-    // The writer is woken by its own writes only, not by every frame the worker sends.
-    let mut sink = QuietSink::new(sink);
-    let (to_worker, mut outbox) = mpsc::unbounded_channel::<ServerMsg>();
-
-    let writer = tokio::spawn(async move {
-        // Whatever has queued up goes out in one write: under load, one flush (one
-        // syscall) carries many calls. Before writing, the writer lets the tasks
-        // that are ready run first, so the calls they are about to send join the
-        // batch (without it, most writes carried one call).
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
-        'write: while outbox.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-            tokio::task::yield_now().await;
-            while batch.len() < WRITE_BATCH
-                && let Ok(msg) = outbox.try_recv()
-            {
-                batch.push(msg);
-            }
-            for msg in batch.drain(..) {
-                let refused = matches!(msg, ServerMsg::Refused { .. });
-                if sink.feed(Message::Binary(msg.encode())).await.is_err() || refused {
-                    break 'write;
-                }
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
+    let (to_worker, outbox) = mpsc::unbounded_channel::<ServerMsg>();
+    let open = Arc::new(OpenCalls::default());
+    let writer = tokio::spawn({
+        let open = open.clone();
+        async move { write_batches(outbox, sink, &open, Message::Binary).await }
     });
     // The session reads the socket itself: a message is decoded and handled by
     // the task that waits for it, with no hand-over.
-    let from_worker = futures_util::stream::unfold(stream, |mut stream| async move {
-        loop {
-            let frame = match stream.next().await? {
-                Ok(Message::Binary(frame)) => frame,
-                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-                Ok(Message::Text(_)) => {
-                    tracing::warn!("worker sent a text frame; closing its session");
-                    return None;
-                }
-                Ok(Message::Close(_)) | Err(_) => return None,
-            };
-            return match WorkerMsg::decode(frame) {
-                Ok(msg) => Some((msg, stream)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "undecodable frame from worker; closing its session");
-                    None
-                }
-            };
-        }
-    });
+    let from_worker = futures_util::stream::unfold(
+        (stream, open),
+        |(mut stream, open)| async move {
+            loop {
+                let frame = match stream.next().await? {
+                    Ok(Message::Binary(frame)) => frame,
+                    Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                    Ok(Message::Text(_)) => {
+                        tracing::warn!("worker sent a text frame; closing its session");
+                        return None;
+                    }
+                    Ok(Message::Close(_)) | Err(_) => return None,
+                };
+                return match WorkerMsg::decode(frame) {
+                    Ok(msg) => {
+                        open.worker_msg(&msg);
+                        Some((msg, (stream, open)))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable frame from worker; closing its session");
+                        None
+                    }
+                };
+            }
+        },
+    );
     app.worker_session(Some(caller), to_worker, Box::pin(from_worker), None)
         .await;
     let _ = writer.await;

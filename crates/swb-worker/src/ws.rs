@@ -3,19 +3,18 @@
 //! cluster), backing off exponentially with jitter once every server has failed.
 
 use crate::{SessionEnd, Worker};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use rand::Rng;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use swb_api::protocol::{Frame, ServerMsg, WorkerMsg};
-use swb_api::{ApiError, ErrorBody, QuietSink};
+use swb_api::writer::{OpenCalls, write_batches};
+use swb_api::{ApiError, ErrorBody};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-
-/// Most messages written to the socket before a flush.
-const WRITE_BATCH: usize = 64;
 
 /// Largest frame accepted from the server (module bytes or a call's input).
 const MAX_MESSAGE: usize = 256 << 20;
@@ -190,47 +189,32 @@ async fn connect(url: &str, token: &str) -> Result<Socket, ConnectError> {
 /// Bridges a WebSocket to a session's channels.
 async fn serve(worker: &Worker, socket: Socket, shutdown: impl Future<Output = ()>) -> SessionEnd {
     let (sink, stream) = socket.split();
-    // The writer is woken by its own writes only, not by every frame the server sends.
-    let mut sink = QuietSink::new(sink);
-    let (out, mut outbox) = mpsc::channel::<WorkerMsg>(256);
-    let writer = tokio::spawn(async move {
-        // Whatever has queued up goes out in one write (one flush for many answers),
-        // with the answers of the tasks ready to run first (see the server's writer).
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
-        'write: while outbox.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-            tokio::task::yield_now().await;
-            while batch.len() < WRITE_BATCH
-                && let Ok(msg) = outbox.try_recv()
-            {
-                batch.push(msg);
-            }
-            for msg in batch.drain(..) {
-                if sink.feed(Message::Binary(msg.encode())).await.is_err() {
-                    break 'write;
-                }
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
+    let (out, outbox) = mpsc::channel::<WorkerMsg>(256);
+    let open = Arc::new(OpenCalls::default());
+    let writer = tokio::spawn({
+        let open = open.clone();
+        async move { write_batches(outbox, sink, &open, Message::Binary).await }
     });
     // The session reads the socket itself (no hand-over between tasks).
-    let from_server = futures_util::stream::unfold(stream, |mut stream| async move {
-        loop {
-            match stream.next().await? {
-                Ok(Message::Binary(frame)) => match ServerMsg::decode(frame) {
-                    Ok(msg) => return Some((msg, stream)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "undecodable frame from the server");
-                        return None;
-                    }
-                },
-                Ok(Message::Close(_)) | Err(_) => return None,
-                Ok(_) => {}
+    let from_server =
+        futures_util::stream::unfold((stream, open), |(mut stream, open)| async move {
+            loop {
+                match stream.next().await? {
+                    Ok(Message::Binary(frame)) => match ServerMsg::decode(frame) {
+                        Ok(msg) => {
+                            open.server_msg(&msg);
+                            return Some((msg, (stream, open)));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "undecodable frame from the server");
+                            return None;
+                        }
+                    },
+                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(_) => {}
+                }
             }
-        }
-    });
+        });
     let end = worker
         .session(out, std::pin::pin!(from_server), shutdown)
         .await;

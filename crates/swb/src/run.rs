@@ -196,7 +196,8 @@ fn announce(url: &str, server: &Server, worker: Option<u32>) {
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let (server, listener, url) = start(&args).await?;
     announce(&url, &server, None);
-    server.serve(listener, shutdown_signal()).await
+    server.serve(listener, shutdown_signal()).await;
+    Ok(())
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -235,11 +236,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .await
     });
     announce(&url, &server, Some(capacity));
-    let result = server.serve(listener, shutdown_signal()).await;
+    server.serve(listener, shutdown_signal()).await;
     let _ = stop.send(true);
     let _ = local.await;
     session.abort();
-    result
+    Ok(())
 }
 
 pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {

@@ -309,3 +309,33 @@ async fn sigterm_drains_running_calls_and_the_sdk_serves_typed_calls() {
     let e = assert_code(e.error, ErrorCode::FunctionError);
     assert!(e.message.contains("blank"), "{}", e.message);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_told_to_stop_answers_the_calls_it_is_running_first() {
+    let mut c = Cluster::start(false, &[]).await;
+    let slow = f("admin/slow");
+    let _worker = c.serve("slow", "admin/slow", &[], &["sh", "-c", "sleep 1; cat"]);
+    connected(&c.client, "slow").await;
+    let call = tokio::spawn({
+        let (client, slow) = (c.client.clone(), slow.clone());
+        async move { client.invoke(&slow, None, "in flight").await }
+    });
+    eventually(
+        "the call to reach the worker",
+        Duration::from_secs(20),
+        || async {
+            let list = c.client.workers().await.ok()?;
+            list.workers.iter().any(|w| w.in_flight > 0).then_some(())
+        },
+    )
+    .await;
+
+    // SIGTERM: the server stops accepting connections and waits for the request.
+    let status = tokio::task::block_in_place(|| c.server.terminate()).unwrap();
+    assert!(status.success(), "server exited with {status}");
+    let answer = call
+        .await
+        .unwrap()
+        .expect("answered before the server exited");
+    assert_eq!(&answer.output[..], b"in flight");
+}
