@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets every open
 /// connection finish the request it is serving (WebSocket sessions, once upgraded,
@@ -26,9 +26,8 @@ use tokio::sync::{mpsc, watch};
 /// thread wake-up per request. Here such a wake-up polls the connection again at
 /// once ([`SelfWaking`]).
 pub async fn serve(mut listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+    // Every connection task holds a receiver: all dropped = all connections done.
     let (stop, stopping) = watch::channel(false);
-    // Every connection task holds a sender; all dropped = all connections done.
-    let (open, mut closed) = mpsc::channel::<()>(1);
     let mut shutdown = pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -39,9 +38,8 @@ pub async fn serve(mut listener: TcpListener, router: Router, shutdown: impl Fut
         // Small answers go out at once rather than waiting on Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let (mut stopping, open) = (stopping.clone(), open.clone());
+        let mut stopping = stopping.clone();
         tokio::spawn(SelfWaking::new(Box::pin(async move {
-            let _open = open;
             let mut conn = pin!(
                 hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), service)
@@ -55,8 +53,8 @@ pub async fn serve(mut listener: TcpListener, router: Router, shutdown: impl Fut
         })));
     }
     let _ = stop.send(true);
-    drop(open);
-    let _ = closed.recv().await;
+    drop(stopping);
+    stop.closed().await;
 }
 
 /// Most polls in a row of a future that keeps waking itself; then it yields.
@@ -85,21 +83,13 @@ impl Wake for State {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let mut phase = self.phase.load(Ordering::Acquire);
-        loop {
-            match phase {
-                POLLING => match self.phase.compare_exchange_weak(
-                    POLLING,
-                    WOKEN,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return,
-                    Err(now) => phase = now,
-                },
-                WOKEN => return,
-                _ => return self.task.wake(),
-            }
+        // While the future is polled the wake-up is noted; otherwise it goes on.
+        match self
+            .phase
+            .compare_exchange(POLLING, WOKEN, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(WOKEN) => {}
+            Err(_) => self.task.wake(),
         }
     }
 }
