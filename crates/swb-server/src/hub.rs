@@ -11,7 +11,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use swb_api::protocol::{CallId, CallLimits, HostedCall, ServerMsg, WorkerMsg};
@@ -226,10 +228,8 @@ pub struct Hub {
     heartbeat: Duration,
     workers: RwLock<Vec<Arc<Worker>>>,
     rr: AtomicUsize,
-    /// Signalled when capacity frees up or a worker joins. Every waiting call is woken
-    /// (`notify_waiters`): each waits for its own set of suitable workers, and waking
-    /// only one could leave a freed slot idle while a call for that worker sleeps.
-    freed: Notify,
+    /// Signalled when capacity frees up or a worker joins.
+    freed: Freed,
     /// Signalled when a worker reports on code or leaves.
     compiled: Notify,
     /// Bumped when a worker joins or leaves.
@@ -252,7 +252,7 @@ impl Hub {
             heartbeat,
             workers: RwLock::new(Vec::new()),
             rr: AtomicUsize::new(0),
-            freed: Notify::new(),
+            freed: Freed::default(),
             compiled: Notify::new(),
             membership: watch::Sender::new(0),
         }
@@ -361,7 +361,7 @@ impl Hub {
             .push(worker.clone());
         metrics::gauge!(m::WORKERS_CONNECTED).increment(1.0);
         tracing::info!(worker = %worker.name, id = %worker.id, capacity, "worker connected");
-        self.freed.notify_waiters();
+        self.freed.signal();
         self.membership.send_modify(|n| *n += 1);
 
         // A worker that stays silent for three heartbeats is gone.
@@ -462,7 +462,7 @@ impl Hub {
                         stderr_tail,
                     });
                 }
-                self.freed.notify_waiters();
+                self.freed.signal();
             }
             WorkerMsg::Draining => {
                 tracing::info!(worker = %worker.name, "worker is draining");
@@ -677,9 +677,10 @@ impl Hub {
         if let Some(w) = self.try_acquire(function, target, requires, eligible)? {
             return Ok(w);
         }
+        let _waiting = self.freed.waiting();
         loop {
             // Registered before looking again, so a slot freed in between is seen.
-            let mut freed = pin!(self.freed.notified());
+            let mut freed = pin!(self.freed.notify.notified());
             freed.as_mut().enable();
             if let Some(w) = self.try_acquire(function, target, requires, eligible)? {
                 return Ok(w);
@@ -776,19 +777,57 @@ enum Pick {
     Busy,
 }
 
+/// Wakes the calls waiting for capacity. Every waiting call is woken: each waits for
+/// its own set of suitable workers, and waking only one could leave a freed slot idle
+/// while a call for that worker sleeps. Freeing a slot ends every call and almost
+/// never finds a waiter, so it takes `Notify`'s lock only when one is counted.
+#[derive(Default)]
+struct Freed {
+    notify: Notify,
+    waiting: AtomicUsize,
+}
+
+impl Freed {
+    /// After capacity was freed (or a worker joined).
+    fn signal(&self) {
+        // Paired with the fence in `waiting`: either this sees the waiter counted, or
+        // the waiter's next look at the workers (after its fence) sees the free slot.
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Counts a call as waiting until the guard drops; it must look for capacity again
+    /// after this, with its `notified()` enabled, before it sleeps.
+    fn waiting(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        Waiting(&self.waiting)
+    }
+}
+
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Abandons a call whose caller went away or whose deadline passed: the worker is
 /// told to stop and the capacity is released.
 struct CancelOnDrop<'a> {
     worker: &'a Worker,
     call: CallId,
-    freed: &'a Notify,
+    freed: &'a Freed,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.worker.take_call(self.call).is_some() {
             let _ = self.worker.tx.send(ServerMsg::Cancel { call: self.call });
-            self.freed.notify_waiters();
+            self.freed.signal();
         }
     }
 }
@@ -797,13 +836,13 @@ impl Drop for CancelOnDrop<'_> {
 /// released.
 struct LocalCall<'a> {
     worker: &'a Worker,
-    freed: &'a Notify,
+    freed: &'a Freed,
 }
 
 impl Drop for LocalCall<'_> {
     fn drop(&mut self) {
         self.worker.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.freed.notify_waiters();
+        self.freed.signal();
     }
 }
 
@@ -1133,6 +1172,37 @@ mod tests {
         assert_eq!(
             waits_for_a.await.unwrap().unwrap().result.unwrap(),
             Bytes::from_static(b"second")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_joining_takes_a_call_waiting_for_capacity() {
+        let (hub, _dir) = hub().await;
+        let d = Digest::of(b"m");
+        let mut busy = FakeWorker::join(&hub, "busy", 1, vec![d]).await;
+        let later = Instant::now() + Duration::from_secs(30);
+        let call = || {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                hub.call(function(), hosted(d), none(), Bytes::new(), later, &any)
+                    .await
+            })
+        };
+        let _first = call();
+        assert!(matches!(
+            busy.from_server.recv().await,
+            Some(ServerMsg::Invoke { .. })
+        ));
+        let waiting = call();
+        tokio::task::yield_now().await;
+        let mut joined = FakeWorker::join(&hub, "joined", 1, vec![d]).await;
+        let sent = timeout(Duration::from_secs(5), joined.answer("to the newcomer")).await;
+        assert!(sent.is_ok(), "the waiting call was not woken by the join");
+        let answer = waiting.await.unwrap().unwrap();
+        assert_eq!(answer.worker, "joined");
+        assert_eq!(
+            answer.result.unwrap(),
+            Bytes::from_static(b"to the newcomer")
         );
     }
 
