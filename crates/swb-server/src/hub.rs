@@ -24,6 +24,7 @@ use swb_api::{
 };
 use swb_runtime::{CallRequest, Prepared, Runtime};
 use swb_store::Store;
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -677,10 +678,10 @@ impl Hub {
         if let Some(w) = self.try_acquire(function, target, requires, eligible)? {
             return Ok(w);
         }
-        let _waiting = self.freed.waiting();
+        let waiting = self.freed.waiting();
         loop {
             // Registered before looking again, so a slot freed in between is seen.
-            let mut freed = pin!(self.freed.notify.notified());
+            let mut freed = pin!(waiting.notified());
             freed.as_mut().enable();
             if let Some(w) = self.try_acquire(function, target, requires, eligible)? {
                 return Ok(w);
@@ -798,20 +799,27 @@ impl Freed {
         }
     }
 
-    /// Counts a call as waiting until the guard drops; it must look for capacity again
-    /// after this, with its `notified()` enabled, before it sleeps.
+    /// Counts a call as waiting until the guard drops. Only a counted call can wait
+    /// for a signal, and it must look for capacity again after enabling each wait.
     fn waiting(&self) -> Waiting<'_> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        Waiting(&self.waiting)
+        Waiting(self)
     }
 }
 
-struct Waiting<'a>(&'a AtomicUsize);
+struct Waiting<'a>(&'a Freed);
+
+impl Waiting<'_> {
+    /// The next signal; enable it before looking for capacity again.
+    fn notified(&self) -> Notified<'_> {
+        self.0.notify.notified()
+    }
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
