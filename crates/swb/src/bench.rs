@@ -28,7 +28,9 @@ pub enum BenchCmd {
 
 #[derive(Args)]
 pub struct InvokeArgs {
+    /// Function name as namespace/name
     function: swb_api::FunctionRef,
+    /// Callers, each with one keep-alive connection, calling in a closed loop
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Measured seconds
