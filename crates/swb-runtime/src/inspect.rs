@@ -40,6 +40,9 @@ impl InvalidModule {
     }
 }
 
+/// The first four bytes of every WebAssembly binary.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
 const WASI_P1_MODULE: &str = "wasi_snapshot_preview1";
 
 /// Every function of `wasi_snapshot_preview1`.
@@ -94,8 +97,21 @@ const WASI_P1_FUNCTIONS: &[&str] = &[
 
 /// Checks that `bytes` are a valid WASI preview 1 command module.
 pub fn inspect(bytes: &[u8]) -> Result<(), InvalidModule> {
-    let malformed =
-        |e: wasmparser::BinaryReaderError| InvalidModule::Malformed(e.message().to_owned());
+    // Said in our words: wasmparser prints the bytes it expected as a multi-line list.
+    if !bytes.starts_with(WASM_MAGIC) {
+        return Err(InvalidModule::Malformed(if bytes.is_empty() {
+            "the file is empty".to_owned()
+        } else {
+            let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+            format!(
+                "it does not start with the bytes 00 61 73 6d (\\0asm) but with {}",
+                head.join(" ")
+            )
+        }));
+    }
+    let malformed = |e: wasmparser::BinaryReaderError| {
+        InvalidModule::Malformed(format!("{} (at byte {})", e.message(), e.offset()))
+    };
     let mut has_start = false;
     let mut has_memory = false;
     for payload in Parser::new(0).parse_all(bytes) {
@@ -198,5 +214,20 @@ mod tests {
         }
         let err = inspect(&wat(r#"(module (import "env" "host_call" (func)) (memory (export "memory") 1) (func (export "_start")))"#)).unwrap_err();
         assert!(err.to_string().contains("env::host_call"), "{err}");
+        // Malformed files are described on one line, with where they go wrong.
+        let says = |bytes: &[u8]| inspect(bytes).unwrap_err().to_string();
+        assert_eq!(
+            says(b"(module)"),
+            "not a WebAssembly module: it does not start with the bytes 00 61 73 6d (\\0asm) but with 28 6d 6f 64"
+        );
+        assert_eq!(says(b""), "not a WebAssembly module: the file is empty");
+        let truncated =
+            &wat(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)[..20];
+        let err = says(truncated);
+        assert!(
+            err.starts_with("not a WebAssembly module: ") && err.contains("(at byte "),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
     }
 }
