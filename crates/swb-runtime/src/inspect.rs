@@ -95,19 +95,25 @@ const WASI_P1_FUNCTIONS: &[&str] = &[
     "sock_shutdown",
 ];
 
+/// Bytes as hex pairs separated by spaces: `00 61 73 6d`.
+fn spaced_hex(bytes: &[u8]) -> String {
+    let pairs: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    pairs.join(" ")
+}
+
 /// Checks that `bytes` are a valid WASI preview 1 command module.
 pub fn inspect(bytes: &[u8]) -> Result<(), InvalidModule> {
     // Said in our words: wasmparser prints the bytes it expected as a multi-line list.
+    if bytes.is_empty() {
+        return Err(InvalidModule::Malformed("the file is empty".to_owned()));
+    }
     if !bytes.starts_with(WASM_MAGIC) {
-        return Err(InvalidModule::Malformed(if bytes.is_empty() {
-            "the file is empty".to_owned()
-        } else {
-            let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
-            format!(
-                "it does not start with the bytes 00 61 73 6d (\\0asm) but with {}",
-                head.join(" ")
-            )
-        }));
+        let head = &bytes[..bytes.len().min(WASM_MAGIC.len())];
+        return Err(InvalidModule::Malformed(format!(
+            "it does not start with the bytes {} (\\0asm) but with {}",
+            spaced_hex(WASM_MAGIC),
+            spaced_hex(head)
+        )));
     }
     let malformed = |e: wasmparser::BinaryReaderError| {
         InvalidModule::Malformed(format!("{} (at byte {})", e.message(), e.offset()))
