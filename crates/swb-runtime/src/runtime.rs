@@ -31,7 +31,8 @@ const KEEP_RESIDENT: usize = 4 << 20;
 pub struct RuntimeConfig {
     /// Where compiled code is kept across restarts; `None` keeps it in memory only.
     pub cache_dir: Option<PathBuf>,
-    /// Instances that may run at once (sizes the pooling allocator).
+    /// Guests that run at once (the pooling allocator's size); further calls wait
+    /// for a running one to end.
     pub max_instances: u32,
     /// Modules kept ready in memory (least recently used are dropped).
     pub ready_modules: usize,
@@ -168,11 +169,16 @@ pub struct Runtime {
     compiles: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
+    /// One permit per pooled instance, held by a call for its instance's life.
+    running: tokio::sync::Semaphore,
     _ticker: Ticker,
 }
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        if config.max_instances == 0 {
+            return Err(setup_err("max_instances must be at least 1"));
+        }
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(config.max_instances)
             .total_memories(config.max_instances)
@@ -232,6 +238,7 @@ impl Runtime {
             compiles: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
             memory_hits: AtomicU64::new(0),
+            running: tokio::sync::Semaphore::new(config.max_instances as usize),
             _ticker: Ticker(stop),
         })
     }
@@ -355,6 +362,13 @@ impl Runtime {
     /// future stops the call at once. A panic inside (a bug, never the guest's doing)
     /// fails this call only.
     pub async fn call(&self, module: &Prepared, req: CallRequest<'_>) -> CallResult {
+        // Dropped after the call's instance (declared first, and the call's future
+        // goes first when this one is dropped): a permit never outlives its slot.
+        let _running = self
+            .running
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         AssertUnwindSafe(self.run(module, req))
             .catch_unwind()
             .await

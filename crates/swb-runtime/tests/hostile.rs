@@ -187,6 +187,29 @@ async fn hostile_guests_leave_the_runtime_serving() {
     }
 }
 
+/// A call beyond the runtime's instances waits for a running one to end, rather
+/// than failing for want of a pooled slot.
+#[tokio::test]
+async fn calls_beyond_the_instances_wait_for_one_to_end() {
+    const NAP_MS: u64 = 300;
+    let rt = one_slot_runtime();
+    let nap = guests::sleeps(NAP_MS);
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(
+        run_with(&rt, &nap, b"", LIMITS),
+        run_with(&rt, &nap, b"", LIMITS)
+    );
+    assert!(a.output.is_ok() && b.output.is_ok(), "{a:?} {b:?}");
+    assert!(started.elapsed() >= Duration::from_millis(2 * NAP_MS));
+    assert!(
+        Runtime::new(RuntimeConfig {
+            max_instances: 0,
+            ..RuntimeConfig::default()
+        })
+        .is_err()
+    );
+}
+
 #[tokio::test]
 async fn prepare_rejects_bad_modules_and_wrong_digests() {
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();

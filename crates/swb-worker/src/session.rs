@@ -16,11 +16,18 @@ use tokio::time::timeout;
 
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most Wasm guests a worker runs at once, per CPU. It may hold more calls (its
+/// capacity): the others wait at the worker for a running guest to end. Memory for
+/// guests is bounded by those running; the calls held hide the round trip to the
+/// server.
+const GUESTS_PER_CPU: u32 = 8;
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    /// Calls run at once.
+    /// Calls held at once: the server sends no more. Remote calls run as they come;
+    /// Wasm calls run at most [`GUESTS_PER_CPU`] × CPUs at once.
     pub capacity: u32,
     /// Run hosted (Wasm) functions.
     pub wasm: bool,
@@ -52,7 +59,8 @@ struct Shared {
     runtime: Option<Arc<Runtime>>,
     handlers: HashMap<FunctionRef, Arc<dyn Handler>>,
     out: mpsc::Sender<WorkerMsg>,
-    slots: Arc<Semaphore>,
+    /// Remote calls running (the capacity; the runtime bounds the guests running).
+    slots: Semaphore,
     in_flight: AtomicU32,
     /// Calls received and not yet answered (running or waiting for a slot).
     outstanding: AtomicU32,
@@ -66,10 +74,11 @@ struct Shared {
 impl Worker {
     pub fn new(config: WorkerConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(config.capacity > 0, "capacity must be at least 1");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let runtime = if config.wasm {
             Some(Arc::new(Runtime::new(RuntimeConfig {
                 cache_dir: config.cache_dir.clone(),
-                max_instances: config.capacity.max(8) * 2,
+                max_instances: config.capacity.min(GUESTS_PER_CPU * cpus),
                 ..RuntimeConfig::default()
             })?))
         } else {
@@ -143,7 +152,7 @@ impl Worker {
                 .map(|(f, h)| (f.function.clone(), h.clone()))
                 .collect(),
             out,
-            slots: Arc::new(Semaphore::new(self.config.capacity as usize)),
+            slots: Semaphore::new(self.config.capacity as usize),
             in_flight: AtomicU32::new(0),
             outstanding: AtomicU32::new(0),
             idle: Notify::new(),
@@ -402,11 +411,6 @@ impl Shared {
     }
 
     async fn run_hosted(&self, hosted: Arc<HostedCall>, input: Bytes) -> Timed {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
         let running = Running::new(&self.in_flight);
         let mut result = self.execute(&hosted, input.clone()).await;
         if result.is_none() {

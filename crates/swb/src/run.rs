@@ -52,7 +52,8 @@ pub struct UpArgs {
 
 #[derive(Args)]
 struct LocalWorkerArgs {
-    /// Calls the in-process worker runs at once [default: 8 x CPUs, as `swb worker`]
+    /// Calls the in-process worker holds at once [default: 8 x CPUs]; at most 8 x
+    /// CPUs run at once, the others wait for one to end
     #[arg(long)]
     capacity: Option<u32>,
     /// Compiled-code cache of the in-process worker [default: <data-dir>/code-cache]
@@ -83,8 +84,8 @@ struct WorkerArgs {
     /// Label as key=value (repeatable)
     #[arg(long = "label", value_parser = parse_pair)]
     labels: Vec<(String, String)>,
-    /// Calls held at once [default: 8 x CPUs: more than the cores, so that the next
-    /// call is already here when one ends]
+    /// Calls held at once [default: 32 x CPUs]. At most 8 x CPUs run at once; the
+    /// others wait here, so that the next call is already here when one ends
     #[arg(long)]
     capacity: Option<u32>,
     /// Compiled-code cache kept across restarts
@@ -106,12 +107,18 @@ fn cpus() -> u32 {
     std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
 }
 
-/// A worker, in-process or not, holds more calls than it has cores. A worker process:
-/// an answer travels to the server and the next call back before a core could start
-/// it, and calls already waiting at the worker hide that round trip. The in-process
-/// worker: its cores idle less while calls hand their answers back than while calls
-/// queue for a slot (see BENCHMARKS.md).
+/// A worker process holds many more calls than it runs: an answer travels to the
+/// server and the next call back before a core could start it, and calls already
+/// waiting at the worker hide that round trip. It runs at most 8 Wasm guests per CPU
+/// at once (`swb_worker`'s `GUESTS_PER_CPU`); the rest wait there (see BENCHMARKS.md).
 fn worker_capacity() -> u32 {
+    (cpus() * 32).clamp(32, 1024)
+}
+
+/// The in-process worker of `swb up` runs every call it holds, on the server's own
+/// task: no round trip to hide, but its cores idle less while calls hand their
+/// answers back than while calls queue for a slot (see BENCHMARKS.md).
+fn local_worker_capacity() -> u32 {
     (cpus() * 8).clamp(8, 256)
 }
 
@@ -202,7 +209,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (server, listener, url) = start(&args.server).await?;
-    let capacity = args.worker.capacity.unwrap_or_else(worker_capacity);
+    let capacity = args.worker.capacity.unwrap_or_else(local_worker_capacity);
     let worker = Worker::new(WorkerConfig {
         name: "local".into(),
         labels: BTreeMap::new(),

@@ -7,10 +7,10 @@ mod common;
 use common::{Cluster, assert_code, bin};
 use futures_util::future::join_all;
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use swb_api::{ErrorCode, FunctionRef, Outcome};
 use swb_client::{Client, InvocationFilter};
-use swb_testkit::{ServerProc, deploy, eventually, guests};
+use swb_testkit::{ServerProc, WorkerProc, connected, deploy, eventually, guests};
 
 fn f(name: &str) -> FunctionRef {
     name.parse().unwrap()
@@ -277,6 +277,62 @@ async fn swb_up_answers_calls_while_guests_compute() {
     );
     for l in loops {
         l.abort();
+    }
+}
+
+/// A worker process holds more calls than it runs guests: with room for every call,
+/// the server sends them all at once (none waits there for an answer to come back
+/// first), and the worker runs 8 guests per CPU at most, the others waiting at the
+/// worker for one to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_holds_more_calls_than_it_runs_guests() {
+    const NAP: Duration = Duration::from_millis(1000);
+    let c = Cluster::start(false, &[]).await;
+    let at_once = 8 * std::thread::available_parallelism().map_or(1, |n| n.get());
+    let calls = at_once + 4;
+    let capacity = calls.to_string();
+    let cache = c.dir.path().join("cache-holder");
+    let _worker = WorkerProc::start(
+        bin(),
+        &c.server,
+        "holder",
+        &cache,
+        &["--capacity", &capacity],
+    )
+    .expect("worker starts");
+    connected(&c.client, "holder").await;
+    deploy(
+        &c.client,
+        "admin/nap",
+        guests::sleeps(NAP.as_millis() as u64),
+        |r| r.limits.timeout_ms = Some(30_000),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let naps = join_all((0..calls).map(|_| {
+        let client = c.client.clone();
+        async move {
+            client.invoke(&f("admin/nap"), None, "").await.unwrap();
+            started.elapsed()
+        }
+    }));
+    let held = eventually(
+        "every call to be at the worker",
+        Duration::from_secs(10),
+        || async {
+            let workers = c.client.workers().await.ok()?;
+            (workers.workers.first()?.in_flight as usize == calls).then_some(())
+        },
+    );
+    let (mut ended, ()) = tokio::join!(naps, held);
+    ended.sort();
+    // A call beyond the guests running started when one of them ended: two naps.
+    for (i, took) in ended.iter().enumerate().skip(at_once) {
+        assert!(
+            *took >= 2 * NAP,
+            "call {i} of {calls} ended after {took:?}: more than {at_once} guests ran at once"
+        );
     }
 }
 
