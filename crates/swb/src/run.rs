@@ -85,7 +85,7 @@ struct WorkerArgs {
     #[arg(long = "label", value_parser = parse_pair)]
     labels: Vec<(String, String)>,
     /// Calls held at once [default: 32 x CPUs]. At most 8 x CPUs run at once; the
-    /// others wait here, so that the next call is already here when one ends
+    /// others wait at the worker, so that the next call is ready when one ends
     #[arg(long)]
     capacity: Option<u32>,
     /// Compiled-code cache kept across restarts
