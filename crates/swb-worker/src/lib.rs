@@ -13,5 +13,5 @@ mod ws;
 
 pub use exec::Exec;
 pub use handler::{CallContext, Handler, Reply};
-pub use session::{SessionEnd, Worker, WorkerConfig};
+pub use session::{GUESTS_PER_CPU, SessionEnd, Worker, WorkerConfig, cpus};
 pub use ws::{Backoff, RunError, run};

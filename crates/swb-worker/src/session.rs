@@ -20,7 +20,12 @@ const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 /// capacity): the others wait at the worker for a running guest to end. Memory for
 /// guests is bounded by those running; the calls held hide the round trip to the
 /// server.
-const GUESTS_PER_CPU: u32 = 8;
+pub const GUESTS_PER_CPU: u32 = 8;
+
+/// The CPUs this process may use (2 when the system cannot say).
+pub fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+}
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -74,11 +79,10 @@ struct Shared {
 impl Worker {
     pub fn new(config: WorkerConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(config.capacity > 0, "capacity must be at least 1");
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let runtime = if config.wasm {
             Some(Arc::new(Runtime::new(RuntimeConfig {
                 cache_dir: config.cache_dir.clone(),
-                max_instances: config.capacity.min(GUESTS_PER_CPU * cpus),
+                max_instances: config.capacity.min(GUESTS_PER_CPU * cpus()),
                 ..RuntimeConfig::default()
             })?))
         } else {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use swb_server::{Config, Server};
-use swb_worker::{Backoff, Worker, WorkerConfig};
+use swb_worker::{Backoff, GUESTS_PER_CPU, Worker, WorkerConfig, cpus};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -103,23 +103,19 @@ pub fn parse_pair(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got {s:?}"))
 }
 
-fn cpus() -> u32 {
-    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
-}
-
 /// A worker process holds many more calls than it runs: an answer travels to the
 /// server and the next call back before a core could start it, and calls already
-/// waiting at the worker hide that round trip. It runs at most 8 Wasm guests per CPU
-/// at once (`swb_worker`'s `GUESTS_PER_CPU`); the rest wait there (see BENCHMARKS.md).
+/// waiting at the worker hide that round trip. It runs at most [`GUESTS_PER_CPU`]
+/// Wasm guests per CPU at once; the rest wait there (see BENCHMARKS.md).
 fn worker_capacity() -> u32 {
     (cpus() * 32).clamp(32, 1024)
 }
 
-/// The in-process worker of `swb up` runs every call it holds, on the server's own
-/// task: no round trip to hide, but its cores idle less while calls hand their
+/// The in-process worker of `swb up` holds as many calls as it runs, on the server's
+/// own task: no round trip to hide, but its cores idle less while calls hand their
 /// answers back than while calls queue for a slot (see BENCHMARKS.md).
 fn local_worker_capacity() -> u32 {
-    (cpus() * 8).clamp(8, 256)
+    (cpus() * GUESTS_PER_CPU).clamp(8, 256)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
