@@ -11,6 +11,10 @@ pub enum ErrorCode {
     /// A sealed blob (dataset) may be used by functions but never downloaded.
     Sealed,
     NotFound,
+    /// The route exists, but not with this method.
+    MethodNotAllowed,
+    /// The client sent its request too slowly (a body that stopped making progress).
+    RequestTimeout,
     InvalidInput,
     InvalidModule,
     Conflict,
@@ -25,11 +29,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::Sealed,
         Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::RequestTimeout,
         Self::InvalidInput,
         Self::InvalidModule,
         Self::Conflict,
@@ -49,6 +55,8 @@ impl ErrorCode {
             Self::Unauthenticated => 401,
             Self::Forbidden | Self::Sealed => 403,
             Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::FunctionError | Self::LimitExceeded => 422,
@@ -65,6 +73,8 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::Sealed => "sealed",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::InvalidInput => "invalid_input",
             Self::InvalidModule => "invalid_module",
             Self::Conflict => "conflict",

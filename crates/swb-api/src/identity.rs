@@ -138,6 +138,9 @@ pub struct CreatedToken {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenInfo {
     pub id: String,
+    /// The token this one was created with: it dies with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     pub scopes: Vec<String>,
     pub description: String,
     #[serde(with = "timestamp")]

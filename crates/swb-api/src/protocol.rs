@@ -20,6 +20,19 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest header a peer accepts; payloads are bounded by the server's size limits.
 pub const MAX_HEADER_BYTES: usize = 1 << 20;
 
+/// What one hello may announce; a server refuses a hello past any of these, naming
+/// the field. A worker announces at most `MAX_CACHED` of its cached modules.
+pub mod hello_limits {
+    pub const MAX_CAPACITY: u32 = 10_000;
+    pub const MAX_NAME_BYTES: usize = 128;
+    pub const MAX_LABELS: usize = 64;
+    /// Per key and per value.
+    pub const MAX_LABEL_BYTES: usize = 256;
+    pub const MAX_RUNTIMES: usize = 8;
+    pub const MAX_CACHED: usize = 10_000;
+    pub const MAX_FUNCTIONS: usize = 1_000;
+}
+
 /// A call's id, unique within one worker session.
 pub type CallId = u64;
 

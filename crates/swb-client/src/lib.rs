@@ -131,6 +131,19 @@ impl Client {
         self.json(self.request(Method::GET, "/healthz")).await
     }
 
+    /// The Prometheus exposition text of `/metrics` (an administrator's token, or
+    /// one scoped to `metrics`).
+    pub async fn metrics(&self) -> Result<String> {
+        let response = self.send(self.request(Method::GET, "/metrics")).await?;
+        response
+            .text()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: self.base.clone(),
+                source,
+            })
+    }
+
     pub async fn missing(&self, digests: Vec<Digest>) -> Result<Vec<Digest>> {
         let r: MissingResponse = self
             .json(self.post_json("/v1/artefacts/missing", &MissingRequest { digests }))

@@ -62,6 +62,8 @@ impl Roles {
 pub enum Scope {
     /// `*`: everything the user may do.
     All,
+    /// `metrics`: scraping `/metrics` and nothing else (administrators only).
+    Metrics,
     /// `role:ns` (whole namespace, also written `role:ns/*`) or `role:ns/name`.
     Grant {
         role: Role,
@@ -74,11 +76,13 @@ impl Scope {
     pub fn parse(s: &str) -> Result<Scope, ApiError> {
         let bad = || {
             ApiError::invalid_input(format!(
-                "bad scope {s:?}: use \"*\", \"<role>:<ns>\", \"<role>:<ns>/*\" or \"<role>:<ns>/<name>\" with role call, deploy or serve"
+                "bad scope {s:?}: use \"*\", \"metrics\", \"<role>:<ns>\", \"<role>:<ns>/*\" or \"<role>:<ns>/<name>\" with role call, deploy or serve"
             ))
         };
-        if s == "*" {
-            return Ok(Scope::All);
+        match s {
+            "*" => return Ok(Scope::All),
+            "metrics" => return Ok(Scope::Metrics),
+            _ => {}
         }
         let (role, target) = s.split_once(':').ok_or_else(bad)?;
         let role = Role::parse(role).ok_or_else(bad)?;
@@ -102,6 +106,7 @@ impl Scope {
     fn allows(&self, ns: &Namespace, function: Option<&str>) -> Roles {
         match self {
             Scope::All => Roles::ALL,
+            Scope::Metrics => Roles::NONE,
             Scope::Grant {
                 role,
                 namespace,
@@ -118,27 +123,6 @@ impl Scope {
                 } else {
                     Roles::NONE
                 }
-            }
-        }
-    }
-
-    /// Whether this scope grants at least what `other` does.
-    pub fn covers(&self, other: &Scope) -> bool {
-        match (self, other) {
-            (Scope::All, _) => true,
-            (Scope::Grant { .. }, Scope::All) => false,
-            (
-                Scope::Grant { .. },
-                Scope::Grant {
-                    role,
-                    namespace,
-                    function,
-                },
-            ) => {
-                let wanted = Roles::of(*role);
-                self.allows(namespace, function.as_deref())
-                    .intersect(wanted)
-                    == wanted
             }
         }
     }
@@ -276,6 +260,16 @@ impl Caller {
         }
     }
 
+    /// Whether the caller may read `/metrics`, which names every function: an
+    /// administrator with an unscoped token or one scoped to `metrics`.
+    pub fn may_scrape(&self) -> bool {
+        self.user.is_admin
+            && self
+                .scopes
+                .iter()
+                .any(|s| matches!(s, Scope::All | Scope::Metrics))
+    }
+
     /// An administrator acting with an unscoped token.
     pub fn is_platform_admin(&self) -> bool {
         self.user.is_admin && self.is_unscoped()
@@ -343,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn scopes_narrow_and_cover() {
+    fn scopes_narrow() {
         let deploy_ns = Scope::parse("deploy:alice").unwrap();
         let call_echo = Scope::parse("call:alice/echo").unwrap();
         assert!(deploy_ns.allows(&ns("alice"), Some("echo")).has(Role::Call));
@@ -354,9 +348,8 @@ mod tests {
                 .has(Role::Call)
         );
         assert!(!call_echo.allows(&ns("alice"), None).has(Role::Call));
-        assert!(deploy_ns.covers(&call_echo));
-        assert!(!call_echo.covers(&deploy_ns));
-        assert!(!Scope::parse("serve:alice").unwrap().covers(&call_echo));
-        assert!(Scope::All.covers(&deploy_ns) && !deploy_ns.covers(&Scope::All));
+        let metrics = Scope::parse("metrics").unwrap();
+        assert_eq!(metrics, Scope::Metrics);
+        assert!(metrics.allows(&ns("alice"), None).is_empty());
     }
 }

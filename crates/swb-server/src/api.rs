@@ -6,11 +6,11 @@ use crate::acl::{Acl, Roles};
 use crate::auth::Caller;
 use crate::cluster::Change;
 use crate::error::{AppError, AppResult, error_response};
-use crate::extract::{Body, Json, Query, parse_json};
+use crate::extract::{Body, Json, Path, Query, cursor, page_limit, parse_json};
 use crate::hub::{Answer, Target};
 use crate::routes::{Route, compile_schema};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -29,7 +29,7 @@ use swb_api::{
     MissingRequest, MissingResponse, Outcome, Role, RollbackRequest, VersionInfo, VersionList,
     VersionSummary, WorkerList, headers,
 };
-use swb_store::InvocationQuery;
+use swb_store::{InvocationQuery, Reach};
 use tokio::time::Instant;
 
 /// Most digests one `artefacts/missing` request may ask about.
@@ -174,6 +174,7 @@ pub fn router(app: Arc<App>) -> Router {
             r.route(path, handler)
         })
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .with_state(app)
 }
@@ -185,6 +186,16 @@ async fn not_found() -> AppError {
     ))
 }
 
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> AppError {
+    AppError(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{} does not take {method}; see /v1/openapi.json",
+            uri.path()
+        ),
+    ))
+}
+
 async fn healthz() -> axum::Json<Health> {
     axum::Json(Health {
         status: "ok".into(),
@@ -192,11 +203,20 @@ async fn healthz() -> axum::Json<Health> {
     })
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    (
+/// Prometheus metrics: they name every function, so only an administrator's
+/// unscoped token or a `metrics`-scoped one may read them.
+async fn metrics(State(app): State<Arc<App>>, caller: Caller) -> AppResult<impl IntoResponse> {
+    if !caller.may_scrape() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "metrics need an administrator's token, unscoped or with scope `metrics`",
+        )
+        .into());
+    }
+    Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
-    )
+    ))
 }
 
 async fn openapi(_: Caller) -> impl IntoResponse {
@@ -267,8 +287,20 @@ async fn missing_artefacts(
             ApiError::invalid_input(format!("at most {MAX_DIGESTS} digests per request")).into(),
         );
     }
-    let missing = app.store.missing_artefacts(&req.digests).await?;
+    let missing = missing_for(&app, &caller, &req.digests).await?;
     Ok(axum::Json(MissingResponse { missing }))
+}
+
+/// Which of `digests` the caller cannot reach: not stored, or stored but neither
+/// uploaded by them nor pinned by a function in a namespace where they may deploy.
+/// Storage deduplicates bytes; access never is.
+async fn missing_for(app: &App, caller: &Caller, digests: &[Digest]) -> AppResult<Vec<Digest>> {
+    let namespaces = caller.record_namespaces(&app.acl);
+    let reach = namespaces.as_deref().map(|namespaces| Reach {
+        user_id: &caller.user.id,
+        namespaces,
+    });
+    Ok(app.store.missing_artefacts(digests, reach.as_ref()).await?)
 }
 
 async fn put_artefact(
@@ -289,7 +321,10 @@ async fn put_artefact(
         .with_details(json!({ "expected": digest, "actual": actual }))
         .into());
     }
-    let created = app.store.put_artefact(&digest, &bytes).await?;
+    let created = app
+        .store
+        .put_artefact(&digest, &bytes, &caller.user.id)
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -337,12 +372,25 @@ async fn deploy(
             compile_schema(schema, at)?;
         }
     }
-    let module = app.store.artefact(&req.artefact).await?.ok_or_else(|| {
+    // A digest grants nothing: the caller must reach the artefact (have uploaded
+    // it, or deploy where it is pinned). Unreachable and absent read the same.
+    let absent = || {
         ApiError::not_found(format!(
             "artefact {}; upload it first with PUT /v1/artefacts/{}",
             req.artefact, req.artefact
         ))
-    })?;
+    };
+    if !missing_for(&app, &caller, &[req.artefact])
+        .await?
+        .is_empty()
+    {
+        return Err(absent().into());
+    }
+    let module = app
+        .store
+        .artefact(&req.artefact)
+        .await?
+        .ok_or_else(absent)?;
     swb_runtime::inspect(&module).map_err(|e| {
         ApiError::new(ErrorCode::InvalidModule, e.to_string())
             .with_details(json!({ "reason": e.reason() }))
@@ -886,20 +934,14 @@ async fn list_invocations(
             })
         })
         .transpose()?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_INVOCATIONS_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_input(format!(
-            "limit must be between 1 and {MAX_INVOCATIONS_PAGE}"
-        ))
-        .into());
-    }
+    let limit = page_limit(q.limit, 50, MAX_INVOCATIONS_PAGE)?;
     let invocations = app
         .store
         .invocations(&InvocationQuery {
             function,
             namespaces: caller.record_namespaces(&app.acl),
             outcome,
-            after: q.after,
+            after: cursor(q.after, "after")?,
             limit,
         })
         .await?;
@@ -964,5 +1006,14 @@ mod tests {
         documented.sort();
         served.sort();
         assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_error_codes() {
+        let doc: Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let documented = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+            ["code"]["enum"];
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented, &json!(codes));
     }
 }

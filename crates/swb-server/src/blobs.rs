@@ -38,7 +38,7 @@ impl Blobs {
     }
 
     /// Streams an upload into the store; returns its digest and size.
-    pub async fn put_stream<E: std::fmt::Display>(
+    pub async fn put_stream<E: std::error::Error + 'static>(
         &self,
         mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
     ) -> Result<(Digest, u64), ApiError> {
@@ -52,20 +52,23 @@ impl Blobs {
                 Ok(c) => c,
                 Err(e) => {
                     let _ = writer.abort().await;
-                    return Err(ApiError::invalid_input(format!("upload interrupted: {e}")));
+                    return Err(crate::extract::body_error(&e));
                 }
             };
             size += chunk.len() as u64;
             if size > self.max_bytes {
                 let _ = writer.abort().await;
-                return Err(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("blob exceeds the limit of {} bytes", self.max_bytes),
-                ));
+                return Err(crate::extract::too_large(self.max_bytes, "--max-blob-mb"));
             }
             hasher.update(&chunk);
             writer.wait_for_capacity(BUFFER).await.map_err(internal)?;
             writer.write(&chunk);
+        }
+        if size == 0 {
+            let _ = writer.abort().await;
+            return Err(ApiError::invalid_input(
+                "a blob needs a body: the upload was empty",
+            ));
         }
         writer.finish().await.map_err(internal)?;
         let digest = Digest::from_sha256(hasher.finalize().into());

@@ -12,8 +12,11 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// Where blob bytes live (replicas must share it) [default: `<data-dir>/blobs`].
     pub blob_dir: Option<PathBuf>,
-    /// Largest request body (artefacts, invoke inputs).
+    /// Largest request body (artefacts, invoke inputs); a larger declared length is
+    /// refused before the body is read.
     pub max_body_bytes: usize,
+    /// Timeouts, the connection cap and the drain period of the HTTP layer.
+    pub http: crate::conn::HttpLimits,
     /// Invocation records kept; older ones are pruned.
     pub keep_invocations: u64,
     pub default_timeout_ms: u64,
@@ -44,6 +47,7 @@ impl Config {
             nats_url: None,
             blob_dir: None,
             max_body_bytes: 64 << 20,
+            http: crate::conn::HttpLimits::new(),
             keep_invocations: 100_000,
             default_timeout_ms: 10_000,
             max_timeout_ms: 15 * 60 * 1000,

@@ -1,33 +1,94 @@
 //! The HTTP server: one task per connection, which polls itself again when it wakes
-//! itself rather than going back to tokio's queue.
+//! itself rather than going back to tokio's queue; and the limits that keep any one
+//! client from stalling it (slow heads and bodies, too many connections, shutdown).
 
 use axum::Router;
+use axum::body::{Body, HttpBody};
 use axum::serve::Listener;
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::{Instant, Sleep};
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets every open
-/// connection finish the request it is serving (WebSocket sessions, once upgraded,
-/// are no longer connections here).
+/// What the HTTP layer allows a client.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A request's head must arrive within this after the connection starts waiting
+    /// for it, which also bounds how long a kept-alive connection may sit idle.
+    pub header_timeout: Duration,
+    /// A request body that delivers nothing for this long fails (`request_timeout`).
+    pub body_timeout: Duration,
+    /// Most HTTP connections open at once. A new one past this closes the connection
+    /// that has waited longest without running a request (idle, or still sending its
+    /// head); if every connection is running one, the new connection is closed.
+    pub max_connections: usize,
+    /// After a stop signal, how long requests already running may take to finish.
+    pub drain: Duration,
+}
+
+impl HttpLimits {
+    /// Defaults: 10 s for a head, 30 s of silence in a body, 3/4 of the process's
+    /// file-descriptor limit in connections, 30 s to drain.
+    pub fn new() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: default_max_connections(),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Three quarters of the soft file-descriptor limit: the rest stays for worker
+/// sessions, the database, blobs and logs.
+fn default_max_connections() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    (soft.saturating_mul(3) / 4).clamp(64, 100_000) as usize
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves. Then it stops accepting,
+/// closes the connections that are not running a request (idle, or half-sent) at
+/// once, lets running requests finish for up to `limits.drain`, and closes the rest.
+/// (WebSocket sessions, once upgraded, are no longer connections here.)
 ///
-/// This is `axum::serve` with one difference, for latency: hyper's connection task
-/// wakes itself once per request with a body (taking the body's bytes wakes the
-/// connection that sent them, the same task), and tokio treats a task woken while
-/// it runs as one that yielded: it queues the task behind the others and wakes a
-/// sleeping thread to share the work, which on an otherwise idle server costs a
-/// thread wake-up per request. Here such a wake-up polls the connection again at
-/// once ([`SelfWaking`]).
-pub async fn serve(mut listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+/// This is `axum::serve` with two differences. Limits: see [`HttpLimits`]. Latency:
+/// hyper's connection task wakes itself once per request with a body (taking the
+/// body's bytes wakes the connection that sent them, the same task), and tokio
+/// treats a task woken while it runs as one that yielded: it queues the task behind
+/// the others and wakes a sleeping thread to share the work, which on an otherwise
+/// idle server costs a thread wake-up per request. Here such a wake-up polls the
+/// connection again at once ([`SelfWaking`]).
+pub async fn serve(
+    mut listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) {
     // Every connection task holds a receiver: all dropped = all connections done.
     let (stop, stopping) = watch::channel(false);
+    let conns = Arc::new(Conns::default());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     let mut shutdown = pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -35,26 +96,352 @@ pub async fn serve(mut listener: TcpListener, router: Router, shutdown: impl Fut
             (tcp, _) = Listener::accept(&mut listener) => tcp,
             _ = &mut shutdown => break,
         };
+        let Some(conn) = conns.admit(limits.max_connections) else {
+            tracing::warn!(
+                limit = limits.max_connections,
+                "every connection is running a request; refusing a new one"
+            );
+            continue;
+        };
         // Small answers go out at once rather than waiting on Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = Service {
+            router: router.clone(),
+            conn: conn.clone(),
+            body_timeout: limits.body_timeout,
+        };
         let mut stopping = stopping.clone();
+        let served = http
+            .serve_connection(TokioIo::new(Linger::new(tcp)), service)
+            .with_upgrades();
+        let conns = conns.clone();
         tokio::spawn(SelfWaking::new(Box::pin(async move {
-            let mut conn = pin!(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .with_upgrades()
-            );
+            let _registered = Registered(&conns, conn.id);
+            let mut served = pin!(served);
             tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stopping.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+                _ = served.as_mut() => return,
+                _ = conn.close.notified() => return,
+                _ = stopping.wait_for(|s| *s) => {}
             }
-            let _ = conn.await;
+            // Stopping: a connection not running a request closes now.
+            if conn.busy.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            served.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = served => {}
+                _ = conn.close.notified() => {}
+            }
         })));
     }
+    // New connections are refused from here on rather than left in the backlog.
+    drop(listener);
     let _ = stop.send(true);
     drop(stopping);
-    stop.closed().await;
+    if tokio::time::timeout(limits.drain, stop.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = conns.len(),
+            "requests still running after the drain period; closing them"
+        );
+        conns.close_all();
+        stop.closed().await;
+    }
+}
+
+/// The open HTTP connections, for the connection cap and shutdown.
+#[derive(Default)]
+struct Conns {
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+    next: AtomicU64,
+}
+
+struct Conn {
+    id: u64,
+    /// Requests this connection is running (0: idle, or reading a head).
+    busy: AtomicU32,
+    /// When it last started or finished a request (or opened): ms since `EPOCH`.
+    since: AtomicU64,
+    /// Told to close (evicted for a new connection, or the drain period is over).
+    close: Notify,
+}
+
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64
+}
+
+impl Conns {
+    /// Registers a new connection; at the cap, first closes the one that has waited
+    /// longest without running a request, or refuses the new one if there is none.
+    fn admit(&self, max: usize) -> Option<Arc<Conn>> {
+        let mut open = self.open.lock().expect("conns lock");
+        if open.len() >= max {
+            let oldest = open
+                .values()
+                .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+                .min_by_key(|c| c.since.load(Ordering::Relaxed))?
+                .clone();
+            open.remove(&oldest.id);
+            oldest.close.notify_one();
+        }
+        let conn = Arc::new(Conn {
+            id: self.next.fetch_add(1, Ordering::Relaxed),
+            busy: AtomicU32::new(0),
+            since: AtomicU64::new(now_ms()),
+            close: Notify::new(),
+        });
+        open.insert(conn.id, conn.clone());
+        Some(conn)
+    }
+
+    fn len(&self) -> usize {
+        self.open.lock().expect("conns lock").len()
+    }
+
+    fn close_all(&self) {
+        for conn in self.open.lock().expect("conns lock").values() {
+            conn.close.notify_one();
+        }
+    }
+}
+
+/// Removes a connection from [`Conns`] when its task ends.
+struct Registered<'a>(&'a Conns, u64);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.open.lock().expect("conns lock").remove(&self.1);
+    }
+}
+
+/// A connection's service: the router, with the request counted as running while
+/// it is, and its body bounded by [`Progress`].
+#[derive(Clone)]
+struct Service {
+    router: Router,
+    conn: Arc<Conn>,
+    body_timeout: Duration,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Running<axum::routing::future::RouteFuture<Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.conn.busy.fetch_add(1, Ordering::AcqRel);
+        self.conn.since.store(now_ms(), Ordering::Relaxed);
+        let req = req.map(|body| Body::new(Progress::new(body, self.body_timeout)));
+        Running {
+            inner: tower_service::Service::call(&mut self.router.clone(), req),
+            _busy: Busy(self.conn.clone()),
+        }
+    }
+}
+
+/// Counts a request as running until its response is ready (or it is dropped).
+struct Busy(Arc<Conn>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.since.store(now_ms(), Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's response future, counted as running while it lives.
+    pub struct Running<F> {
+        #[pin]
+        inner: F,
+        _busy: Busy,
+    }
+}
+
+impl<F: Future> Future for Running<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+/// How long a closing connection keeps reading what its client still sends, and
+/// how much of it, before it closes.
+const LINGER: Duration = Duration::from_secs(3);
+const LINGER_BYTES: u64 = 256 << 20;
+
+pin_project_lite::pin_project! {
+    /// A connection that closes gently. A request refused before its body was read
+    /// (413 for a declared length over the limit) is answered while the client is
+    /// still sending; closing the socket with unread bytes in it would reset the
+    /// connection and destroy the answer before the client reads it. So a closing
+    /// connection first shuts its sending side, then reads and discards what the
+    /// client still sends until it closes too, for at most [`LINGER`] and
+    /// [`LINGER_BYTES`] (what nginx calls a lingering close). Nothing read then is
+    /// kept.
+    pub struct Linger {
+        #[pin]
+        tcp: tokio::net::TcpStream,
+        closing: Option<(Pin<Box<Sleep>>, u64)>,
+    }
+}
+
+impl Linger {
+    fn new(tcp: tokio::net::TcpStream) -> Self {
+        Self { tcp, closing: None }
+    }
+}
+
+impl tokio::io::AsyncRead for Linger {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().tcp.poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Linger {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().tcp.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().tcp.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().tcp.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut this = self.project();
+        if this.closing.is_none() {
+            std::task::ready!(this.tcp.as_mut().poll_shutdown(cx))?;
+            *this.closing = Some((Box::pin(tokio::time::sleep(LINGER)), 0));
+        }
+        let (deadline, discarded) = this.closing.as_mut().expect("set above");
+        let mut scratch = [0u8; 8192];
+        loop {
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match tokio::io::AsyncRead::poll_read(this.tcp.as_mut(), cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    *discarded += buf.filled().len() as u64;
+                    if *discarded > LINGER_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                // The client closed too (or the socket failed): done.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match deadline.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The error of a request body that delivered nothing for the body timeout.
+#[derive(Debug)]
+pub struct Stalled(Duration);
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body delivered nothing for {} s",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+pin_project_lite::pin_project! {
+    /// A request body that fails with [`Stalled`] once it has delivered nothing for
+    /// `timeout`. The timer is armed only while the body is waited for, so a body
+    /// that is already in (most are) costs no timer.
+    pub struct Progress<B> {
+        #[pin]
+        body: B,
+        timeout: Duration,
+        #[pin]
+        sleep: Option<Sleep>,
+        // A frame arrived since the timer was last armed.
+        moved: bool,
+    }
+}
+
+impl<B> Progress<B> {
+    pub fn new(body: B, timeout: Duration) -> Self {
+        Self {
+            body,
+            timeout,
+            sleep: None,
+            moved: false,
+        }
+    }
+}
+
+impl<B> HttpBody for Progress<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
+        let mut this = self.project();
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            *this.moved = true;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = Instant::now() + *this.timeout;
+        match this.sleep.as_mut().as_pin_mut() {
+            None => this.sleep.set(Some(tokio::time::sleep_until(deadline))),
+            Some(sleep) if *this.moved => sleep.reset(deadline),
+            Some(_) => {}
+        }
+        *this.moved = false;
+        let sleep = this.sleep.as_pin_mut().expect("armed above");
+        if sleep.poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(Stalled(*this.timeout)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Most polls in a row of a future that keeps waking itself; then it yields.

@@ -4,9 +4,9 @@ use crate::App;
 use crate::api::{forbidden, function_ref, visible};
 use crate::auth::Caller;
 use crate::error::{AppResult, store_error};
-use crate::extract::{Json, Query};
+use crate::extract::{Json, Path, Query, check_declared_length};
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,11 @@ pub async fn upload_blob(
     request: Request,
 ) -> AppResult<(StatusCode, axum::Json<BlobInfo>)> {
     caller.require_uploader()?;
+    check_declared_length(
+        request.headers(),
+        app.config.max_blob_bytes,
+        "--max-blob-mb",
+    )?;
     let body = request.into_body().into_data_stream();
     let (digest, size) = app.blobs.put_stream(body).await?;
     let info = BlobInfo {

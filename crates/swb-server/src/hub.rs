@@ -138,6 +138,9 @@ struct Worker {
     in_flight: AtomicU32,
     cache: Mutex<CacheStats>,
     code: Mutex<HashMap<Digest, CodeState>>,
+    /// The modules this worker was sent a call of or pushed: the only code it may
+    /// ask for. What it claims to have (`cached`, `compiled`) grants nothing.
+    entitled: Mutex<HashSet<Digest>>,
     calls: Mutex<HashMap<CallId, oneshot::Sender<Answer>>>,
     next_call: AtomicU64,
     tx: ToWorker,
@@ -172,6 +175,18 @@ impl Worker {
             && !self.tx.is_closed()
             && requires.iter().all(|(k, v)| self.labels.get(k) == Some(v))
             && eligible(self.caller.as_ref())
+    }
+
+    /// The worker may now fetch this module (it is sent a call of it, or its code).
+    fn entitle(&self, digest: Digest) {
+        self.entitled.lock().expect("entitled lock").insert(digest);
+    }
+
+    fn is_entitled(&self, digest: &Digest) -> bool {
+        self.entitled
+            .lock()
+            .expect("entitled lock")
+            .contains(digest)
     }
 
     fn code_state(&self, digest: &Digest) -> Option<CodeState> {
@@ -346,6 +361,7 @@ impl Hub {
             in_flight: AtomicU32::new(0),
             cache: Mutex::new(CacheStats::default()),
             code: Mutex::new(cached.into_iter().map(|d| (d, CodeState::Ready)).collect()),
+            entitled: Mutex::new(HashSet::new()),
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             tx: tx.clone(),
@@ -447,7 +463,12 @@ impl Hub {
             WorkerMsg::NeedCode { digest } => {
                 let hub = self.clone();
                 let worker = worker.clone();
-                tokio::spawn(async move { hub.send_code(&worker, digest).await });
+                if worker.is_entitled(&digest) {
+                    tokio::spawn(async move { hub.send_code(&worker, digest).await });
+                } else {
+                    tracing::warn!(%digest, worker = %worker.name, "refusing code the worker was not sent a call of");
+                    tokio::spawn(async move { hub.audit_refused_code(&worker, digest).await });
+                }
             }
             WorkerMsg::Done {
                 call,
@@ -476,12 +497,8 @@ impl Hub {
     }
 
     /// Answers a worker's "no code" request from the artefact store, for code the
-    /// worker was sent a call of (a worker cannot fetch arbitrary artefacts).
+    /// worker is entitled to (a worker cannot fetch arbitrary artefacts).
     async fn send_code(&self, worker: &Worker, digest: Digest) {
-        if worker.code_state(&digest).is_none() {
-            tracing::warn!(%digest, worker = %worker.name, "refusing code the worker was not given a call for");
-            return;
-        }
         match self.store.artefact(&digest).await {
             Ok(Some(module)) => {
                 worker
@@ -496,6 +513,26 @@ impl Hub {
             }
             Err(e) => tracing::error!(%digest, error = %e, "could not read artefact for a worker"),
         }
+    }
+
+    /// Records a worker's request for code it was never sent a call of: the audit
+    /// log of the namespace-less platform, read by administrators.
+    async fn audit_refused_code(&self, worker: &Worker, digest: Digest) {
+        let actor = worker
+            .caller
+            .as_ref()
+            .map_or_else(|| "in-process worker".into(), |c| c.user.email.clone());
+        let details = serde_json::json!({ "worker": worker.name, "worker_id": worker.id });
+        let action = "worker.need_code.refused";
+        crate::audit(
+            &*self.store,
+            actor,
+            action,
+            None,
+            digest.to_string(),
+            details,
+        )
+        .await;
     }
 
     /// Sends new code to every Wasm worker that lacks it and waits up to `wait` for
@@ -517,6 +554,7 @@ impl Hub {
             // Pending code is on its way already (an earlier push, or a call's request).
             if matches!(code.get(&digest), None | Some(CodeState::Failed(_))) {
                 code.insert(digest, CodeState::Pending);
+                w.entitle(digest);
                 let _ = w.tx.send(ServerMsg::Code {
                     digest,
                     module: module.clone(),
@@ -600,6 +638,7 @@ impl Hub {
                     .expect("code lock")
                     .entry(hosted.digest)
                     .or_insert(CodeState::Pending);
+                worker.entitle(hosted.digest);
                 ServerMsg::Invoke {
                     call,
                     hosted,

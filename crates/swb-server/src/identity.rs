@@ -6,8 +6,8 @@ use crate::api::{forbidden, function_ref, visible};
 use crate::auth::{Caller, issue_token};
 use crate::cluster::Change;
 use crate::error::AppResult;
-use crate::extract::{Json, Query};
-use axum::extract::{Path, State};
+use crate::extract::{Json, Path, Query, page_limit};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -39,8 +39,9 @@ fn normalize_email(email: &str) -> Result<String, ApiError> {
     let ok = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
+            // A domain without a dot is allowed: `admin@localhost`, intranet hosts.
             !local.is_empty()
-                && domain.contains('.')
+                && !domain.is_empty()
                 && !domain.contains('@')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
@@ -135,6 +136,7 @@ pub async fn create_user(
             scopes: vec!["*".into()],
             description: "created with the account".into(),
             expires_at: None,
+            parent_id: None,
         })
         .await?;
     app.changed(Change::Acl).await?;
@@ -479,6 +481,7 @@ pub async fn create_token(
     caller: Caller,
     Json(req): Json<CreateTokenRequest>,
 ) -> AppResult<(StatusCode, axum::Json<CreatedToken>)> {
+    caller.require_unscoped()?;
     if req.scopes.is_empty() {
         return Err(
             ApiError::invalid_input("a token needs at least one scope (\"*\" for all)")
@@ -488,10 +491,11 @@ pub async fn create_token(
     }
     for text in &req.scopes {
         let scope = Scope::parse(text)?;
-        // A token never holds more than its creator: neither more than the user
-        // holds, nor more than the token it is created with.
+        // A token never holds more than the user who creates it (the token it is
+        // created with is unscoped).
         let held = match &scope {
             Scope::All => true,
+            Scope::Metrics => caller.user.is_admin,
             Scope::Grant {
                 role,
                 namespace,
@@ -501,7 +505,7 @@ pub async fn create_token(
                 .user_roles(&caller.user, namespace, function.as_deref())
                 .has(*role),
         };
-        if !held || !caller.scopes.iter().any(|s| s.covers(&scope)) {
+        if !held {
             return Err(forbidden(format_args!("grant {text:?}: you do not hold it")).into());
         }
     }
@@ -530,6 +534,7 @@ pub async fn create_token(
             scopes: req.scopes.clone(),
             description: req.description,
             expires_at,
+            parent_id: Some(caller.token_id.clone()),
         })
         .await?;
     app.audit(
@@ -563,6 +568,7 @@ pub async fn list_tokens(
         .into_iter()
         .map(|t| TokenInfo {
             id: t.id,
+            parent: t.parent_id,
             scopes: t.scopes,
             description: t.description,
             created_at: t.created_at,
@@ -579,19 +585,20 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
     caller.require_unscoped()?;
-    if !app.store.revoke_token(&caller.user.id, &id).await? {
+    // The token and every token created with it, and so on.
+    let revoked = app.store.revoke_token(&caller.user.id, &id).await?;
+    if revoked.is_empty() {
         return Err(ApiError::not_found(format!("token {id}")).into());
     }
-    app.changed(Change::TokensRevoked {
-        tokens: vec![id.clone()],
-    })
-    .await?;
+    let cascaded: Vec<_> = revoked.iter().filter(|t| **t != id).cloned().collect();
+    app.changed(Change::TokensRevoked { tokens: revoked })
+        .await?;
     app.audit(
         &caller,
         "token.revoke",
         Some(&caller.user.namespace),
         id,
-        json!({}),
+        json!({ "with": cascaded }),
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
@@ -611,7 +618,7 @@ pub async fn list_audit(
     Query(q): Query<AuditQuery>,
 ) -> AppResult<axum::Json<AuditList>> {
     caller.require_unscoped()?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_limit(q.limit, 100, 1000)?;
     let owned: Option<Vec<Namespace>> = (!caller.is_platform_admin()).then(|| {
         app.acl
             .namespaces()

@@ -6,8 +6,8 @@ use crate::api::{callable, perform};
 use crate::auth::Caller;
 use crate::cluster::Change;
 use crate::error::{AppResult, store_error};
-use crate::extract::{Json, Query};
-use axum::extract::{Path, State};
+use crate::extract::{Json, Path, Query, cursor, page_limit};
+use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -440,10 +440,7 @@ pub async fn list_jobs(
     caller: Caller,
     Query(q): Query<JobsQuery>,
 ) -> AppResult<axum::Json<JobList>> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_input("limit must be between 1 and 1000").into());
-    }
+    let limit = page_limit(q.limit, 50, 1000)?;
     let query = JobQuery {
         owner_id: (!caller.is_platform_admin()).then(|| caller.user.id.clone()),
         function: q
@@ -463,7 +460,7 @@ pub async fn list_jobs(
                 })
             })
             .transpose()?,
-        cursor: q.cursor,
+        cursor: cursor(q.cursor, "cursor")?,
         limit,
     };
     let jobs = app.store.jobs(&query).await?;

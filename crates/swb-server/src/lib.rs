@@ -23,6 +23,7 @@ mod ws;
 pub use api::routes;
 pub use auth::{Authenticator, Caller, issue_token};
 pub use config::Config;
+pub use conn::HttpLimits;
 pub use hub::{FromWorker, Hub, ToWorker, from_channel};
 
 use anyhow::Context;
@@ -51,7 +52,7 @@ pub struct App {
 }
 
 impl App {
-    /// Appends to the audit log; a failure is logged, not fatal to the request.
+    /// Appends to the audit log as `caller`.
     pub(crate) async fn audit(
         &self,
         caller: &Caller,
@@ -60,18 +61,31 @@ impl App {
         target: String,
         details: serde_json::Value,
     ) {
-        let event = swb_api::AuditEvent {
-            id: uuid::Uuid::now_v7().to_string(),
-            at: now_ms(),
-            actor: caller.user.email.clone(),
-            action: action.into(),
-            namespace: namespace.cloned(),
-            target,
-            details,
-        };
-        if let Err(e) = self.store.record_audit(&event).await {
-            tracing::error!(error = %e, action, "could not write an audit event");
-        }
+        let actor = caller.user.email.clone();
+        audit(&*self.store, actor, action, namespace, target, details).await;
+    }
+}
+
+/// Appends an event to the audit log; a failure is logged, not fatal to the request.
+pub(crate) async fn audit(
+    store: &dyn Store,
+    actor: String,
+    action: &str,
+    namespace: Option<&Namespace>,
+    target: String,
+    details: serde_json::Value,
+) {
+    let event = swb_api::AuditEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: now_ms(),
+        actor,
+        action: action.into(),
+        namespace: namespace.cloned(),
+        target,
+        details,
+    };
+    if let Err(e) = store.record_audit(&event).await {
+        tracing::error!(error = %e, action, "could not write an audit event");
     }
 }
 
@@ -182,10 +196,12 @@ impl Server {
         admin_token_path(&self.app.config.data_dir)
     }
 
-    /// Serves until `shutdown` resolves, then lets running requests finish and writes
-    /// the queued invocation records.
+    /// Serves until `shutdown` resolves, then closes idle and half-sent connections,
+    /// lets running requests finish (for up to the drain period) and writes the
+    /// queued invocation records.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        conn::serve(listener, api::router(self.app.clone()), shutdown).await;
+        let limits = self.app.config.http;
+        conn::serve(listener, api::router(self.app.clone()), limits, shutdown).await;
         self.recorder.finish().await;
     }
 }
@@ -251,6 +267,7 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(
             scopes: vec![auth::SCOPE_ALL.into()],
             description: "bootstrap admin token".into(),
             expires_at: None,
+            parent_id: None,
         })
         .await?;
     tracing::info!(path = %path.display(), "created the admin user and wrote its token");

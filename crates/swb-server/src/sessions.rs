@@ -56,8 +56,8 @@ impl App {
                 "worker speaks protocol {protocol}; this server speaks {PROTOCOL_VERSION}"
             )));
         }
-        if capacity == 0 {
-            return refuse(ApiError::invalid_input("capacity must be at least 1"));
+        if let Err(e) = check_hello(&name, &labels, capacity, &runtimes, &cached, &functions) {
+            return refuse(e);
         }
         let mut served = Vec::with_capacity(functions.len());
         for f in &functions {
@@ -77,7 +77,65 @@ impl App {
         };
         self.hub.run_session(caller, hello, tx, rx, local).await;
     }
+}
 
+/// The bounds of a hello (`hello_limits`): a refusal names the field.
+fn check_hello(
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    capacity: u32,
+    runtimes: &[String],
+    cached: &[swb_api::Digest],
+    functions: &[ServedFunction],
+) -> Result<(), ApiError> {
+    use swb_api::protocol::hello_limits as max;
+    let bad = |field: &str, rule: String| {
+        Err(ApiError::invalid_input(format!("hello.{field}: {rule}"))
+            .with_details(json!({ "field": field })))
+    };
+    if !(1..=max::MAX_CAPACITY).contains(&capacity) {
+        return bad(
+            "capacity",
+            format!(
+                "must be between 1 and {}, got {capacity}",
+                max::MAX_CAPACITY
+            ),
+        );
+    }
+    if name.is_empty() || name.len() > max::MAX_NAME_BYTES {
+        return bad(
+            "name",
+            format!("must be 1 to {} bytes long", max::MAX_NAME_BYTES),
+        );
+    }
+    if labels.len() > max::MAX_LABELS {
+        return bad("labels", format!("at most {} labels", max::MAX_LABELS));
+    }
+    if labels.iter().any(|(k, v)| {
+        k.is_empty() || k.len() > max::MAX_LABEL_BYTES || v.len() > max::MAX_LABEL_BYTES
+    }) {
+        return bad(
+            "labels",
+            format!(
+                "keys must be 1 to {0} bytes and values at most {0}",
+                max::MAX_LABEL_BYTES
+            ),
+        );
+    }
+    let counts = [
+        ("runtimes", runtimes.len(), max::MAX_RUNTIMES),
+        ("cached", cached.len(), max::MAX_CACHED),
+        ("functions", functions.len(), max::MAX_FUNCTIONS),
+    ];
+    for (field, n, limit) in counts {
+        if n > limit {
+            return bad(field, format!("at most {limit} entries, got {n}"));
+        }
+    }
+    Ok(())
+}
+
+impl App {
     /// Publishes a remote function a worker serves, or checks it against the active
     /// version: the first worker creates it; a different interface is a conflict
     /// unless the worker asks to replace it.

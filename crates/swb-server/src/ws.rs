@@ -3,11 +3,14 @@
 
 use crate::App;
 use crate::auth::Caller;
+use crate::error::AppError;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::StreamExt;
 use std::sync::Arc;
+use swb_api::ApiError;
 use swb_api::protocol::{Frame, ServerMsg, WorkerMsg};
 use swb_api::writer::{OpenCalls, write_batches};
 use tokio::sync::mpsc;
@@ -20,17 +23,23 @@ fn max_message(app: &App) -> usize {
 pub async fn connect(
     State(app): State<Arc<App>>,
     caller: Caller,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::invalid_input(format!(
+            "/v1/worker/connect is a WebSocket for workers: {}",
+            e.body_text()
+        ))
+    })?;
     let max = max_message(&app);
     // Small buffers: most sessions are idle most of the time, and a thousand
     // connected workers should not cost a thousand 128 KiB read buffers.
-    upgrade
+    Ok(upgrade
         .read_buffer_size(8 << 10)
         .write_buffer_size(8 << 10)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session(app, caller, socket))
+        .on_upgrade(move |socket| session(app, caller, socket)))
 }
 
 async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
@@ -44,14 +53,17 @@ async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
     // The session reads the socket itself: a message is decoded and handled by
     // the task that waits for it, with no hand-over.
     let from_worker = futures_util::stream::unfold(
-        (stream, open),
-        |(mut stream, open)| async move {
+        (stream, open, to_worker.clone()),
+        |(mut stream, open, to_worker)| async move {
             loop {
                 let frame = match stream.next().await? {
                     Ok(Message::Binary(frame)) => frame,
                     Ok(Message::Ping(_) | Message::Pong(_)) => continue,
                     Ok(Message::Text(_)) => {
-                        tracing::warn!("worker sent a text frame; closing its session");
+                        refuse(
+                            &to_worker,
+                            "a text frame; protocol messages are binary".into(),
+                        );
                         return None;
                     }
                     Ok(Message::Close(_)) | Err(_) => return None,
@@ -59,10 +71,10 @@ async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
                 return match WorkerMsg::decode(frame) {
                     Ok(msg) => {
                         open.worker_msg(&msg);
-                        Some((msg, (stream, open)))
+                        Some((msg, (stream, open, to_worker)))
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "undecodable frame from worker; closing its session");
+                        refuse(&to_worker, format!("an undecodable message: {e}"));
                         None
                     }
                 };
@@ -72,4 +84,11 @@ async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
     app.worker_session(Some(caller), to_worker, Box::pin(from_worker), None)
         .await;
     let _ = writer.await;
+}
+
+/// Ends a session over a message that breaks the protocol, telling the worker why.
+fn refuse(to_worker: &mpsc::UnboundedSender<ServerMsg>, what: String) {
+    tracing::warn!(problem = %what, "closing a worker session");
+    let error = ApiError::invalid_input(format!("the worker sent {what}"));
+    let _ = to_worker.send(ServerMsg::Refused { error });
 }

@@ -1,7 +1,7 @@
 //! The store conformance suite. Every backend runs exactly these tests through
 //! `conformance_suite!`, so the backends cannot drift apart.
 
-use crate::{InvocationQuery, Store, StoreError, User};
+use crate::{InvocationQuery, Reach, Store, StoreError, User};
 use swb_api::timestamp::now_ms;
 use swb_api::{
     ApiError, Digest, ErrorCode, FunctionKind, FunctionRef, Interface, InvocationRecord, Limits,
@@ -65,6 +65,7 @@ pub async fn users_and_tokens(store: &dyn Store) {
             scopes: vec!["call:alice/echo".into()],
             description: "ci".into(),
             expires_at: Some(42),
+            parent_id: None,
         })
         .await
         .unwrap();
@@ -81,19 +82,85 @@ pub async fn settings(store: &dyn Store) {
     assert_eq!(store.setting_or_init("k", "second").await.unwrap(), "first");
 }
 
+/// Whether `digest` is missing for a user reaching `namespaces`.
+async fn missing_for(
+    store: &dyn Store,
+    digest: Digest,
+    user_id: &str,
+    namespaces: &[Namespace],
+) -> Vec<Digest> {
+    let reach = Reach {
+        user_id,
+        namespaces,
+    };
+    store
+        .missing_artefacts(&[digest], Some(&reach))
+        .await
+        .unwrap()
+}
+
 pub async fn artefacts(store: &dyn Store) {
+    for (id, name) in [("u1", "alice"), ("u2", "bob")] {
+        store
+            .create_user(&User {
+                id: id.into(),
+                email: format!("{name}@example.com"),
+                namespace: ns(name),
+                is_admin: false,
+                created_at: now_ms(),
+            })
+            .await
+            .unwrap();
+    }
     let a = Digest::of(b"a");
     let b = Digest::of(b"b");
-    assert_eq!(store.missing_artefacts(&[a, b]).await.unwrap(), vec![a, b]);
-    assert!(store.put_artefact(&a, b"a").await.unwrap());
+    assert_eq!(
+        store.missing_artefacts(&[a, b], None).await.unwrap(),
+        vec![a, b]
+    );
+    assert!(store.put_artefact(&a, b"a", "u1").await.unwrap());
     assert!(
-        !store.put_artefact(&a, b"a").await.unwrap(),
+        !store.put_artefact(&a, b"a", "u1").await.unwrap(),
         "second put is a no-op"
     );
-    assert_eq!(store.missing_artefacts(&[a, b]).await.unwrap(), vec![b]);
+    assert_eq!(
+        store.missing_artefacts(&[a, b], None).await.unwrap(),
+        vec![b]
+    );
     assert_eq!(store.artefact(&a).await.unwrap().unwrap(), &b"a"[..]);
     assert!(store.artefact(&b).await.unwrap().is_none());
-    assert!(store.missing_artefacts(&[]).await.unwrap().is_empty());
+    assert!(store.missing_artefacts(&[], None).await.unwrap().is_empty());
+
+    // Reaching stored bytes: the uploader, then anyone who uploads them too.
+    let none: &[Namespace] = &[];
+    assert!(missing_for(store, a, "u1", none).await.is_empty());
+    assert_eq!(
+        missing_for(store, a, "u2", none).await,
+        vec![a],
+        "stored is not reachable"
+    );
+    assert!(!store.put_artefact(&a, b"a", "u2").await.unwrap());
+    assert!(
+        missing_for(store, a, "u2", none).await.is_empty(),
+        "uploading proves it"
+    );
+
+    // … and the namespaces holding a function that pins them, while it exists.
+    let lab = [ns("lab")];
+    let other = [ns("other")];
+    assert_eq!(missing_for(store, a, "u3", &lab).await, vec![a]);
+    store
+        .create_version(&f("lab/pinned"), hosted(a, "x"))
+        .await
+        .unwrap();
+    assert!(missing_for(store, a, "u3", &lab).await.is_empty());
+    assert_eq!(missing_for(store, a, "u3", &other).await, vec![a]);
+    assert!(store.delete_function(&f("lab/pinned")).await.unwrap());
+    assert_eq!(missing_for(store, a, "u3", &lab).await, vec![a]);
+
+    // A deleted user's uploads reach nothing.
+    assert!(store.delete_user("u2").await.unwrap());
+    assert_eq!(missing_for(store, a, "u2", none).await, vec![a]);
 }
 
 pub async fn versions_and_routing(store: &dyn Store) {
@@ -428,6 +495,7 @@ pub async fn namespaces_shares_and_audit(store: &dyn Store) {
             scopes: vec!["*".into()],
             description: "laptop".into(),
             expires_at: None,
+            parent_id: None,
         })
         .await
         .unwrap();
@@ -435,12 +503,43 @@ pub async fn namespaces_shares_and_audit(store: &dyn Store) {
         store.tokens_of("u1").await.unwrap()[0].description,
         "laptop"
     );
+    // Tokens made with t1, and one made with those: they die with it.
+    for (id, parent) in [("t2", "t1"), ("t3", "t2"), ("t4", "t2")] {
+        store
+            .create_token(&crate::NewToken {
+                id: id.into(),
+                user_id: "u1".into(),
+                secret_hash: [1; 32],
+                scopes: vec!["*".into()],
+                description: String::new(),
+                expires_at: None,
+                parent_id: Some(parent.into()),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.tokens_of("u1").await.unwrap()[1].parent_id.as_deref(),
+        Some("t1")
+    );
+    assert_eq!(store.revoke_token("u1", "t4").await.unwrap(), vec!["t4"]);
     assert!(
-        !store.revoke_token("u2", "t1").await.unwrap(),
+        store.revoke_token("u2", "t1").await.unwrap().is_empty(),
         "only the owner revokes"
     );
-    assert!(store.revoke_token("u1", "t1").await.unwrap());
-    assert!(!store.revoke_token("u1", "t1").await.unwrap());
+    let mut revoked = store.revoke_token("u1", "t1").await.unwrap();
+    revoked.sort();
+    assert_eq!(revoked, vec!["t1", "t2", "t3"], "t4 was revoked before");
+    assert!(store.revoke_token("u1", "t1").await.unwrap().is_empty());
+    assert!(
+        store
+            .token("t3")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
     assert!(
         store
             .token("t1")
@@ -553,7 +652,11 @@ pub async fn job_batches(store: &dyn Store) {
             owner_id: "u1".into(),
             function: f("alice/echo"),
             version: Some(1),
-            input: Some(bytes::Bytes::from(format!("{{\"i\":{i}}}"))),
+            // Jobs that share a key are the same request.
+            input: Some(bytes::Bytes::from(match key(i) {
+                Some(_) => "{\"dup\":true}".to_owned(),
+                None => format!("{{\"i\":{i}}}"),
+            })),
             input_blob: None,
             profile: None,
             idempotency_key: key(i),
@@ -636,6 +739,21 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
     // The same idempotency key returns the first job.
     let again = store.submit_jobs(&[job("j9", Some("k"))]).await.unwrap();
     assert_eq!(again[0].0, "j1");
+    // … for the same request only: another input or function is a conflict.
+    let other_input = NewJob {
+        input: Some(bytes::Bytes::from_static(b"{\"x\":1}")),
+        ..job("j8", Some("k"))
+    };
+    let other_function = NewJob {
+        function: f("alice/other"),
+        ..job("j7", Some("k"))
+    };
+    for other in [other_input, other_function] {
+        assert!(matches!(
+            store.submit_jobs(&[other]).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
 
     let claimed = store.claim_jobs(10, 2, 5000, 100).await.unwrap();
     assert_eq!(

@@ -47,6 +47,8 @@ pub struct NewToken {
     pub scopes: Vec<String>,
     pub description: String,
     pub expires_at: Option<i64>,
+    /// The token this one was created with; it dies with its parent.
+    pub parent_id: Option<String>,
 }
 
 /// A token with its owner, as authentication needs it.
@@ -58,6 +60,14 @@ pub struct TokenRow {
     pub scopes: Vec<String>,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+}
+
+/// Whose artefacts someone may reach: those the user uploaded, and those pinned by a
+/// version of a function in one of `namespaces`.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach<'a> {
+    pub user_id: &'a str,
+    pub namespaces: &'a [Namespace],
 }
 
 /// A function's catalog entry (its versions are separate rows).
@@ -94,6 +104,7 @@ pub struct Share {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSummary {
     pub id: String,
+    pub parent_id: Option<String>,
     pub scopes: Vec<String>,
     pub description: String,
     pub created_at: i64,
@@ -204,8 +215,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token: &NewToken) -> Result<()>;
     async fn token(&self, id: &str) -> Result<Option<TokenRow>>;
     async fn tokens_of(&self, user_id: &str) -> Result<Vec<TokenSummary>>;
-    /// Marks a token of this user revoked; `false` when there is no such live token.
-    async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<bool>;
+    /// Marks a live token of this user revoked, and every live token created with it
+    /// (their children, and so on); returns the ids revoked, none when there is no
+    /// such live token.
+    async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<Vec<String>>;
 
     /// Fails with `Conflict` when the name is taken.
     async fn create_namespace(&self, ns: &NamespaceRow) -> Result<()>;
@@ -264,10 +277,16 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first; `namespaces: None` means all.
     async fn audit(&self, namespaces: Option<&[Namespace]>, limit: u32) -> Result<Vec<AuditEvent>>;
 
-    /// Which of `digests` have no stored artefact.
-    async fn missing_artefacts(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
-    /// Stores an artefact; `false` when it was already there.
-    async fn put_artefact(&self, digest: &Digest, bytes: &[u8]) -> Result<bool>;
+    /// Which of `digests` are missing for someone: not stored, or (with `reach`) not
+    /// reachable by them. `None` reaches everything (an administrator).
+    async fn missing_artefacts(
+        &self,
+        digests: &[Digest],
+        reach: Option<&Reach<'_>>,
+    ) -> Result<Vec<Digest>>;
+    /// Stores an artefact and records that `uploader` holds its bytes; `false` when
+    /// it was already stored.
+    async fn put_artefact(&self, digest: &Digest, bytes: &[u8], uploader: &str) -> Result<bool>;
     async fn artefact(&self, digest: &Digest) -> Result<Option<Bytes>>;
 
     /// Appends a version (numbered one past the highest so far) and makes it active.

@@ -6,7 +6,7 @@
 
 use crate::{
     FunctionRow, InvocationQuery, JobFinish, JobOutcome, JobQuery, JobRow, NamespaceRow, NewJob,
-    NewToken, Result, Share, Store, StoreError, TokenRow, TokenSummary, User,
+    NewToken, Reach, Result, Share, Store, StoreError, TokenRow, TokenSummary, User,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -398,8 +398,8 @@ impl Store for Backend {
 
     async fn create_token(&self, token: &NewToken) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tokens (id, user_id, secret_hash, scopes, description, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO tokens (id, user_id, secret_hash, scopes, description, created_at, expires_at, parent_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&token.id)
         .bind(&token.user_id)
@@ -408,6 +408,7 @@ impl Store for Backend {
         .bind(&token.description)
         .bind(now_ms())
         .bind(token.expires_at)
+        .bind(&token.parent_id)
         .execute(self.writer())
         .await?;
         Ok(())
@@ -445,6 +446,7 @@ impl Store for Backend {
                 let scopes: String = row.try_get("scopes")?;
                 Ok(TokenSummary {
                     id: row.try_get("id")?,
+                    parent_id: row.try_get("parent_id")?,
                     scopes: serde_json::from_str(&scopes).map_err(corrupt)?,
                     description: row.try_get("description")?,
                     created_at: row.try_get("created_at")?,
@@ -455,17 +457,23 @@ impl Store for Backend {
             .collect()
     }
 
-    async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE tokens SET revoked_at = $1
-             WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+    async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<Vec<String>> {
+        let revoked = sqlx::query_scalar(
+            "WITH RECURSIVE tree(id) AS (
+                 SELECT id FROM tokens WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL
+                 UNION
+                 SELECT t.id FROM tokens t JOIN tree ON t.parent_id = tree.id
+             )
+             UPDATE tokens SET revoked_at = $1
+             WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL
+             RETURNING id",
         )
         .bind(now_ms())
         .bind(token_id)
         .bind(user_id)
-        .execute(self.writer())
+        .fetch_all(self.writer())
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(revoked)
     }
 
     async fn create_namespace(&self, ns: &NamespaceRow) -> Result<()> {
@@ -594,14 +602,30 @@ impl Store for Backend {
                 out.push((j.id.clone(), JobStatus::Queued));
                 continue;
             }
-            // The owner already used this idempotency key: answer with that job.
-            let (id, status): (String, String) = sqlx::query_as(
-                "SELECT id, status FROM jobs WHERE owner_id = $1 AND idempotency_key = $2",
+            // The owner already used this idempotency key: answer with that job, if
+            // it is the same request.
+            let row = sqlx::query(
+                "SELECT id, status, function, version, input, input_blob, profile
+                 FROM jobs WHERE owner_id = $1 AND idempotency_key = $2",
             )
             .bind(&j.owner_id)
             .bind(&j.idempotency_key)
             .fetch_one(&mut *tx)
             .await?;
+            let id: String = row.try_get("id")?;
+            let same = row.try_get::<String, _>("function")? == j.function.to_string()
+                && row.try_get::<Option<i64>, _>("version")? == j.version.map(i64::from)
+                && row.try_get::<Option<Vec<u8>>, _>("input")?.as_deref() == j.input.as_deref()
+                && row.try_get::<Option<String>, _>("input_blob")?
+                    == j.input_blob.map(|d| d.to_string())
+                && row.try_get::<Option<String>, _>("profile")? == j.profile;
+            if !same {
+                return Err(StoreError::Conflict(format!(
+                    "idempotency key {:?} was used for job {id}, of another function or input",
+                    j.idempotency_key.as_deref().unwrap_or_default()
+                )));
+            }
+            let status: String = row.try_get("status")?;
             let status = JobStatus::parse(&status).ok_or_else(|| corrupt(&status))?;
             out.push((id, status));
         }
@@ -864,16 +888,40 @@ impl Store for Backend {
             .collect()
     }
 
-    async fn missing_artefacts(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+    async fn missing_artefacts(
+        &self,
+        digests: &[Digest],
+        reach: Option<&Reach<'_>>,
+    ) -> Result<Vec<Digest>> {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb = QueryBuilder::<Db>::new("SELECT digest FROM artefacts WHERE digest IN (");
+        let mut qb = QueryBuilder::<Db>::new("SELECT digest FROM artefacts a WHERE digest IN (");
         let mut sep = qb.separated(", ");
         for d in digests {
             sep.push_bind(d.to_string());
         }
         sep.push_unseparated(")");
+        if let Some(reach) = reach {
+            qb.push(
+                " AND (EXISTS (SELECT 1 FROM artefact_uploads u
+                               WHERE u.digest = a.digest AND u.user_id = ",
+            )
+            .push_bind(reach.user_id)
+            .push(")");
+            if !reach.namespaces.is_empty() {
+                qb.push(
+                    " OR EXISTS (SELECT 1 FROM versions v JOIN functions f ON f.id = v.function_id
+                                 WHERE v.artefact = a.digest AND f.namespace IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for ns in reach.namespaces {
+                    sep.push_bind(ns.as_str());
+                }
+                sep.push_unseparated("))");
+            }
+            qb.push(")");
+        }
         let present: Vec<String> = qb.build_query_scalar().fetch_all(&self.pool).await?;
         let mut missing: Vec<Digest> = digests
             .iter()
@@ -884,7 +932,9 @@ impl Store for Backend {
         Ok(missing)
     }
 
-    async fn put_artefact(&self, digest: &Digest, bytes: &[u8]) -> Result<bool> {
+    async fn put_artefact(&self, digest: &Digest, bytes: &[u8], uploader: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "INSERT INTO artefacts (digest, size, bytes, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (digest) DO NOTHING",
@@ -892,9 +942,19 @@ impl Store for Backend {
         .bind(digest.to_string())
         .bind(bytes.len() as i64)
         .bind(bytes)
-        .bind(now_ms())
-        .execute(self.writer())
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO artefact_uploads (digest, user_id, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (digest, user_id) DO NOTHING",
+        )
+        .bind(digest.to_string())
+        .bind(uploader)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -944,12 +1004,14 @@ impl Store for Backend {
         info.version = last.unwrap_or(0) as u32 + 1;
         info.created_at = now;
         sqlx::query(
-            "INSERT INTO versions (function_id, version, spec, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO versions (function_id, version, spec, created_at, artefact)
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(function_id)
         .bind(info.version as i64)
         .bind(serde_json::to_string(&info).expect("versions serialize"))
         .bind(now)
+        .bind(info.artefact.map(|d| d.to_string()))
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3")

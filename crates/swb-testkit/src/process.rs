@@ -57,11 +57,30 @@ impl Proc {
 
     /// Asks the process to stop (SIGTERM) and waits for it.
     fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.sigterm()?;
+        Ok(self.child.wait()?)
+    }
+
+    fn sigterm(&self) -> anyhow::Result<()> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
-        Ok(self.child.wait()?)
+        Ok(())
+    }
+
+    /// The exit status once the process has exited, polled until `deadline`.
+    fn exited_within(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -170,6 +189,16 @@ impl ServerProc {
     /// Stops the server with SIGTERM and returns its exit status.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         self.proc.terminate()
+    }
+
+    /// Sends SIGTERM without waiting for the process to exit.
+    pub fn sigterm(&self) -> anyhow::Result<()> {
+        self.proc.sigterm()
+    }
+
+    /// The exit status if the server exits within `deadline`.
+    pub fn exited_within(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        self.proc.exited_within(deadline)
     }
 
     pub fn log(&self) -> String {

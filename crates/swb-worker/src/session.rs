@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swb_api::protocol::{
-    CallId, HostedCall, PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg,
+    CallId, HostedCall, PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg, hello_limits,
 };
 use swb_api::{ApiError, CacheStats, Digest, ErrorCode, FunctionRef};
 use swb_runtime::{CallRequest, CallResult, Runtime, RuntimeConfig};
@@ -129,7 +129,11 @@ impl Worker {
             cached: self
                 .runtime
                 .as_ref()
-                .map(|r| r.cached_on_disk())
+                .map(|r| {
+                    let mut cached = r.cached_on_disk();
+                    cached.truncate(hello_limits::MAX_CACHED);
+                    cached
+                })
                 .unwrap_or_default(),
             functions: self.functions.iter().map(|(f, _)| f.clone()).collect(),
         };

@@ -71,11 +71,13 @@ impl From<RoleArg> for Role {
 
 #[derive(Subcommand)]
 pub enum TokenCmd {
-    /// Create a token, narrowed to what a program needs; prints it once
+    /// Create a token, narrowed to what a program needs; prints it once. Needs an
+    /// unscoped token, and the new token dies with it (revocation and expiry)
     Create(TokenCreateArgs),
-    /// List your tokens (never their secrets)
+    /// List your tokens (never their secrets), each with the token it was created with
     List,
-    /// Revoke a token; its worker sessions are closed at once
+    /// Revoke a token and every token created with it; their worker sessions are
+    /// closed at once
     Revoke { id: String },
 }
 
@@ -316,13 +318,14 @@ pub async fn token(global: &Global, cmd: TokenCmd) -> anyhow::Result<()> {
             if global.json {
                 return print_json(&created);
             }
-            println!(
+            // Only the token goes to stdout, so that `> file` keeps just the token.
+            eprintln!(
                 "token {} (scopes: {})",
                 created.id,
                 created.scopes.join(" ")
             );
             if let Some(at) = created.expires_at {
-                println!("expires {}", time(at));
+                eprintln!("expires {}", time(at));
             }
             println!("{}", created.token);
             eprintln!("this is the only time the token is shown");
@@ -343,13 +346,14 @@ pub async fn token(global: &Global, cmd: TokenCmd) -> anyhow::Result<()> {
                     };
                     vec![
                         t.id.clone(),
+                        t.parent.clone().unwrap_or_else(|| "-".into()),
                         t.scopes.join(" "),
                         status,
                         t.description.clone(),
                     ]
                 })
                 .collect();
-            table::print(&["ID", "SCOPES", "STATUS", "DESCRIPTION"], &rows);
+            table::print(&["ID", "PARENT", "SCOPES", "STATUS", "DESCRIPTION"], &rows);
         }
         TokenCmd::Revoke { id } => {
             client.revoke_token(&id).await?;

@@ -21,9 +21,28 @@ pub struct ServerArgs {
     /// Address to listen on (port 0 picks a free port)
     #[arg(long, env = "SWB_LISTEN", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// Largest request body (artefacts, call inputs), in MiB
-    #[arg(long, default_value_t = 64)]
-    max_body_mb: usize,
+    /// Largest request body (artefacts, call inputs), in MiB; a larger declared length
+    /// is refused with 413 before the body is read
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_body_mb: u64,
+    /// Largest blob upload (`swb blob put`, streamed to disk), in MiB
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    max_blob_mb: u64,
+    /// A request's head must arrive within this (also how long an idle keep-alive
+    /// connection stays open)
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// A request body that sends nothing for this long fails with request_timeout
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// Most HTTP connections at once; past it the one idle longest is closed
+    /// [default: 3/4 of the open-file limit]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// On Ctrl-C or SIGTERM, how long running requests may take to finish (a second
+    /// signal exits at once)
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
     /// Invocation records to keep: at least the newest this many; older ones are
     /// pruned (a whole write of up to 1,000 records at a time)
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -118,8 +137,18 @@ fn local_worker_capacity() -> u32 {
     (cpus() * GUESTS_PER_CPU).clamp(8, 256)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C or SIGTERM; a second one exits the process at once.
 async fn shutdown_signal() {
+    signal().await;
+    tracing::info!("shutting down; a second Ctrl-C or SIGTERM exits at once");
+    tokio::spawn(async {
+        signal().await;
+        tracing::warn!("second signal: exiting without waiting");
+        std::process::exit(130);
+    });
+}
+
+async fn signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -132,12 +161,18 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }
 
 async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String)> {
     let mut config = Config::new(args.data_dir.clone());
-    config.max_body_bytes = args.max_body_mb << 20;
+    config.max_body_bytes = (args.max_body_mb << 20) as usize;
+    config.max_blob_bytes = args.max_blob_mb << 20;
+    config.http.header_timeout = args.header_timeout;
+    config.http.body_timeout = args.body_timeout;
+    config.http.drain = args.drain_timeout;
+    if let Some(n) = args.max_connections {
+        config.http.max_connections = n as usize;
+    }
     config.keep_invocations = args.keep_invocations;
     config.database_url = args.database_url.clone();
     config.nats_url = args.nats_url.clone();

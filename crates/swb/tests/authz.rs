@@ -69,10 +69,14 @@ fn table(digest: &Digest) -> Vec<Row> {
             open: true,
             ..row(M::GET, "/healthz", "/healthz", None, [200; 6])
         },
-        Row {
-            open: true,
-            ..row(M::GET, "/metrics", "/metrics", None, [200; 6])
-        },
+        // Metrics name every function: administrators only.
+        row(
+            M::GET,
+            "/metrics",
+            "/metrics",
+            None,
+            [403, 403, 403, 200, 403, 403],
+        ),
         row(
             M::GET,
             "/v1/openapi.json",
@@ -238,7 +242,8 @@ fn table(digest: &Digest) -> Vec<Row> {
             "/v1/tokens",
             "/v1/tokens",
             Some(json!({"scopes": ["call:alice/echo"]})),
-            [201, 201, 403, 201, 201, 403],
+            // Only unscoped tokens mint tokens.
+            [201, 201, 403, 201, 403, 403],
         ),
         row(
             M::DELETE,

@@ -22,17 +22,12 @@ async fn requests_get_precise_errors() {
     let http = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", c.server.url);
 
-    // Open endpoints.
+    // The one open endpoint; metrics name every function, so they need a token.
     let r = http.get(url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = http
-        .get(url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = http.get(url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let metrics = c.client.metrics().await.unwrap();
     assert!(metrics.contains("swb_workers_connected"), "{metrics}");
 
     // Authentication on everything else.
@@ -67,6 +62,19 @@ async fn requests_get_precise_errors() {
         (status.as_u16(), body["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
+    // The framework's own refusals speak the error format too.
+    for (req, status, code) in [
+        (http.delete(url("/v1/me")), 405, "method_not_allowed"),
+        (http.get(url("/v1/functions/%ff/x")), 400, "invalid_input"),
+        (http.get(url("/v1/worker/connect")), 400, "invalid_input"),
+    ] {
+        let (got, body) = raw(req.header("authorization", &bearer)).await;
+        assert_eq!(
+            (got.as_u16(), body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
     let echo: swb_api::FunctionRef = "admin/echo".parse().unwrap();
     let e = assert_code(
         c.client.function(&echo).await.unwrap_err(),
@@ -220,4 +228,92 @@ async fn requests_get_precise_errors() {
         .header("authorization", &bearer))
     .await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_and_submissions_validate_alike() {
+    let c = Cluster::start(false, &[]).await;
+    let http = reqwest::Client::new();
+    let bearer = format!("Bearer {}", c.server.token);
+    let get = |path: &str| {
+        http.get(format!("{}{path}", c.server.url))
+            .header("authorization", &bearer)
+    };
+    // Every listing takes limits in the same range and refuses cursors it never gave.
+    for path in [
+        "/v1/audit?limit=0",
+        "/v1/audit?limit=5000",
+        "/v1/jobs?limit=0",
+        "/v1/jobs?cursor=garbage",
+        "/v1/invocations?after=garbage",
+        "/v1/invocations?limit=5000",
+    ] {
+        let (status, body) = raw(get(path)).await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (400, Some("invalid_input")),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(raw(get("/v1/audit?limit=1000")).await.0, 200);
+
+    // An empty upload is not a blob.
+    let (status, body) = raw(http
+        .post(format!("{}/v1/blobs", c.server.url))
+        .header("authorization", &bearer))
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    assert!(c.client.blobs().await.unwrap().blobs.is_empty());
+
+    // An idempotency key names one request: reused for another, it is a conflict.
+    deploy(&c.client, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    deploy(&c.client, "admin/other", guests::prints("x"), |_| {})
+        .await
+        .unwrap();
+    let submit = |function: &str, input: serde_json::Value| {
+        let job = swb_api::SubmitJob {
+            function: function.into(),
+            input: Some(input),
+            idempotency_key: Some("nightly-7".into()),
+            ..Default::default()
+        };
+        let client = c.client.clone();
+        async move { client.submit_job(&job).await }
+    };
+    let first = submit("admin/echo", serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
+    let again = submit("admin/echo", serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
+    assert_eq!(first.id, again.id);
+    for (function, input) in [
+        ("admin/echo", serde_json::json!({"n": 2})),
+        ("admin/other", serde_json::json!({"n": 1})),
+    ] {
+        let e = assert_code(
+            submit(function, input).await.unwrap_err(),
+            ErrorCode::Conflict,
+        );
+        assert!(e.message.contains(&first.id), "{}", e.message);
+    }
+
+    // The bootstrap admin's address is an address: it can be shared with.
+    let lab: swb_api::Namespace = "lab".parse().unwrap();
+    let alice = c.client.create_user("alice@example.com").await.unwrap();
+    let alice = swb_client::Client::new(&c.server.url, &alice.token);
+    alice.create_namespace(&lab).await.unwrap();
+    alice
+        .share(
+            swb_client::ShareTarget::Namespace(&lab),
+            "admin@localhost",
+            swb_api::Role::Call,
+        )
+        .await
+        .unwrap();
 }

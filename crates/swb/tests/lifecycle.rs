@@ -80,12 +80,7 @@ async fn code_reaches_late_workers_and_restarted_workers_start_warm() {
     .await;
     assert_eq!(stats.compiles, 0, "a warm restart does not recompile");
 
-    let metrics = reqwest::get(format!("{}/metrics", c.server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.client.metrics().await.unwrap();
     assert!(
         metrics.contains("swb_code_cache_compiles_total 1"),
         "{metrics}"
