@@ -10,6 +10,7 @@ mod jobs;
 pub mod protocol;
 mod quiet;
 mod rest;
+pub mod token;
 pub mod writer;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};

@@ -379,4 +379,99 @@ mod tests {
             assert!(WorkerMsg::decode(Bytes::copy_from_slice(bad)).is_err());
         }
     }
+
+    /// Valid frames of each kind of message, the starting points for mutations.
+    pub(crate) fn sample_frames() -> Vec<Bytes> {
+        let digest = Digest::of(b"m");
+        let worker = [
+            WorkerMsg::Hello {
+                protocol: PROTOCOL_VERSION,
+                name: "w".into(),
+                labels: [("gpu".to_owned(), "a100".to_owned())].into(),
+                capacity: 4,
+                runtimes: vec!["wasm".into()],
+                cached: vec![digest],
+                functions: vec![],
+            },
+            WorkerMsg::Draining,
+            WorkerMsg::Compiled {
+                digest,
+                error: Some("no".into()),
+            },
+            WorkerMsg::NeedCode { digest },
+            WorkerMsg::Done {
+                call: 3,
+                error: None,
+                stderr_tail: "log".into(),
+                duration_us: 9,
+                output: Bytes::from_static(b"{\"ok\":true}"),
+            },
+        ];
+        let server = [
+            ServerMsg::Code {
+                digest,
+                module: Bytes::from_static(b"\0asm"),
+            },
+            ServerMsg::Cancel { call: 2 },
+            ServerMsg::Refused {
+                error: ApiError::new(ErrorCode::Conflict, "no"),
+            },
+        ];
+        worker
+            .iter()
+            .map(Frame::encode)
+            .chain(server.iter().map(Frame::encode))
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = WorkerMsg::decode(Bytes::from(bytes.clone()));
+            let _ = ServerMsg::decode(Bytes::from(bytes));
+        }
+
+        /// Valid frames with bytes changed, cut short or extended: every outcome is
+        /// a message or an error, and a message decoded once re-encodes to itself.
+        #[test]
+        fn mutated_frames_decode_or_fail_without_panicking(
+            pick in proptest::num::usize::ANY,
+            edits in proptest::collection::vec((proptest::num::usize::ANY, proptest::num::u8::ANY), 0..8),
+            cut in proptest::option::of(proptest::num::usize::ANY),
+        ) {
+            let frames = sample_frames();
+            let mut frame = frames[pick % frames.len()].to_vec();
+            for (at, byte) in edits {
+                let at = at % frame.len();
+                frame[at] = byte;
+            }
+            if let Some(cut) = cut {
+                frame.truncate(cut % (frame.len() + 1));
+            }
+            if let Ok(msg) = WorkerMsg::decode(Bytes::from(frame.clone())) {
+                proptest::prop_assert_eq!(WorkerMsg::decode(msg.encode()).unwrap(), msg);
+            }
+            if let Ok(msg) = ServerMsg::decode(Bytes::from(frame)) {
+                proptest::prop_assert_eq!(ServerMsg::decode(msg.encode()).unwrap(), msg);
+            }
+        }
+
+        #[test]
+        fn hellos_round_trip(
+            name in ".{0,64}",
+            labels in proptest::collection::btree_map(".{0,16}", ".{0,16}", 0..8),
+            capacity in proptest::num::u32::ANY,
+        ) {
+            let msg = WorkerMsg::Hello {
+                protocol: PROTOCOL_VERSION,
+                name,
+                labels,
+                capacity,
+                runtimes: vec![],
+                cached: vec![],
+                functions: vec![],
+            };
+            proptest::prop_assert_eq!(WorkerMsg::decode(msg.encode()).unwrap(), msg);
+        }
+    }
 }

@@ -183,7 +183,8 @@ impl Conns {
             let oldest = open
                 .values()
                 .filter(|c| c.busy.load(Ordering::Acquire) == 0)
-                .min_by_key(|c| c.since.load(Ordering::Relaxed))?
+                // The longest wait; of equal ones (same millisecond), the oldest.
+                .min_by_key(|c| (c.since.load(Ordering::Relaxed), c.id))?
                 .clone();
             open.remove(&oldest.id);
             oldest.close.notify_one();

@@ -1,0 +1,44 @@
+//! The text of an API token: `swb_<id>_<secret>`. The id finds the token's row; the
+//! secret is checked against its stored hash. Parsing is all this module does: it
+//! reads untrusted input and must never panic.
+
+pub const PREFIX: &str = "swb_";
+
+/// Splits a presented token into id and secret; `None` when it is not shaped like
+/// one (the id holds no `_`, neither part is empty).
+pub fn parse(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn malformed_tokens_do_not_parse() {
+        for bad in ["", "swb_", "swb__x", "swb_abc_", "tok_abc_def", "swb_abc"] {
+            assert!(parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_not_without_panicking(s in ".*") {
+            if let Some((id, secret)) = parse(&s) {
+                prop_assert_eq!(format!("{PREFIX}{id}_{secret}"), s);
+            }
+        }
+
+        #[test]
+        fn well_formed_tokens_give_back_their_parts(
+            id in "[0-9a-f]{1,32}",
+            secret in "[0-9a-zA-Z_]{1,64}",
+        ) {
+            let token = format!("{PREFIX}{id}_{secret}");
+            prop_assert_eq!(parse(&token), Some((id.as_str(), secret.as_str())));
+        }
+    }
+}
