@@ -24,12 +24,14 @@ pub enum ErrorCode {
     BadOutput,
     WorkerLost,
     NoWorker,
+    /// The server is at a limit of its own (memory for request bodies); try again.
+    Overloaded,
     Timeout,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::Sealed,
@@ -45,6 +47,7 @@ impl ErrorCode {
         Self::BadOutput,
         Self::WorkerLost,
         Self::NoWorker,
+        Self::Overloaded,
         Self::Timeout,
         Self::Internal,
     ];
@@ -62,7 +65,7 @@ impl ErrorCode {
             Self::FunctionError | Self::LimitExceeded => 422,
             Self::Internal => 500,
             Self::BadOutput | Self::WorkerLost => 502,
-            Self::NoWorker => 503,
+            Self::NoWorker | Self::Overloaded => 503,
             Self::Timeout => 504,
         }
     }
@@ -84,6 +87,7 @@ impl ErrorCode {
             Self::BadOutput => "bad_output",
             Self::WorkerLost => "worker_lost",
             Self::NoWorker => "no_worker",
+            Self::Overloaded => "overloaded",
             Self::Timeout => "timeout",
             Self::Internal => "internal",
         }

@@ -15,6 +15,8 @@ pub struct Config {
     /// Largest request body (artefacts, invoke inputs); a larger declared length is
     /// refused before the body is read.
     pub max_body_bytes: usize,
+    /// Memory all request bodies being read or held may take at once.
+    pub max_body_memory_bytes: u64,
     /// Timeouts, the connection cap and the drain period of the HTTP layer.
     pub http: crate::conn::HttpLimits,
     /// Invocation records kept; older ones are pruned.
@@ -47,6 +49,7 @@ impl Config {
             nats_url: None,
             blob_dir: None,
             max_body_bytes: 64 << 20,
+            max_body_memory_bytes: 1 << 30,
             http: crate::conn::HttpLimits::new(),
             keep_invocations: 100_000,
             default_timeout_ms: 10_000,

@@ -36,11 +36,11 @@ pub fn store_error(e: StoreError) -> ApiError {
 pub fn error_response(e: ApiError) -> Response {
     let status =
         StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    // An oversized or stalled body is answered before it is read, and the server then
+    // An oversized, stalled or unaffordable body is answered before it is read, and the server then
     // closes the connection: say so, or a client's pool may send its next request on it.
     let close = matches!(
         e.code,
-        ErrorCode::PayloadTooLarge | ErrorCode::RequestTimeout
+        ErrorCode::PayloadTooLarge | ErrorCode::RequestTimeout | ErrorCode::Overloaded
     );
     let mut response = (status, axum::Json(ErrorBody { error: e })).into_response();
     if close {

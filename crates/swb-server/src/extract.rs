@@ -24,23 +24,33 @@ impl FromRequest<Arc<App>> for Body {
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, AppError> {
         let limit = app.config.max_body_bytes as u64;
-        check_declared_length(req.headers(), limit, "--max-body-mb")?;
-        Bytes::from_request(req, app)
+        let declared = check_declared_length(req.headers(), limit, "--max-body-mb")?;
+        // Memory for the body first: its declared length, or the limit if unknown.
+        let reservation = app
+            .bodies
+            .reserve(declared.unwrap_or(limit), app.config.http.body_timeout)
+            .await?;
+        let bytes = Bytes::from_request(req, app)
             .await
-            .map(Body)
-            .map_err(|e| AppError(body_rejection(e, limit)))
+            .map_err(|e| AppError(body_rejection(e, limit)))?;
+        Ok(Body(reservation.hold(bytes)))
     }
 }
 
-/// Refuses a body whose declared length is over `limit`, without reading it.
-pub fn check_declared_length(headers: &HeaderMap, limit: u64, flag: &str) -> Result<(), ApiError> {
+/// Refuses a body whose declared length is over `limit`, without reading it;
+/// otherwise the declared length, if any.
+pub fn check_declared_length(
+    headers: &HeaderMap,
+    limit: u64,
+    flag: &str,
+) -> Result<Option<u64>, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match declared {
         Some(n) if n > limit => Err(too_large(limit, flag)
             .with_details(json!({ "limit_bytes": limit, "declared_bytes": n }))),
-        _ => Ok(()),
+        _ => Ok(declared),
     }
 }
 

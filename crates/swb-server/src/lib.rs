@@ -5,6 +5,7 @@ mod acl;
 mod api;
 mod auth;
 mod blobs;
+mod budget;
 mod cluster;
 mod config;
 mod conn;
@@ -44,6 +45,7 @@ pub struct App {
     auth: Authenticator,
     acl: acl::Acl,
     blobs: blobs::Blobs,
+    bodies: budget::BodyBudget,
     jobs: jobs::JobQueue,
     recorder: recorder::Recorder,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -159,6 +161,7 @@ impl Server {
         let app = Arc::new(App {
             acl,
             blobs,
+            bodies: budget::BodyBudget::new(config.max_body_memory_bytes),
             jobs,
             hub: Arc::new(Hub::new(store.clone(), config.heartbeat)),
             routes: routes::Routes::new(store.clone(), &config),

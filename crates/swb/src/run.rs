@@ -25,6 +25,10 @@ pub struct ServerArgs {
     /// is refused with 413 before the body is read
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     max_body_mb: u64,
+    /// Memory all request bodies being read or held may take at once, in MiB; a
+    /// request that finds it spent waits up to --body-timeout, then gets overloaded
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_memory_mb: u64,
     /// Largest blob upload (`swb blob put`, streamed to disk), in MiB
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     max_blob_mb: u64,
@@ -167,6 +171,7 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
     let mut config = Config::new(args.data_dir.clone());
     config.max_body_bytes = (args.max_body_mb << 20) as usize;
     config.max_blob_bytes = args.max_blob_mb << 20;
+    config.max_body_memory_bytes = args.max_body_memory_mb << 20;
     config.http.header_timeout = args.header_timeout;
     config.http.body_timeout = args.body_timeout;
     config.http.drain = args.drain_timeout;
@@ -178,11 +183,24 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
     config.nats_url = args.nats_url.clone();
     config.blob_dir = args.blob_dir.clone();
     let server = Server::open(config).await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener =
+        listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     Ok((server, listener, url))
+}
+
+/// A listener whose queue of connections not yet accepted holds a burst of clients:
+/// with the usual 128, a burst of new connections (a fleet of workers reconnecting,
+/// a load test) overflows it and the kernel drops their SYNs, which clients resend
+/// only after a second.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 fn announce(url: &str, server: &Server, worker: Option<u32>) {

@@ -196,3 +196,77 @@ async fn stopping_does_not_wait_for_half_sent_requests_and_a_second_signal_exits
     assert!(call.await.unwrap().is_err(), "the call was cut off");
     drop(worker);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_share_a_bounded_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        "server",
+        &dir,
+        &[
+            "--max-body-mb",
+            "1",
+            "--max-body-memory-mb",
+            "1",
+            "--body-timeout",
+            "2s",
+        ],
+    );
+    let job = |n: usize| {
+        let body = format!(
+            "{{\"function\":\"admin/none\",\"input\":\"{}\"}}",
+            "x".repeat(n)
+        );
+        head(
+            &server.token,
+            "/v1/jobs",
+            &format!("Content-Length: {}\r\n", body.len()),
+        ) + &body
+    };
+    // A slow client declares a body as large as the whole budget and trickles it.
+    let mut slow = connect(&server).await;
+    slow.write_all(head(&server.token, "/v1/jobs", "Content-Length: 1048576\r\n").as_bytes())
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        while slow.write_all(b" ").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    // The first answer of a small request on a connection of its own.
+    let answer = |server: &ServerProc| {
+        let (addr, request) = (server.url.trim_start_matches("http://").to_owned(), job(10));
+        async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = vec![0u8; 4096];
+            let n = tcp.read(&mut answer).await.unwrap();
+            String::from_utf8_lossy(&answer[..n]).into_owned()
+        }
+    };
+    // Once the slow request holds the memory (it may be read after the next one),
+    // another request waits for memory up to the body timeout, then is told so.
+    let refused = swb_testkit::eventually(
+        "a request to find no memory",
+        Duration::from_secs(30),
+        || async {
+            let answer = answer(&server).await;
+            answer.starts_with("HTTP/1.1 503").then_some(answer)
+        },
+    )
+    .await;
+    assert_eq!(
+        parse(&refused).1["error"]["code"],
+        "overloaded",
+        "{refused}"
+    );
+    // Once the slow client is gone, its memory is free again.
+    trickle.abort();
+    swb_testkit::eventually("the budget to free", Duration::from_secs(10), || async {
+        answer(&server)
+            .await
+            .starts_with("HTTP/1.1 404")
+            .then_some(())
+    })
+    .await;
+}
