@@ -101,6 +101,17 @@ fn spaced_hex(bytes: &[u8]) -> String {
     pairs.join(" ")
 }
 
+/// An import's name as a refusal quotes it: on one line (control characters
+/// escaped) and at most 64 characters, whatever the module says.
+fn shown(name: &str) -> String {
+    const MAX: usize = 64;
+    let escaped: String = name.escape_debug().collect();
+    match escaped.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    }
+}
+
 /// Checks that `bytes` are a valid WASI preview 1 command module.
 pub fn inspect(bytes: &[u8]) -> Result<(), InvalidModule> {
     // Said in our words: wasmparser prints the bytes it expected as a multi-line list.
@@ -129,7 +140,7 @@ pub fn inspect(bytes: &[u8]) -> Result<(), InvalidModule> {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
                     let import = import.map_err(malformed)?;
-                    let (module, name) = (import.module.to_owned(), import.name.to_owned());
+                    let (module, name) = (shown(import.module), shown(import.name));
                     let kind = match import.ty {
                         TypeRef::Func(_) | TypeRef::FuncExact(_) => None,
                         TypeRef::Memory(_) => Some("memory"),
@@ -235,5 +246,13 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains('\n'), "{err}");
+        // Names are quoted on one line and cut short (found by the fuzzer).
+        let hostile = format!(
+            r#"(module (import "wasi_snapshot_\n^" "{}" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+            "x".repeat(1000)
+        );
+        let err = says(&wat(&hostile));
+        assert!(err.contains("wasi_snapshot_\\n^::xxx"), "{err}");
+        assert!(!err.contains('\n') && err.len() < 300, "{err}");
     }
 }

@@ -47,6 +47,10 @@ impl BodyBudget {
     pub async fn reserve(&self, bytes: u64, wait: Duration) -> Result<Reservation, ApiError> {
         let n = units(bytes).min(self.total);
         let n = u32::try_from(n).unwrap_or(u32::MAX);
+        // Most of the time there is room: no timer then.
+        if let Ok(permit) = self.permits.clone().try_acquire_many_owned(n) {
+            return Ok(Reservation(permit));
+        }
         match tokio::time::timeout(wait, self.permits.clone().acquire_many_owned(n)).await {
             Ok(Ok(permit)) => Ok(Reservation(permit)),
             _ => Err(ApiError::new(

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -25,8 +25,8 @@ use tokio::time::{Instant, Sleep};
 /// What the HTTP layer allows a client.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
-    /// A request's head must arrive within this after the connection starts waiting
-    /// for it, which also bounds how long a kept-alive connection may sit idle.
+    /// A connection that runs no request (it is still sending a head, or it sits idle
+    /// between requests) for this long is closed.
     pub header_timeout: Duration,
     /// A request body that delivers nothing for this long fails (`request_timeout`).
     pub body_timeout: Duration,
@@ -39,7 +39,7 @@ pub struct HttpLimits {
 }
 
 impl HttpLimits {
-    /// Defaults: 10 s for a head, 30 s of silence in a body, 3/4 of the process's
+    /// Defaults: 10 s without a request, 30 s of silence in a body, 3/4 of the process's
     /// file-descriptor limit in connections, 30 s to drain.
     pub fn new() -> Self {
         Self {
@@ -86,9 +86,9 @@ pub async fn serve(
     // Every connection task holds a receiver: all dropped = all connections done.
     let (stop, stopping) = watch::channel(false);
     let conns = Arc::new(Conns::default());
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+    let http = hyper::server::conn::http1::Builder::new();
+    COARSE_MS.fetch_max(now_ms(), Ordering::Relaxed);
+    let sweeper = tokio::spawn(sweep(conns.clone(), limits.header_timeout));
     let mut shutdown = pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -96,7 +96,7 @@ pub async fn serve(
             (tcp, _) = Listener::accept(&mut listener) => tcp,
             _ = &mut shutdown => break,
         };
-        let Some(conn) = conns.admit(limits.max_connections) else {
+        let Some(conn) = conns.admit(limits.max_connections).await else {
             tracing::warn!(
                 limit = limits.max_connections,
                 "every connection is running a request; refusing a new one"
@@ -136,6 +136,7 @@ pub async fn serve(
     }
     // New connections are refused from here on rather than left in the backlog.
     drop(listener);
+    sweeper.abort();
     let _ = stop.send(true);
     drop(stopping);
     if tokio::time::timeout(limits.drain, stop.closed())
@@ -151,21 +152,64 @@ pub async fn serve(
     }
 }
 
+/// Closes the connections that have run no request for `timeout`: slow or stalled
+/// heads, and idle keep-alive connections. One task for all connections, instead of
+/// a timer per connection reset with every request.
+async fn sweep(conns: Arc<Conns>, timeout: Duration) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let timeout = timeout.as_millis() as u64;
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = now_ms();
+        COARSE_MS.fetch_max(now, Ordering::Relaxed);
+        conns.close_idle(now.saturating_sub(timeout));
+    }
+}
+
 /// The open HTTP connections, for the connection cap and shutdown.
 #[derive(Default)]
 struct Conns {
+    /// Every connection whose task still runs (and so holds its socket), closing
+    /// ones included: the count is of file descriptors in use.
     open: Mutex<HashMap<u64, Arc<Conn>>>,
     next: AtomicU64,
+    /// Signalled when a connection's task ends.
+    freed: Notify,
+}
+
+/// What [`Conns::try_admit`] found.
+enum Admit {
+    Admitted(Arc<Conn>),
+    /// At the cap; a connection was told to close (or already closes): wait for it.
+    Wait,
+    /// At the cap, every connection running a request.
+    Full,
 }
 
 struct Conn {
     id: u64,
-    /// Requests this connection is running (0: idle, or reading a head).
+    /// Requests this connection is running, from the head read to the last byte of
+    /// the answer written (0: idle, or reading a head).
     busy: AtomicU32,
-    /// When it last started or finished a request (or opened): ms since `EPOCH`.
+    /// When it last started or finished a request (to a sweeper's tick), or opened:
+    /// ms since `EPOCH`.
     since: AtomicU64,
-    /// Told to close (evicted for a new connection, or the drain period is over).
+    /// Told to close (evicted for a new connection, idle too long, or the drain
+    /// period is over).
     close: Notify,
+    closing: AtomicBool,
+}
+
+impl Conn {
+    fn close(&self) {
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            self.close.notify_one();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.busy.load(Ordering::Acquire) == 0 && !self.closing.load(Ordering::Acquire)
+    }
 }
 
 static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
@@ -174,29 +218,68 @@ fn now_ms() -> u64 {
     EPOCH.elapsed().as_millis() as u64
 }
 
+/// `now_ms()` as of the sweeper's last tick: what requests stamp their connection
+/// with, so that a request reads no clock (it is off by at most a tick).
+static COARSE_MS: AtomicU64 = AtomicU64::new(0);
+
+fn coarse_ms() -> u64 {
+    COARSE_MS.load(Ordering::Relaxed)
+}
+
 impl Conns {
-    /// Registers a new connection; at the cap, first closes the one that has waited
-    /// longest without running a request, or refuses the new one if there is none.
-    fn admit(&self, max: usize) -> Option<Arc<Conn>> {
+    /// Registers a new connection. At the cap it first closes the one that has
+    /// waited longest without running a request and waits until a connection's task
+    /// has ended (its socket closed), so that the sockets in use never pass the cap
+    /// by more than the one being admitted; if every connection is running a
+    /// request, the new one is refused.
+    async fn admit(&self, max: usize) -> Option<Arc<Conn>> {
+        loop {
+            let freed = self.freed.notified();
+            match self.try_admit(max) {
+                Admit::Admitted(conn) => return Some(conn),
+                Admit::Full => return None,
+                Admit::Wait => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), freed).await;
+                }
+            }
+        }
+    }
+
+    fn try_admit(&self, max: usize) -> Admit {
         let mut open = self.open.lock().expect("conns lock");
         if open.len() >= max {
             let oldest = open
                 .values()
-                .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+                .filter(|c| c.idle())
                 // The longest wait; of equal ones (same millisecond), the oldest.
-                .min_by_key(|c| (c.since.load(Ordering::Relaxed), c.id))?
-                .clone();
-            open.remove(&oldest.id);
-            oldest.close.notify_one();
+                .min_by_key(|c| (c.since.load(Ordering::Relaxed), c.id));
+            return match oldest {
+                Some(oldest) => {
+                    oldest.close();
+                    Admit::Wait
+                }
+                None if open.values().any(|c| c.closing.load(Ordering::Acquire)) => Admit::Wait,
+                None => Admit::Full,
+            };
         }
         let conn = Arc::new(Conn {
             id: self.next.fetch_add(1, Ordering::Relaxed),
             busy: AtomicU32::new(0),
             since: AtomicU64::new(now_ms()),
             close: Notify::new(),
+            closing: AtomicBool::new(false),
         });
         open.insert(conn.id, conn.clone());
-        Some(conn)
+        Admit::Admitted(conn)
+    }
+
+    /// Closes every connection that has run no request since `before` (ms).
+    fn close_idle(&self, before: u64) {
+        for c in self.open.lock().expect("conns lock").values() {
+            if c.idle() && c.since.load(Ordering::Relaxed) < before {
+                c.close();
+            }
+        }
     }
 
     fn len(&self) -> usize {
@@ -205,7 +288,7 @@ impl Conns {
 
     fn close_all(&self) {
         for conn in self.open.lock().expect("conns lock").values() {
-            conn.close.notify_one();
+            conn.close();
         }
     }
 }
@@ -216,6 +299,7 @@ struct Registered<'a>(&'a Conns, u64);
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.0.open.lock().expect("conns lock").remove(&self.1);
+        self.0.freed.notify_one();
     }
 }
 
@@ -229,45 +313,79 @@ struct Service {
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
-    type Response = Response<Body>;
+    type Response = Response<Answer>;
     type Error = Infallible;
     type Future = Running<axum::routing::future::RouteFuture<Infallible>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.conn.busy.fetch_add(1, Ordering::AcqRel);
-        self.conn.since.store(now_ms(), Ordering::Relaxed);
+        self.conn.since.store(coarse_ms(), Ordering::Relaxed);
         let req = req.map(|body| Body::new(Progress::new(body, self.body_timeout)));
         Running {
             inner: tower_service::Service::call(&mut self.router.clone(), req),
-            _busy: Busy(self.conn.clone()),
+            busy: Some(Busy(self.conn.clone())),
         }
     }
 }
 
-/// Counts a request as running until its response is ready (or it is dropped).
+/// Counts a request as running until its answer has been written (its body dropped),
+/// or until it is dropped unanswered.
 struct Busy(Arc<Conn>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.since.store(now_ms(), Ordering::Relaxed);
+        self.0.since.store(coarse_ms(), Ordering::Relaxed);
         self.0.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A request's response future, counted as running while it lives.
+    /// A request's response future, counted as running while it lives; the count
+    /// passes to the answer's body, which holds it until it is written.
     pub struct Running<F> {
         #[pin]
         inner: F,
-        _busy: Busy,
+        busy: Option<Busy>,
     }
 }
 
-impl<F: Future> Future for Running<F> {
-    type Output = F::Output;
+impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Running<F> {
+    type Output = Result<Response<Answer>, Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx));
+        let busy = this.busy.take();
+        Poll::Ready(response.map(|r| r.map(|body| Answer { body, _busy: busy })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body, which keeps its request counted as running until written.
+    pub struct Answer {
+        #[pin]
+        body: Body,
+        _busy: Option<Busy>,
+    }
+}
+
+impl HttpBody for Answer {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -15,6 +15,9 @@ use serde_json::json;
 use std::sync::Arc;
 use swb_api::{ApiError, ErrorCode};
 
+/// Bodies up to this size are read without a reservation from the body budget.
+const SMALL_BODY: u64 = 64 << 10;
+
 /// The raw request body, bounded by the server's body limit: a larger declared
 /// length is refused before a byte of the body is read (and before `100 Continue`).
 pub struct Body(pub Bytes);
@@ -26,14 +29,24 @@ impl FromRequest<Arc<App>> for Body {
         let limit = app.config.max_body_bytes as u64;
         let declared = check_declared_length(req.headers(), limit, "--max-body-mb")?;
         // Memory for the body first: its declared length, or the limit if unknown.
-        let reservation = app
-            .bodies
-            .reserve(declared.unwrap_or(limit), app.config.http.body_timeout)
-            .await?;
+        // Small bodies need none: a connection reads one request at a time, so
+        // they hold at most `max_connections` × `SMALL_BODY` (the common case,
+        // with no reservation to take and return).
+        let reservation = match declared {
+            Some(n) if n <= SMALL_BODY => None,
+            _ => Some(
+                app.bodies
+                    .reserve(declared.unwrap_or(limit), app.config.http.body_timeout)
+                    .await?,
+            ),
+        };
         let bytes = Bytes::from_request(req, app)
             .await
             .map_err(|e| AppError(body_rejection(e, limit)))?;
-        Ok(Body(reservation.hold(bytes)))
+        Ok(Body(match reservation {
+            Some(r) => r.hold(bytes),
+            None => bytes,
+        }))
     }
 }
 
