@@ -49,7 +49,7 @@ impl Config {
             nats_url: None,
             blob_dir: None,
             max_body_bytes: 64 << 20,
-            max_body_memory_bytes: 1 << 30,
+            max_body_memory_bytes: 256 << 20,
             http: crate::conn::HttpLimits::new(),
             keep_invocations: 100_000,
             default_timeout_ms: 10_000,

@@ -27,7 +27,7 @@ pub struct ServerArgs {
     max_body_mb: u64,
     /// Memory all request bodies being read or held may take at once, in MiB; a
     /// request that finds it spent waits up to --body-timeout, then gets overloaded
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     max_body_memory_mb: u64,
     /// Largest blob upload (`swb blob put`, streamed to disk), in MiB
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
