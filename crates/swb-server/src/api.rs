@@ -375,10 +375,13 @@ async fn deploy(
     // A digest grants nothing: the caller must reach the artefact (have uploaded
     // it, or deploy where it is pinned). Unreachable and absent read the same.
     let absent = || {
-        ApiError::not_found(format!(
-            "artefact {}; upload it first with PUT /v1/artefacts/{}",
-            req.artefact, req.artefact
-        ))
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "artefact {} not found; upload it first with PUT /v1/artefacts/{}",
+                req.artefact, req.artefact
+            ),
+        )
     };
     if !missing_for(&app, &caller, &[req.artefact])
         .await?
