@@ -380,48 +380,19 @@ mod tests {
         }
     }
 
-    /// Valid frames of each kind of message, the starting points for mutations.
+    /// Valid frames of each kind of message, the starting points for mutations: the
+    /// fuzz target's seed corpus (`cargo run -p swb-testkit --example fuzz_corpus`).
     pub(crate) fn sample_frames() -> Vec<Bytes> {
-        let digest = Digest::of(b"m");
-        let worker = [
-            WorkerMsg::Hello {
-                protocol: PROTOCOL_VERSION,
-                name: "w".into(),
-                labels: [("gpu".to_owned(), "a100".to_owned())].into(),
-                capacity: 4,
-                runtimes: vec!["wasm".into()],
-                cached: vec![digest],
-                functions: vec![],
-            },
-            WorkerMsg::Draining,
-            WorkerMsg::Compiled {
-                digest,
-                error: Some("no".into()),
-            },
-            WorkerMsg::NeedCode { digest },
-            WorkerMsg::Done {
-                call: 3,
-                error: None,
-                stderr_tail: "log".into(),
-                duration_us: 9,
-                output: Bytes::from_static(b"{\"ok\":true}"),
-            },
-        ];
-        let server = [
-            ServerMsg::Code {
-                digest,
-                module: Bytes::from_static(b"\0asm"),
-            },
-            ServerMsg::Cancel { call: 2 },
-            ServerMsg::Refused {
-                error: ApiError::new(ErrorCode::Conflict, "no"),
-            },
-        ];
-        worker
-            .iter()
-            .map(Frame::encode)
-            .chain(server.iter().map(Frame::encode))
-            .collect()
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/worker_protocol"
+        );
+        let frames: Vec<Bytes> = std::fs::read_dir(dir)
+            .expect("the seed corpus")
+            .map(|e| Bytes::from(std::fs::read(e.unwrap().path()).unwrap()))
+            .collect();
+        assert!(frames.len() >= 8, "seeds of every kind of message");
+        frames
     }
 
     proptest::proptest! {
