@@ -32,8 +32,8 @@ pub struct ServerArgs {
     /// Largest blob upload (`swb blob put`, streamed to disk), in MiB
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     max_blob_mb: u64,
-    /// A request's head must arrive within this (also how long an idle keep-alive
-    /// connection stays open)
+    /// A connection that runs no request for this long is closed: a request head
+    /// slower than this, or an idle keep-alive connection
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     header_timeout: Duration,
     /// A request body that sends nothing for this long fails with request_timeout
