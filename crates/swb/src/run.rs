@@ -77,7 +77,7 @@ pub struct UpArgs {
 struct LocalWorkerArgs {
     /// Calls the in-process worker holds at once [default: 8 x CPUs]; at most 8 x
     /// CPUs run at once, the others wait for one to end
-    #[arg(long)]
+    #[arg(long, value_parser = capacity)]
     capacity: Option<u32>,
     /// Compiled-code cache of the in-process worker [default: <data-dir>/code-cache]
     #[arg(long)]
@@ -109,7 +109,7 @@ struct WorkerArgs {
     labels: Vec<(String, String)>,
     /// Calls held at once [default: 32 x CPUs]. At most 8 x CPUs run at once; the
     /// others wait at the worker, so that the next call is ready when one ends
-    #[arg(long)]
+    #[arg(long, value_parser = capacity)]
     capacity: Option<u32>,
     /// Compiled-code cache kept across restarts
     #[arg(long, default_value = ".swb-worker/code-cache")]
@@ -117,6 +117,15 @@ struct WorkerArgs {
     /// Longest wait between reconnection attempts, in milliseconds
     #[arg(long, default_value_t = 30_000)]
     max_backoff_ms: u64,
+}
+
+/// Calls a worker may hold: what a server accepts in a hello.
+fn capacity(s: &str) -> Result<u32, String> {
+    let max = swb_api::protocol::hello_limits::MAX_CAPACITY;
+    match s.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number from 1 to {max}")),
+    }
 }
 
 pub fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -330,7 +339,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     interface: crate::cli::InterfaceArgs,
     /// Calls run at once
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = capacity)]
     concurrency: u32,
     /// Deadline per call in milliseconds; the command's process group is killed
     /// when it passes [server default: 10000]

@@ -191,3 +191,17 @@ async fn a_user_deploys_calls_and_reads_logs_with_the_cli() {
         "clean exit on SIGTERM"
     );
 }
+
+#[test]
+fn capacities_a_server_would_refuse_are_refused_before_starting() {
+    for args in [
+        &["up", "--capacity", "20000"][..],
+        &["worker", "--capacity", "0"],
+        &["serve", "admin/x", "--concurrency", "10001", "--", "cat"],
+    ] {
+        let out = Command::new(bin()).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("from 1 to 10000"), "{args:?}: {stderr}");
+    }
+}
