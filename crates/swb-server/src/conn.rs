@@ -318,12 +318,11 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = Running<axum::routing::future::RouteFuture<Infallible>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.conn.busy.fetch_add(1, Ordering::AcqRel);
-        self.conn.since.store(coarse_ms(), Ordering::Relaxed);
+        let busy = Busy::start(&self.conn);
         let req = req.map(|body| Body::new(Progress::new(body, self.body_timeout)));
         Running {
             inner: tower_service::Service::call(&mut self.router.clone(), req),
-            busy: Some(Busy(self.conn.clone())),
+            busy: Some(busy),
         }
     }
 }
@@ -331,6 +330,14 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 /// Counts a request as running until its answer has been written (its body dropped),
 /// or until it is dropped unanswered.
 struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn start(conn: &Arc<Conn>) -> Self {
+        conn.busy.fetch_add(1, Ordering::AcqRel);
+        conn.since.store(coarse_ms(), Ordering::Relaxed);
+        Self(conn.clone())
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -540,10 +547,10 @@ where
             *this.moved = true;
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        let deadline = Instant::now() + *this.timeout;
+        // The clock is read only to (re)arm the timer.
         match this.sleep.as_mut().as_pin_mut() {
-            None => this.sleep.set(Some(tokio::time::sleep_until(deadline))),
-            Some(sleep) if *this.moved => sleep.reset(deadline),
+            None => this.sleep.set(Some(tokio::time::sleep(*this.timeout))),
+            Some(sleep) if *this.moved => sleep.reset(Instant::now() + *this.timeout),
             Some(_) => {}
         }
         *this.moved = false;

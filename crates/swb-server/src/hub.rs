@@ -105,6 +105,14 @@ pub struct Hello {
     pub functions: Vec<FunctionRef>,
 }
 
+/// What a worker has of each module, and what it may fetch, under one lock.
+struct CodeTable {
+    state: HashMap<Digest, CodeState>,
+    /// The modules this worker was sent a call of or pushed: the only code it may
+    /// ask for. What it claims to have (`cached`, `compiled`) grants nothing.
+    entitled: HashSet<Digest>,
+}
+
 #[derive(Debug, Clone)]
 enum CodeState {
     Pending,
@@ -137,10 +145,7 @@ struct Worker {
     alive: AtomicBool,
     in_flight: AtomicU32,
     cache: Mutex<CacheStats>,
-    code: Mutex<HashMap<Digest, CodeState>>,
-    /// The modules this worker was sent a call of or pushed: the only code it may
-    /// ask for. What it claims to have (`cached`, `compiled`) grants nothing.
-    entitled: Mutex<HashSet<Digest>>,
+    code: Mutex<CodeTable>,
     calls: Mutex<HashMap<CallId, oneshot::Sender<Answer>>>,
     next_call: AtomicU64,
     tx: ToWorker,
@@ -177,20 +182,21 @@ impl Worker {
             && eligible(self.caller.as_ref())
     }
 
-    /// The worker may now fetch this module (it is sent a call of it, or its code).
-    fn entitle(&self, digest: Digest) {
-        self.entitled.lock().expect("entitled lock").insert(digest);
-    }
-
     fn is_entitled(&self, digest: &Digest) -> bool {
-        self.entitled
+        self.code
             .lock()
-            .expect("entitled lock")
+            .expect("code lock")
+            .entitled
             .contains(digest)
     }
 
     fn code_state(&self, digest: &Digest) -> Option<CodeState> {
-        self.code.lock().expect("code lock").get(digest).cloned()
+        self.code
+            .lock()
+            .expect("code lock")
+            .state
+            .get(digest)
+            .cloned()
     }
 
     /// Takes one unit of capacity if any is free.
@@ -360,8 +366,10 @@ impl Hub {
             alive: AtomicBool::new(true),
             in_flight: AtomicU32::new(0),
             cache: Mutex::new(CacheStats::default()),
-            code: Mutex::new(cached.into_iter().map(|d| (d, CodeState::Ready)).collect()),
-            entitled: Mutex::new(HashSet::new()),
+            code: Mutex::new(CodeTable {
+                state: cached.into_iter().map(|d| (d, CodeState::Ready)).collect(),
+                entitled: HashSet::new(),
+            }),
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             tx: tx.clone(),
@@ -392,7 +400,7 @@ impl Hub {
                 }
                 _ = worker.close.notified() => {
                     tracing::info!(worker = %worker.name, "closing the session: its token was revoked");
-                    refuse(&tx, ErrorCode::Unauthenticated, "the worker's token was revoked".into());
+                    refuse(&tx, ApiError::new(ErrorCode::Unauthenticated, "the worker's token was revoked"));
                     break;
                 }
             };
@@ -457,7 +465,12 @@ impl Hub {
                         CodeState::Failed(e)
                     }
                 };
-                worker.code.lock().expect("code lock").insert(digest, state);
+                worker
+                    .code
+                    .lock()
+                    .expect("code lock")
+                    .state
+                    .insert(digest, state);
                 self.compiled.notify_waiters();
             }
             WorkerMsg::NeedCode { digest } => {
@@ -505,6 +518,7 @@ impl Hub {
                     .code
                     .lock()
                     .expect("code lock")
+                    .state
                     .insert(digest, CodeState::Pending);
                 let _ = worker.tx.send(ServerMsg::Code { digest, module });
             }
@@ -552,9 +566,9 @@ impl Hub {
         for w in &targets {
             let mut code = w.code.lock().expect("code lock");
             // Pending code is on its way already (an earlier push, or a call's request).
-            if matches!(code.get(&digest), None | Some(CodeState::Failed(_))) {
-                code.insert(digest, CodeState::Pending);
-                w.entitle(digest);
+            if matches!(code.state.get(&digest), None | Some(CodeState::Failed(_))) {
+                code.state.insert(digest, CodeState::Pending);
+                code.entitled.insert(digest);
                 let _ = w.tx.send(ServerMsg::Code {
                     digest,
                     module: module.clone(),
@@ -632,13 +646,13 @@ impl Hub {
                         .run_local(&worker, runtime, &module, &hosted, input)
                         .await);
                 }
-                worker
-                    .code
-                    .lock()
-                    .expect("code lock")
+                // The worker may now fetch this module: it is sent a call of it.
+                let mut code = worker.code.lock().expect("code lock");
+                code.state
                     .entry(hosted.digest)
                     .or_insert(CodeState::Pending);
-                worker.entitle(hosted.digest);
+                code.entitled.insert(hosted.digest);
+                drop(code);
                 ServerMsg::Invoke {
                     call,
                     hosted,
@@ -914,11 +928,10 @@ pub fn no_worker(
     )
 }
 
-fn refuse(tx: &ToWorker, code: ErrorCode, message: String) {
-    tracing::warn!(%message, "refusing worker");
-    let _ = tx.send(ServerMsg::Refused {
-        error: ApiError::new(code, message),
-    });
+/// Ends a worker session with `refused`, telling the worker why.
+pub(crate) fn refuse(tx: &ToWorker, error: ApiError) {
+    tracing::warn!(%error, "refusing worker");
+    let _ = tx.send(ServerMsg::Refused { error });
 }
 
 fn compile_report(targets: &[Arc<Worker>], digest: &Digest) -> CompileReport {

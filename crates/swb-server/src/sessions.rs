@@ -5,13 +5,13 @@ use crate::App;
 use crate::api::check_serve;
 use crate::auth::Caller;
 use crate::error::store_error;
-use crate::hub::{FromWorker, Hello, ToWorker};
+use crate::hub::{FromWorker, Hello, ToWorker, refuse};
 use crate::routes::compile_schema;
 use futures_util::StreamExt;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use swb_api::protocol::{PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg};
+use swb_api::protocol::{PROTOCOL_VERSION, ServedFunction, WorkerMsg};
 use swb_api::{ApiError, ErrorCode, FunctionKind, Limits, VersionInfo};
 use swb_runtime::Runtime;
 use tokio::time::timeout;
@@ -29,10 +29,7 @@ impl App {
         mut rx: FromWorker,
         local: Option<Arc<Runtime>>,
     ) {
-        let refuse = |error: ApiError| {
-            tracing::warn!(error = %error, "refusing worker");
-            let _ = tx.send(ServerMsg::Refused { error });
-        };
+        let refuse = |error: ApiError| refuse(&tx, error);
         let msg = match timeout(HELLO_TIMEOUT, rx.next()).await {
             Ok(Some(msg)) => msg,
             Ok(None) | Err(_) => return,

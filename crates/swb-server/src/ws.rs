@@ -4,6 +4,7 @@
 use crate::App;
 use crate::auth::Caller;
 use crate::error::AppError;
+use crate::hub::refuse;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -62,7 +63,9 @@ async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
                     Ok(Message::Text(_)) => {
                         refuse(
                             &to_worker,
-                            "a text frame; protocol messages are binary".into(),
+                            ApiError::invalid_input(
+                                "the worker sent a text frame; protocol messages are binary",
+                            ),
                         );
                         return None;
                     }
@@ -74,7 +77,12 @@ async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
                         Some((msg, (stream, open, to_worker)))
                     }
                     Err(e) => {
-                        refuse(&to_worker, format!("an undecodable message: {e}"));
+                        refuse(
+                            &to_worker,
+                            ApiError::invalid_input(format!(
+                                "the worker sent an undecodable message: {e}"
+                            )),
+                        );
                         None
                     }
                 };
@@ -84,11 +92,4 @@ async fn session(app: Arc<App>, caller: Caller, socket: WebSocket) {
     app.worker_session(Some(caller), to_worker, Box::pin(from_worker), None)
         .await;
     let _ = writer.await;
-}
-
-/// Ends a session over a message that breaks the protocol, telling the worker why.
-fn refuse(to_worker: &mpsc::UnboundedSender<ServerMsg>, what: String) {
-    tracing::warn!(problem = %what, "closing a worker session");
-    let error = ApiError::invalid_input(format!("the worker sent {what}"));
-    let _ = to_worker.send(ServerMsg::Refused { error });
 }
