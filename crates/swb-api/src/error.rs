@@ -1,9 +1,10 @@
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The one table of error codes. Every failure a client can see has exactly one of
 /// these codes, and each code maps to exactly one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     Unauthenticated,
@@ -101,7 +102,7 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// An error as clients see it. `details` is always a JSON object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -139,7 +140,7 @@ impl ApiError {
 }
 
 /// The body of every error response: `{"error":{"code":…,"message":…,"details":{…}}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub error: ApiError,
 }

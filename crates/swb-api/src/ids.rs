@@ -1,5 +1,7 @@
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -200,6 +202,50 @@ impl fmt::Display for Digest {
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// The rule `valid_name` checks, as a JSON Schema pattern.
+const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+
+fn pattern_schema(pattern: &str, description: &str) -> Schema {
+    json_schema!({ "type": "string", "pattern": pattern, "description": description })
+}
+
+impl JsonSchema for Namespace {
+    fn schema_name() -> Cow<'static, str> {
+        "Namespace".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        pattern_schema(
+            NAME_PATTERN,
+            "1-63 characters a-z, 0-9, '-' or '_', starting with a letter or digit",
+        )
+    }
+}
+
+impl JsonSchema for FunctionRef {
+    fn schema_name() -> Cow<'static, str> {
+        "FunctionRef".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let name = &NAME_PATTERN[1..NAME_PATTERN.len() - 1];
+        pattern_schema(&format!("^{name}/{name}$"), "namespace/name")
+    }
+}
+
+impl JsonSchema for Digest {
+    fn schema_name() -> Cow<'static, str> {
+        "Digest".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        pattern_schema(
+            "^sha256:[0-9a-f]{64}$",
+            "sha256: and 64 lowercase hex digits",
+        )
     }
 }
 

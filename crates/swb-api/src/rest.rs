@@ -1,6 +1,7 @@
 //! Bodies of the public REST API (`/v1`).
 
 use crate::{ApiError, Digest, ErrorCode, FunctionRef};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -32,6 +33,23 @@ pub mod timestamp {
         Ok(d.as_millis() as i64)
     }
 
+    /// The schema of a timestamp field: an RFC 3339 string.
+    pub struct Rfc3339;
+
+    impl schemars::JsonSchema for Rfc3339 {
+        fn inline_schema() -> bool {
+            true
+        }
+
+        fn schema_name() -> std::borrow::Cow<'static, str> {
+            "Rfc3339".into()
+        }
+
+        fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            schemars::json_schema!({ "type": "string", "format": "date-time" })
+        }
+    }
+
     pub mod option {
         use serde::{Deserialize, Deserializer, Serializer};
 
@@ -50,52 +68,182 @@ pub mod timestamp {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Free text the server stores as text: anything but U+0000, which no database
+/// text column holds. `swb_api::text_error` is the server's check.
+pub const TEXT_PATTERN: &str = "^[^\\u0000]*$";
+
+/// The error for a free-text field (at JSON pointer `pointer`) holding U+0000.
+pub fn text_error(value: &str, pointer: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::invalid_input(format!(
+            "{pointer} may not contain the character U+0000"
+        ))
+        .with_details(serde_json::json!({ "pointer": pointer })));
+    }
+    Ok(())
+}
+
+/// Unsigned integers in request bodies. JSON has one kind of number, so `5.0` is the
+/// integer 5 (as JSON Schema has it, and as clients that only have floats send it);
+/// a fraction, a negative number or one out of the type's range is refused.
+pub mod whole {
+    use serde::Deserializer;
+    use serde::de::{Error, Unexpected, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    struct Whole<T>(PhantomData<T>);
+
+    impl<T: TryFrom<u64>> Visitor<'_> for Whole<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "an integer from 0 to {}",
+                u64::MAX >> (64 - 8 * size_of::<T>())
+            )
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<T, E> {
+            let v = u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))?;
+            self.visit_u64(v)
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<T, E> {
+            // Below 2^64 an integral float converts exactly.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                self.visit_u64(v as u64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        d.deserialize_any(Whole(PhantomData))
+    }
+
+    pub mod option {
+        use super::*;
+
+        struct Maybe<T>(PhantomData<T>);
+
+        impl<'de, T: TryFrom<u64>> Visitor<'de> for Maybe<T> {
+            type Value = Option<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                Whole::<T>(PhantomData).expecting(f)?;
+                f.write_str(" or null")
+            }
+
+            fn visit_none<E: Error>(self) -> Result<Option<T>, E> {
+                Ok(None)
+            }
+
+            fn visit_unit<E: Error>(self) -> Result<Option<T>, E> {
+                Ok(None)
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+                super::deserialize(d).map(Some)
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+            d: D,
+        ) -> Result<Option<T>, D::Error> {
+            d.deserialize_option(Maybe(PhantomData))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MissingRequest {
+    #[schemars(length(max = Self::MAX_DIGESTS))]
     pub digests: Vec<Digest>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl MissingRequest {
+    /// Most digests one request may ask about.
+    pub const MAX_DIGESTS: usize = 10_000;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MissingResponse {
     pub missing: Vec<Digest>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ArtefactInfo {
     pub digest: Digest,
     pub size: u64,
 }
 
 /// A function's published interface: JSON Schemas for input and output.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Interface {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<SchemaDoc>")]
     pub input: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<SchemaDoc>")]
     pub output: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
+/// The schema of a JSON Schema (2020-12): an object or a boolean.
+pub struct SchemaDoc;
+
+impl JsonSchema for SchemaDoc {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "JsonSchema".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["object", "boolean"],
+            "description": "A JSON Schema (draft 2020-12)",
+        })
+    }
+}
+
 /// Per-call limits as requested at deploy time; unset fields take the server's defaults.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// 1 to the server's `--max-timeout` (the document shows this server's).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option::deserialize"
+    )]
+    #[schemars(range(min = 1))]
     pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// 1 to the server's maximum (the document shows this server's).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option::deserialize"
+    )]
+    #[schemars(range(min = 1))]
     pub memory_mb: Option<u32>,
 }
 
 /// Per-call limits in force for a version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Limits {
     pub timeout_ms: u64,
     pub memory_mb: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     pub artefact: Digest,
@@ -117,7 +265,7 @@ pub struct DeployRequest {
     pub idempotent: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FunctionKind {
     Hosted,
@@ -134,7 +282,7 @@ impl FunctionKind {
 }
 
 /// One immutable version of a function.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct VersionInfo {
     pub version: u32,
     pub kind: FunctionKind,
@@ -151,11 +299,12 @@ pub struct VersionInfo {
     #[serde(default)]
     pub idempotent: bool,
     #[serde(with = "timestamp")]
+    #[schemars(with = "timestamp::Rfc3339")]
     pub created_at: i64,
 }
 
 /// How the workers connected at deploy time took the new code.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct CompileReport {
     /// Workers that have the code compiled and ready.
     pub compiled: u32,
@@ -165,13 +314,13 @@ pub struct CompileReport {
     pub pending: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerFailure {
     pub worker: String,
     pub error: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DeployResponse {
     pub function: FunctionRef,
     #[serde(flatten)]
@@ -179,7 +328,7 @@ pub struct DeployResponse {
     pub workers: CompileReport,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionSummary {
     pub function: FunctionRef,
     pub kind: FunctionKind,
@@ -187,16 +336,17 @@ pub struct FunctionSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(with = "timestamp")]
+    #[schemars(with = "timestamp::Rfc3339")]
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionList {
     pub functions: Vec<FunctionSummary>,
 }
 
 /// Whether a connected worker can run a function's active version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerCodeStatus {
     /// Compiled and ready: calls go here first.
@@ -207,7 +357,7 @@ pub enum WorkerCodeStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionWorker {
     pub id: String,
     pub name: String,
@@ -216,7 +366,7 @@ pub struct FunctionWorker {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionDetail {
     pub function: FunctionRef,
     pub kind: FunctionKind,
@@ -226,30 +376,32 @@ pub struct FunctionDetail {
     pub workers: Vec<FunctionWorker>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct VersionSummary {
     pub version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artefact: Option<Digest>,
     #[serde(with = "timestamp")]
+    #[schemars(with = "timestamp::Rfc3339")]
     pub created_at: i64,
     pub active: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct VersionList {
     pub versions: Vec<VersionInfo>,
     pub active_version: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
+    #[serde(deserialize_with = "whole::deserialize")]
     pub version: u32,
 }
 
 /// Code-cache counters a worker reports with its heartbeats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CacheStats {
     /// Modules compiled from Wasm bytes.
     pub compiles: u64,
@@ -259,7 +411,7 @@ pub struct CacheStats {
     pub memory_hits: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerInfo {
     pub id: String,
     pub name: String,
@@ -275,26 +427,28 @@ pub struct WorkerInfo {
     #[serde(default)]
     pub draining: bool,
     #[serde(with = "timestamp")]
+    #[schemars(with = "timestamp::Rfc3339")]
     pub connected_at: i64,
     #[serde(with = "timestamp")]
+    #[schemars(with = "timestamp::Rfc3339")]
     pub last_heartbeat_at: i64,
     pub code_cache: CacheStats,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerList {
     pub workers: Vec<WorkerInfo>,
 }
 
 /// `"ok"` or the error code of a failed invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", untagged)]
 pub enum Outcome {
     Ok(OkTag),
     Error(ErrorCode),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OkTag {
     Ok,
@@ -316,7 +470,7 @@ impl Outcome {
 }
 
 /// The record every call leaves behind, successful or not.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct InvocationRecord {
     pub id: String,
     pub function: FunctionRef,
@@ -325,6 +479,7 @@ pub struct InvocationRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
     #[serde(with = "timestamp")]
+    #[schemars(with = "timestamp::Rfc3339")]
     pub started_at: i64,
     pub duration_us: u64,
     pub outcome: Outcome,
@@ -335,12 +490,12 @@ pub struct InvocationRecord {
     pub stderr_tail: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct InvocationList {
     pub invocations: Vec<InvocationRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -368,6 +523,39 @@ mod tests {
         assert_eq!(v, "2023-11-14T22:13:20.123Z");
         let back: T = serde_json::from_value(v).unwrap();
         assert_eq!(back.0, 1_700_000_000_123);
+    }
+
+    #[test]
+    fn integers_may_be_spelled_as_whole_floats() {
+        let job = |v: serde_json::Value| {
+            serde_json::from_value::<crate::SubmitJob>(serde_json::json!({
+                "function": "a/b", "max_attempts": v
+            }))
+            .map(|j| j.max_attempts)
+        };
+        assert_eq!(job(serde_json::json!(5)).unwrap(), Some(5));
+        assert_eq!(job(serde_json::json!(5.0)).unwrap(), Some(5));
+        assert_eq!(job(serde_json::json!(null)).unwrap(), None);
+        for bad in [
+            serde_json::json!(5.5),
+            serde_json::json!(-1),
+            serde_json::json!(-1.0),
+            serde_json::json!(4294967296u64),
+            serde_json::json!(4294967296.0),
+            serde_json::json!("5"),
+        ] {
+            assert!(job(bad.clone()).is_err(), "{bad}");
+        }
+        let back: RollbackRequest = serde_json::from_str(r#"{"version": 3.0}"#).unwrap();
+        assert_eq!(back.version, 3);
+    }
+
+    #[test]
+    fn free_text_may_not_hold_nul() {
+        assert!(text_error("fine", "/d").is_ok());
+        let e = text_error("a\0b", "/description").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput);
+        assert_eq!(e.details["pointer"], "/description");
     }
 
     #[test]

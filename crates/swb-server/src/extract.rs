@@ -114,6 +114,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Refuses a path or query string that decodes to U+0000: no name or id holds it,
+/// and no database text column does.
+fn no_nul(raw: &str, what: &str) -> Result<(), AppError> {
+    if raw.contains("%00") {
+        return Err(AppError(ApiError::invalid_input(format!(
+            "the {what} may not contain the character U+0000 (%00)"
+        ))));
+    }
+    Ok(())
+}
+
 /// Query parameters; a bad query string is `invalid_input`.
 pub struct Query<T>(pub T);
 
@@ -121,6 +132,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        no_nul(parts.uri.query().unwrap_or_default(), "query")?;
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
@@ -135,6 +147,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        no_nul(parts.uri.path(), "path")?;
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))
@@ -142,26 +155,32 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
-/// A listing's `limit`: `default` when absent, else between 1 and `max`.
-pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+/// The largest page of a listing.
+pub const MAX_PAGE: u32 = 1000;
+
+/// A listing's `limit`: `default` when absent, else between 1 and [`MAX_PAGE`].
+pub fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
     let limit = limit.unwrap_or(default);
-    if (1..=max).contains(&limit) {
+    if (1..=MAX_PAGE).contains(&limit) {
         Ok(limit)
     } else {
-        Err(
-            ApiError::invalid_input(format!("limit must be between 1 and {max}, got {limit}"))
-                .with_details(json!({ "parameter": "limit" })),
-        )
+        Err(ApiError::invalid_input(format!(
+            "limit must be between 1 and {MAX_PAGE}, got {limit}"
+        ))
+        .with_details(json!({ "parameter": "limit" })))
     }
 }
 
-/// A listing's cursor (`cursor`, `after`): the id of a job or invocation, a UUID.
+/// A listing's cursor (`cursor`, `after`): the id of a job or invocation, a
+/// hyphenated UUID (the form the server issues and the document states).
 pub fn cursor(value: Option<String>, name: &str) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if uuid::Uuid::try_parse(&v).is_err() => Err(ApiError::invalid_input(format!(
-            "{name} must be the id of a listed item (a UUID), got {v:?}"
-        ))
-        .with_details(json!({ "parameter": name }))),
+        Some(v) if v.len() != 36 || uuid::Uuid::try_parse(&v).is_err() => {
+            Err(ApiError::invalid_input(format!(
+                "{name} must be the id of a listed item (a UUID), got {v:?}"
+            ))
+            .with_details(json!({ "parameter": name })))
+        }
         v => Ok(v),
     }
 }

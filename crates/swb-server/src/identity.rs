@@ -6,9 +6,10 @@ use crate::api::{forbidden, function_ref, visible};
 use crate::auth::{Caller, issue_token};
 use crate::cluster::Change;
 use crate::error::AppResult;
-use crate::extract::{Json, Path, Query, page_limit};
+use crate::extract::{Json, MAX_PAGE, Path, Query, page_limit};
 use axum::extract::State;
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -16,12 +17,10 @@ use std::sync::Arc;
 use swb_api::timestamp::now_ms;
 use swb_api::{
     ApiError, AuditList, CreateNamespaceRequest, CreateTokenRequest, CreateUserRequest,
-    CreatedToken, CreatedUser, ErrorCode, FunctionRef, Me, Namespace, NamespaceInfo, ShareInfo,
-    ShareList, ShareRequest, TokenInfo, TokenList, UserInfo, UserList,
+    CreatedToken, CreatedUser, Email, ErrorCode, FunctionRef, Me, Namespace, NamespaceInfo,
+    ShareInfo, ShareList, ShareRequest, TokenInfo, TokenList, UserInfo, UserList,
 };
 use swb_store::{NamespaceRow, NewToken, Share, User};
-
-const MAX_TOKEN_LIFETIME_S: u64 = 10 * 365 * 24 * 3600;
 
 fn user_info(u: &User) -> UserInfo {
     UserInfo {
@@ -33,10 +32,10 @@ fn user_info(u: &User) -> UserInfo {
     }
 }
 
-/// Lower-cases and checks an e-mail address.
-fn normalize_email(email: &str) -> Result<String, ApiError> {
-    let email = email.trim().to_lowercase();
-    let ok = email.len() <= 254
+/// Checks an e-mail address (the rule `swb_api::Email`'s pattern states) and
+/// lower-cases it.
+pub(crate) fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let ok = email.chars().count() <= Email::MAX_CHARS
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
             // A domain without a dot is allowed: `admin@localhost`, intranet hosts.
@@ -47,7 +46,7 @@ fn normalize_email(email: &str) -> Result<String, ApiError> {
                 && !domain.ends_with('.')
         });
     if ok {
-        Ok(email)
+        Ok(email.to_lowercase())
     } else {
         Err(
             ApiError::invalid_input(format!("{email:?} is not an e-mail address"))
@@ -482,6 +481,7 @@ pub async fn create_token(
     Json(req): Json<CreateTokenRequest>,
 ) -> AppResult<(StatusCode, axum::Json<CreatedToken>)> {
     caller.require_unscoped()?;
+    swb_api::text_error(&req.description, "/description")?;
     if req.scopes.is_empty() {
         return Err(
             ApiError::invalid_input("a token needs at least one scope (\"*\" for all)")
@@ -510,9 +510,10 @@ pub async fn create_token(
         }
     }
     let expires_at = match req.expires_in_s {
-        Some(0) | Some(MAX_TOKEN_LIFETIME_S..) => {
+        Some(s) if !(1..=CreateTokenRequest::MAX_LIFETIME_S).contains(&s) => {
             return Err(ApiError::invalid_input(format!(
-                "expires_in_s must be between 1 and {MAX_TOKEN_LIFETIME_S}"
+                "expires_in_s must be between 1 and {}",
+                CreateTokenRequest::MAX_LIFETIME_S
             ))
             .with_details(json!({ "pointer": "/expires_in_s" }))
             .into());
@@ -606,9 +607,11 @@ pub async fn revoke_token(
 
 // ---- audit -----------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
+    /// 1 to 1,000; 100 when absent.
+    #[schemars(range(min = 1, max = MAX_PAGE))]
     limit: Option<u32>,
 }
 
@@ -618,7 +621,7 @@ pub async fn list_audit(
     Query(q): Query<AuditQuery>,
 ) -> AppResult<axum::Json<AuditList>> {
     caller.require_unscoped()?;
-    let limit = page_limit(q.limit, 100, 1000)?;
+    let limit = page_limit(q.limit, 100)?;
     let owned: Option<Vec<Namespace>> = (!caller.is_platform_admin()).then(|| {
         app.acl
             .namespaces()

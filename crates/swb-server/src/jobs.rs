@@ -6,10 +6,12 @@ use crate::api::{callable, perform};
 use crate::auth::Caller;
 use crate::cluster::Change;
 use crate::error::{AppResult, store_error};
-use crate::extract::{Json, Path, Query, cursor, page_limit};
+use crate::extract::{Json, MAX_PAGE, Path, Query, cursor, page_limit};
+use crate::openapi::Uuid;
 use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,8 +24,6 @@ use swb_api::{
 use swb_store::{JobFinish, JobOutcome, JobQuery, JobRow, NewJob};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-const MAX_BATCH: usize = 1000;
-const MAX_ATTEMPTS: u32 = 10;
 /// Jobs run at once by this server.
 const CONCURRENCY: usize = 256;
 /// How long a job waits for a worker to appear before it fails with `no_worker`.
@@ -267,6 +267,12 @@ async fn store_result(
 // ---- routes ------------------------------------------------------------------------------
 
 async fn validate(app: &App, caller: &Caller, req: SubmitJob) -> Result<NewJob, ApiError> {
+    for (text, pointer) in [
+        (&req.profile, "/profile"),
+        (&req.idempotency_key, "/idempotency_key"),
+    ] {
+        swb_api::text_error(text.as_deref().unwrap_or_default(), pointer)?;
+    }
     let function: FunctionRef = req
         .function
         .parse()
@@ -303,9 +309,10 @@ async fn validate(app: &App, caller: &Caller, req: SubmitJob) -> Result<NewJob, 
         ));
     }
     let max_attempts = req.max_attempts.unwrap_or(3);
-    if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
+    if !(1..=SubmitJob::MAX_ATTEMPTS).contains(&max_attempts) {
         return Err(ApiError::invalid_input(format!(
-            "max_attempts must be between 1 and {MAX_ATTEMPTS}"
+            "max_attempts must be between 1 and {}",
+            SubmitJob::MAX_ATTEMPTS
         )));
     }
     if req
@@ -371,8 +378,9 @@ pub async fn submit_jobs(
     caller: Caller,
     Json(req): Json<SubmitJobs>,
 ) -> AppResult<(StatusCode, axum::Json<JobsAccepted>)> {
-    if req.jobs.is_empty() || req.jobs.len() > MAX_BATCH {
-        return Err(ApiError::invalid_input(format!("a batch holds 1 to {MAX_BATCH} jobs")).into());
+    if !(1..=SubmitJobs::MAX_JOBS).contains(&req.jobs.len()) {
+        let max = SubmitJobs::MAX_JOBS;
+        return Err(ApiError::invalid_input(format!("a batch holds 1 to {max} jobs")).into());
     }
     let jobs = submit(&app, &caller, req.jobs).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(JobsAccepted { jobs })))
@@ -390,9 +398,10 @@ async fn owned(app: &App, caller: &Caller, id: &str) -> Result<JobRow, ApiError>
     .ok_or_else(|| ApiError::not_found(format!("job {id}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
+    /// Wait up to this many seconds (at most 60) for the job to end.
     wait_s: Option<u64>,
 }
 
@@ -426,12 +435,20 @@ pub async fn show_job(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobsQuery {
+    /// Only this function's jobs.
+    #[schemars(with = "Option<FunctionRef>")]
     function: Option<String>,
+    /// Only jobs in this state.
+    #[schemars(with = "Option<JobStatus>")]
     status: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[schemars(with = "Option<Uuid>")]
     cursor: Option<String>,
+    /// 1 to 1,000; 50 when absent.
+    #[schemars(range(min = 1, max = MAX_PAGE))]
     limit: Option<u32>,
 }
 
@@ -440,7 +457,7 @@ pub async fn list_jobs(
     caller: Caller,
     Query(q): Query<JobsQuery>,
 ) -> AppResult<axum::Json<JobList>> {
-    let limit = page_limit(q.limit, 50, 1000)?;
+    let limit = page_limit(q.limit, 50)?;
     let query = JobQuery {
         owner_id: (!caller.is_platform_admin()).then(|| caller.user.id.clone()),
         function: q

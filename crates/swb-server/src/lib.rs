@@ -16,12 +16,13 @@ mod hub;
 mod identity;
 mod jobs;
 pub mod metrics;
+mod openapi;
 mod recorder;
 mod routes;
 mod sessions;
 mod ws;
 
-pub use api::routes;
+pub use api::{openapi_document, routes};
 pub use auth::{Authenticator, Caller, issue_token};
 pub use config::Config;
 pub use conn::HttpLimits;
@@ -51,6 +52,8 @@ pub struct App {
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// The link to the other replicas (cluster mode).
     cluster: Option<cluster::Cluster>,
+    /// `GET /v1/openapi.json`, built once with this server's bounds.
+    openapi: bytes::Bytes,
 }
 
 impl App {
@@ -158,7 +161,9 @@ impl Server {
         }
         let (cluster, links) = cluster.unzip();
         let (jobs, finishes) = jobs::JobQueue::new();
+        let openapi = api::openapi_document(&config).to_string().into();
         let app = Arc::new(App {
+            openapi,
             acl,
             blobs,
             bodies: budget::BodyBudget::new(config.max_body_memory_bytes),

@@ -67,6 +67,28 @@ async fn requests_get_precise_errors() {
         (http.delete(url("/v1/me")), 405, "method_not_allowed"),
         (http.get(url("/v1/functions/%ff/x")), 400, "invalid_input"),
         (http.get(url("/v1/worker/connect")), 400, "invalid_input"),
+        // U+0000 is no part of a name or id, and no database text column holds it.
+        (http.get(url("/v1/jobs/a%00b")), 400, "invalid_input"),
+        (http.get(url("/v1/jobs?cursor=%00")), 400, "invalid_input"),
+        (
+            http.post(url("/v1/tokens"))
+                .json(&serde_json::json!({ "scopes": ["*"], "description": "a\u{0}b" })),
+            400,
+            "invalid_input",
+        ),
+        // JSON has one kind of number: 2.0 is the integer 2; 2.5 is not one.
+        (
+            http.post(url("/v1/jobs"))
+                .json(&serde_json::json!({ "function": "admin/none", "max_attempts": 2.0 })),
+            404,
+            "not_found",
+        ),
+        (
+            http.post(url("/v1/jobs"))
+                .json(&serde_json::json!({ "function": "admin/none", "max_attempts": 2.5 })),
+            400,
+            "invalid_input",
+        ),
     ] {
         let (got, body) = raw(req.header("authorization", &bearer)).await;
         assert_eq!(
