@@ -24,6 +24,8 @@ pub enum ErrorCode {
     LimitExceeded,
     BadOutput,
     WorkerLost,
+    /// A job's attempt whose server stopped before it ended (its lease lapsed).
+    LeaseExpired,
     NoWorker,
     /// The server is at a limit of its own (memory for request bodies); try again.
     Overloaded,
@@ -32,7 +34,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::Sealed,
@@ -47,6 +49,7 @@ impl ErrorCode {
         Self::LimitExceeded,
         Self::BadOutput,
         Self::WorkerLost,
+        Self::LeaseExpired,
         Self::NoWorker,
         Self::Overloaded,
         Self::Timeout,
@@ -65,7 +68,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::FunctionError | Self::LimitExceeded => 422,
             Self::Internal => 500,
-            Self::BadOutput | Self::WorkerLost => 502,
+            Self::BadOutput | Self::WorkerLost | Self::LeaseExpired => 502,
             Self::NoWorker | Self::Overloaded => 503,
             Self::Timeout => 504,
         }
@@ -87,6 +90,7 @@ impl ErrorCode {
             Self::LimitExceeded => "limit_exceeded",
             Self::BadOutput => "bad_output",
             Self::WorkerLost => "worker_lost",
+            Self::LeaseExpired => "lease_expired",
             Self::NoWorker => "no_worker",
             Self::Overloaded => "overloaded",
             Self::Timeout => "timeout",

@@ -931,9 +931,19 @@ pub(crate) struct Performed {
     pub elapsed: Duration,
 }
 
+/// Who a call is for: a client that waits on it, or a job, which waits for a
+/// worker rather than failing; a job's call that finds none (`no_worker`) is no
+/// attempt and leaves no record (the job's status says why it waits).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Invoke,
+    Job,
+}
+
 /// Runs one call of a resolved function and leaves its invocation record and metrics.
 pub(crate) async fn perform(
     app: &App,
+    origin: Origin,
     function: &FunctionRef,
     route: &Route,
     input: Result<Bytes, ApiError>,
@@ -955,6 +965,15 @@ pub(crate) async fn perform(
         Ok(_) => Outcome::OK,
         Err(e) => Outcome::Error(e.code),
     };
+    if origin == Origin::Job && outcome == Outcome::Error(ErrorCode::NoWorker) {
+        return Performed {
+            id,
+            result: attempt.result,
+            worker: None,
+            stderr_tail: String::new(),
+            elapsed,
+        };
+    }
     route.metrics.record(outcome, elapsed);
     app.recorder
         .record(InvocationRecord {
@@ -1028,7 +1047,16 @@ async fn invoke(
         worker,
         elapsed,
         ..
-    } = perform(&app, &function, &route, input, q.profile.as_deref(), None).await;
+    } = perform(
+        &app,
+        Origin::Invoke,
+        &function,
+        &route,
+        input,
+        q.profile.as_deref(),
+        None,
+    )
+    .await;
     let mut response = match result {
         Ok((output, content_type)) => ([(CONTENT_TYPE, content_type)], output).into_response(),
         Err(e) => error_response(e),

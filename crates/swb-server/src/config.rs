@@ -39,6 +39,8 @@ pub struct Config {
     pub job_result_inline_bytes: usize,
     /// Finished jobs are removed after this long.
     pub job_retention: Duration,
+    /// A running job's lease (renewed every third of it while the attempt runs).
+    pub job_lease: Duration,
 }
 
 impl Config {
@@ -63,6 +65,7 @@ impl Config {
             max_blob_bytes: 4 << 30,
             job_result_inline_bytes: 1 << 20,
             job_retention: Duration::from_secs(7 * 24 * 3600),
+            job_lease: Duration::from_secs(30),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! runs them like invokes, and records exactly one result per job.
 
 use crate::App;
-use crate::api::{callable, perform};
+use crate::api::{Origin, callable, perform};
 use crate::auth::Caller;
 use crate::cluster::Change;
 use crate::error::{AppResult, store_error};
@@ -28,16 +28,18 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 const CONCURRENCY: usize = 256;
 /// How long a job waits for a worker to appear before it fails with `no_worker`.
 const WAIT_FOR_WORKER_MS: i64 = 60 * 60 * 1000;
-/// A lease outlives its attempt's deadline by this much: time for the answer to come
-/// back and be written. A job held by a replica that died runs again this long after
-/// its attempt's deadline.
-const LEASE_GRACE_MS: u64 = 5_000;
+
+/// A job this server runs: its attempt (which holds the job) and its cancel signal.
+struct Running {
+    attempt: u32,
+    cancel: Arc<Notify>,
+}
 
 /// In-memory state of the job machinery of this server.
 pub struct JobQueue {
     wake: Notify,
-    /// Running jobs' cancel signals.
-    running: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The jobs this server runs.
+    running: Mutex<HashMap<String, Running>>,
     /// Long-pollers waiting for a job to end.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     finishes: mpsc::Sender<JobFinish>,
@@ -60,8 +62,8 @@ impl JobQueue {
 
     /// Stops the job if it runs here, and wakes those waiting for it.
     pub(crate) fn cancel_running(&self, id: &str) {
-        if let Some(cancel) = self.running.lock().expect("running lock").get(id) {
-            cancel.notify_one();
+        if let Some(run) = self.running.lock().expect("running lock").get(id) {
+            run.cancel.notify_one();
         }
         self.notify_ended([id.to_owned()]);
     }
@@ -91,7 +93,40 @@ pub fn spawn(app: Arc<App>, mut finishes: mpsc::Receiver<JobFinish>) {
             writer.jobs.wake.notify_one();
         }
     });
+    tokio::spawn(renew(app.clone()));
     tokio::spawn(schedule(app));
+}
+
+/// Keeps the leases of the jobs this server runs, every third of `--job-lease`,
+/// however long their attempts take (a call's own deadline ends it), so that a
+/// lease lapses only when its holder is gone; stops the runs whose attempt no
+/// longer holds its job (cancelled elsewhere, or taken over after a lapse).
+async fn renew(app: Arc<App>) {
+    let lease = app.config.job_lease;
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let held: Vec<(String, u32)> = {
+            let running = app.jobs.running.lock().expect("running lock");
+            running
+                .iter()
+                .map(|(id, run)| (id.clone(), run.attempt))
+                .collect()
+        };
+        if held.is_empty() {
+            continue;
+        }
+        let until = now_ms() + lease.as_millis() as i64;
+        match app.store.renew_leases(&held, until).await {
+            Ok(lost) => {
+                for id in lost {
+                    app.jobs.cancel_running(&id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not renew job leases"),
+        }
+    }
 }
 
 async fn schedule(app: Arc<App>) {
@@ -106,8 +141,7 @@ async fn schedule(app: Arc<App>) {
                 .claim_jobs(
                     now_ms(),
                     free as u32,
-                    app.config.default_timeout_ms,
-                    LEASE_GRACE_MS,
+                    app.config.job_lease.as_millis() as u64,
                 )
                 .await
                 .unwrap_or_else(|e| {
@@ -178,13 +212,16 @@ async fn run(app: &App, row: JobRow) -> JobFinish {
         (None, None) => Ok(Bytes::new()),
     };
     let cancel = Arc::new(Notify::new());
-    app.jobs
-        .running
-        .lock()
-        .expect("running lock")
-        .insert(job.id.clone(), cancel.clone());
+    app.jobs.running.lock().expect("running lock").insert(
+        job.id.clone(),
+        Running {
+            attempt: job.attempts,
+            cancel: cancel.clone(),
+        },
+    );
     let call = perform(
         app,
+        Origin::Job,
         &job.function,
         &route,
         input,

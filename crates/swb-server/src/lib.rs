@@ -148,14 +148,15 @@ impl Server {
         let blob_dir = (config.blob_dir.clone()).unwrap_or_else(|| config.data_dir.join("blobs"));
         let blobs = blobs::Blobs::open(&blob_dir, config.max_blob_bytes)?;
         // One server owns an embedded database: jobs it was running when it stopped
-        // go back to the queue now. On a shared database, other replicas may be
-        // running them: they return when their leases lapse.
+        // are lost now: they run again, their lost attempts on record. On a shared
+        // database, other replicas may be running them: they run again when their
+        // leases lapse (their holders stop renewing them).
         if !store.shared() {
-            let requeued = store.requeue_running().await?;
-            if requeued > 0 {
+            let lost = store.expire_leases().await?;
+            if lost > 0 {
                 tracing::info!(
-                    jobs = requeued,
-                    "requeued jobs interrupted by the last shutdown"
+                    jobs = lost,
+                    "jobs interrupted by the last shutdown run again"
                 );
             }
         }

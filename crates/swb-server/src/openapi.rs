@@ -472,14 +472,24 @@ mod tests {
 
     #[test]
     fn every_error_code_is_answered_somewhere() {
-        let text = doc().to_string();
+        let doc = doc();
+        let mut answered = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                for answer in op["responses"].as_object().unwrap().values() {
+                    let schema = &answer["content"]["application/json"]["schema"];
+                    let codes = &schema["properties"]["error"]["properties"]["code"]["enum"];
+                    for code in codes.as_array().into_iter().flatten() {
+                        answered.insert(code.as_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }
         for code in ErrorCode::ALL {
-            // 405 is the router's answer to a method no operation takes.
-            if code != ErrorCode::MethodNotAllowed {
-                assert!(
-                    text.contains(&format!("\"{}\"", code.as_str())),
-                    "{code} is in no response"
-                );
+            // 405 is the router's answer to a method no operation takes, and
+            // `lease_expired` a job attempt's error (in the job), never an answer.
+            if ![ErrorCode::MethodNotAllowed, ErrorCode::LeaseExpired].contains(&code) {
+                assert!(answered.contains(code.as_str()), "{code} is in no response");
             }
         }
     }

@@ -617,7 +617,7 @@ pub async fn concurrent_claims(store: &dyn Store) {
         })
         .collect();
     store.submit_jobs(&jobs).await.unwrap();
-    let claims = (0..5).map(|_| store.claim_jobs(10, 10, 60_000, 0));
+    let claims = (0..5).map(|_| store.claim_jobs(10, 10, 60_000));
     let mut ids: Vec<String> = futures_util::future::join_all(claims)
         .await
         .into_iter()
@@ -627,13 +627,7 @@ pub async fn concurrent_claims(store: &dyn Store) {
     ids.sort();
     let all: Vec<String> = (0..40).map(|i| format!("j{i:02}")).collect();
     assert_eq!(ids, all, "every job claimed exactly once");
-    assert!(
-        store
-            .claim_jobs(10, 10, 60_000, 0)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_jobs(10, 10, 60_000).await.unwrap().is_empty());
 }
 
 /// Big batches: submissions and successes are written many rows per statement, in
@@ -675,7 +669,7 @@ pub async fn job_batches(store: &dyn Store) {
         };
         assert_eq!((id, *status), (&expected, JobStatus::Queued), "job {i}");
     }
-    let claimed = store.claim_jobs(10, N as u32, 60_000, 0).await.unwrap();
+    let claimed = store.claim_jobs(10, N as u32, 60_000).await.unwrap();
     assert_eq!(claimed.len(), N - 2, "one job per idempotency key");
     assert_eq!(
         claimed[1_000].input.as_deref(),
@@ -755,7 +749,7 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
         ));
     }
 
-    let claimed = store.claim_jobs(10, 2, 5000, 100).await.unwrap();
+    let claimed = store.claim_jobs(10, 2, 1000).await.unwrap();
     assert_eq!(
         claimed
             .iter()
@@ -769,19 +763,28 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
             .all(|j| j.job.status == JobStatus::Running && j.job.attempts == 1)
     );
     assert_eq!(claimed[0].input.as_deref(), Some(&b"{}"[..]));
-    // Leased: not claimed again before the lease (timeout + grace) lapses…
+    // Leased: not claimed again while the lease holds…
     assert_eq!(
-        store.claim_jobs(20, 10, 5000, 100).await.unwrap().len(),
+        store.claim_jobs(20, 10, 1000).await.unwrap().len(),
         1,
         "only j3"
     );
-    // …but after it.
-    let lapsed = store
-        .claim_jobs(10 + 1000 + 101, 10, 5000, 100)
-        .await
-        .unwrap();
+    // …and a renewal by the attempt that holds it extends it…
+    let held = [
+        ("j1".to_string(), 1),
+        ("j2".to_string(), 1),
+        ("j3".to_string(), 7),
+    ];
+    let lost = store.renew_leases(&held, 1015).await.unwrap();
+    assert_eq!(lost, ["j3"], "attempt 7 does not hold j3");
+    assert!(store.claim_jobs(1012, 10, 1000).await.unwrap().is_empty());
+    // …but once it lapses, the job runs again, the lost attempt on record.
+    let lapsed = store.claim_jobs(1016, 10, 1000).await.unwrap();
     assert_eq!(lapsed.len(), 2, "j1 and j2 again");
-    assert!(lapsed.iter().all(|j| j.job.attempts == 2));
+    for j in &lapsed {
+        let codes: Vec<ErrorCode> = j.job.attempt_errors.iter().map(|e| e.code).collect();
+        assert_eq!((j.job.attempts, codes), (2, vec![ErrorCode::LeaseExpired]));
+    }
 
     let finish = |id: &str, attempt, outcome| JobFinish {
         id: id.into(),
@@ -838,7 +841,7 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
     );
     assert!(j1.finished_at.is_some());
     let j2 = store.job("j2").await.unwrap().unwrap().job;
-    assert_eq!((j2.status, j2.attempt_errors.len()), (JobStatus::Queued, 1));
+    assert_eq!((j2.status, j2.attempt_errors.len()), (JobStatus::Queued, 2));
     assert_eq!(j2.error.unwrap().code, ErrorCode::WorkerLost);
     let j3 = store.job("j3").await.unwrap().unwrap().job;
     assert_eq!(
@@ -851,18 +854,53 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
         store.cancel_job("j2").await.unwrap(),
         Some(JobStatus::Cancelled)
     );
-    let running = store.claim_jobs(100, 10, 5000, 100).await.unwrap();
+    let running = store.claim_jobs(2100, 10, 1000).await.unwrap();
     assert_eq!(running[0].job.id, "j3");
     assert_eq!(
         store.cancel_job("j3").await.unwrap(),
         Some(JobStatus::Running)
     );
     assert!(store.job("j3").await.unwrap().unwrap().cancel_requested);
+    // A cancelled job's runner hears it at its next renewal.
+    let held = [("j3".to_string(), running[0].job.attempts)];
+    assert_eq!(store.renew_leases(&held, 5000).await.unwrap(), ["j3"]);
     assert_eq!(store.cancel_job("nope").await.unwrap(), None);
-    // Start-up requeue does not count the interrupted attempt.
-    assert_eq!(store.requeue_running().await.unwrap(), 1);
-    let j3 = store.job("j3").await.unwrap().unwrap().job;
-    assert_eq!((j3.status, j3.attempts), (JobStatus::Queued, 0));
+    // Start-up: the attempts of the server that stopped are lost; the next claim
+    // says so and runs them again.
+    assert_eq!(store.expire_leases().await.unwrap(), 1);
+    let again = store.claim_jobs(2200, 10, 1000).await.unwrap();
+    assert_eq!(again[0].job.id, "j3");
+    assert_eq!(
+        again[0].job.attempt_errors.last().map(|e| e.code),
+        Some(ErrorCode::LeaseExpired)
+    );
+    // A lapse on the last attempt fails the job rather than running it again.
+    let once = NewJob {
+        max_attempts: 1,
+        ..job("j4", None)
+    };
+    store.submit_jobs(&[once]).await.unwrap();
+    let claimed = store.claim_jobs(2300, 10, 1000).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|j| j.job.id.as_str())
+            .collect::<Vec<_>>(),
+        ["j4"]
+    );
+    assert!(
+        store
+            .claim_jobs(3301, 10, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.job.id != "j4")
+    );
+    let j4 = store.job("j4").await.unwrap().unwrap().job;
+    assert_eq!(
+        (j4.status, j4.error.map(|e| e.code)),
+        (JobStatus::Failed, Some(ErrorCode::LeaseExpired))
+    );
 
     let list = store
         .jobs(&JobQuery {
@@ -874,7 +912,7 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
         .unwrap();
     assert_eq!(
         list.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
-        ["j3", "j2", "j1"]
+        ["j4", "j3", "j2", "j1"]
     );
     let page = store
         .jobs(&JobQuery {
@@ -889,7 +927,7 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
     assert_eq!(page.len(), 1);
     assert_eq!(
         store.prune_jobs(now_ms() + 1).await.unwrap(),
-        2,
+        3,
         "the ended jobs"
     );
 

@@ -238,15 +238,15 @@ pub trait Store: Send + Sync + 'static {
     /// added, and the existing job's id and status are returned in its place.
     async fn submit_jobs(&self, jobs: &[NewJob]) -> Result<Vec<(String, JobStatus)>>;
     /// Claims up to `limit` runnable jobs (queued and due, or running with a lapsed
-    /// lease): marks them running, counts the attempt, and leases them for their
-    /// timeout (or `default_timeout_ms`) plus `grace_ms`.
-    async fn claim_jobs(
-        &self,
-        now: i64,
-        limit: u32,
-        default_timeout_ms: u64,
-        grace_ms: u64,
-    ) -> Result<Vec<JobRow>>;
+    /// lease): marks them running, counts the attempt, and leases them for
+    /// `lease_ms`, which their holder renews while the attempt runs. A lapsed
+    /// attempt is recorded as lost (`lease_expired`); on its last attempt the job
+    /// fails instead of running again.
+    async fn claim_jobs(&self, now: i64, limit: u32, lease_ms: u64) -> Result<Vec<JobRow>>;
+    /// Extends the leases of the attempts this server runs (`(job, attempt)`) to
+    /// `until`; returns the jobs whose attempt no longer holds them (cancelled, or
+    /// claimed again after a lapse), whose runs should stop.
+    async fn renew_leases(&self, held: &[(String, u32)], until: i64) -> Result<Vec<String>>;
     /// Records attempts' outcomes in one transaction; returns how many applied (an
     /// outcome for an attempt that no longer holds its job is ignored).
     async fn finish_jobs(&self, finishes: &[JobFinish]) -> Result<u64>;
@@ -255,9 +255,10 @@ pub trait Store: Send + Sync + 'static {
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>>;
     /// Cancels a queued job at once, or flags a running one; returns the status after.
     async fn cancel_job(&self, id: &str) -> Result<Option<JobStatus>>;
-    /// Puts every running job back in the queue, not counting the interrupted attempt
-    /// (single-node start-up: no other server can be running them).
-    async fn requeue_running(&self) -> Result<u64>;
+    /// Lets every running job's lease lapse now (single-node start-up: no other
+    /// server can be running them), so that the next claim records the lost attempt
+    /// and runs the job again.
+    async fn expire_leases(&self) -> Result<u64>;
     /// Removes jobs that ended before `before`.
     async fn prune_jobs(&self, before: i64) -> Result<u64>;
 

@@ -13,9 +13,10 @@ mod dialect {
     pub const SHARED: bool = true;
     /// Replicas claim jobs at the same time; each skips the rows another is claiming.
     pub const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
-    /// Appends `$6` (a JSON error) to the job's `attempt_errors` array.
-    pub const APPEND_ATTEMPT_ERROR: &str =
-        "(attempt_errors::jsonb || jsonb_build_array($6::jsonb))::text";
+    /// Appends the JSON error in parameter `p` to the job's `attempt_errors` array.
+    pub fn append_attempt_error(p: &str) -> String {
+        format!("(attempt_errors::jsonb || jsonb_build_array({p}::jsonb))::text")
+    }
 }
 
 /// A store on Postgres, shared by the replicas of a cluster.

@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 use std::collections::{HashMap, HashSet};
 use swb_api::timestamp::now_ms;
 use swb_api::{
-    ApiError, AuditEvent, BlobInfo, Digest, FunctionKind, FunctionRef, FunctionSummary,
+    ApiError, AuditEvent, BlobInfo, Digest, ErrorCode, FunctionKind, FunctionRef, FunctionSummary,
     InvocationRecord, Job, JobStatus, Namespace, Outcome, ProfileInfo, Role, VersionInfo,
 };
 
@@ -258,7 +258,7 @@ async fn apply_finish(conn: &mut Conn, f: &JobFinish, now: i64) -> Result<u64> {
                  attempt_errors = {},
                  waiting = NULL, lease_until = NULL
                  WHERE {held}",
-                dialect::APPEND_ATTEMPT_ERROR
+                dialect::append_attempt_error("$6")
             ))
             .bind(now)
             .bind(&f.id)
@@ -633,30 +633,43 @@ impl Store for Backend {
         Ok(out)
     }
 
-    async fn claim_jobs(
-        &self,
-        now: i64,
-        limit: u32,
-        default_timeout_ms: u64,
-        grace_ms: u64,
-    ) -> Result<Vec<JobRow>> {
+    async fn claim_jobs(&self, now: i64, limit: u32, lease_ms: u64) -> Result<Vec<JobRow>> {
+        let lost = serde_json::to_string(&ApiError::new(
+            ErrorCode::LeaseExpired,
+            "the attempt was lost: the server running it stopped before it ended",
+        ))
+        .expect("errors serialize");
         let mut tx = self.begin_write().await?;
+        // A lapsed lease on the last attempt ends the job: a job that brings down
+        // its server each time it runs stops there.
+        sqlx::query(&format!(
+            "UPDATE jobs SET status = 'failed', finished_at = $1, lease_until = NULL,
+               error = $2, attempt_errors = {}
+             WHERE status = 'running' AND lease_until < $1 AND attempts >= max_attempts",
+            dialect::append_attempt_error("$2")
+        ))
+        .bind(now)
+        .bind(&lost)
+        .execute(&mut *tx)
+        .await?;
         let rows = sqlx::query(&format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1,
                started_at = COALESCE(started_at, $1),
-               lease_until = $1 + COALESCE(timeout_ms, $2) + $3
+               lease_until = $1 + $2,
+               attempt_errors = CASE WHEN status = 'running' THEN {} ELSE attempt_errors END
              WHERE id IN (
                SELECT id FROM jobs
                WHERE (status = 'queued' AND run_after <= $1)
                   OR (status = 'running' AND lease_until < $1)
-               ORDER BY run_after, id LIMIT $4{})
+               ORDER BY run_after, id LIMIT $3{})
              RETURNING *",
+            dialect::append_attempt_error("$4"),
             dialect::SKIP_LOCKED
         ))
         .bind(now)
-        .bind(default_timeout_ms as i64)
-        .bind(grace_ms as i64)
+        .bind(lease_ms as i64)
         .bind(limit as i64)
+        .bind(&lost)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -735,14 +748,32 @@ impl Store for Backend {
             .transpose()
     }
 
-    async fn requeue_running(&self) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'queued', attempts = attempts - 1, lease_until = NULL
-             WHERE status = 'running'",
-        )
-        .execute(self.writer())
-        .await?;
+    async fn expire_leases(&self) -> Result<u64> {
+        let done = sqlx::query("UPDATE jobs SET lease_until = 0 WHERE status = 'running'")
+            .execute(self.writer())
+            .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn renew_leases(&self, held: &[(String, u32)], until: i64) -> Result<Vec<String>> {
+        let mut lost = Vec::new();
+        let mut tx = self.begin_write().await?;
+        for (id, attempt) in held {
+            let done = sqlx::query(
+                "UPDATE jobs SET lease_until = $1
+                 WHERE id = $2 AND attempts = $3 AND status = 'running' AND NOT cancel_requested",
+            )
+            .bind(until)
+            .bind(id)
+            .bind(*attempt as i64)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                lost.push(id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(lost)
     }
 
     async fn prune_jobs(&self, before: i64) -> Result<u64> {

@@ -14,8 +14,10 @@ mod dialect {
     pub const SHARED: bool = false;
     /// One writer at a time (`BEGIN IMMEDIATE`), so there is no row lock to skip.
     pub const SKIP_LOCKED: &str = "";
-    /// Appends `$6` (a JSON error) to the job's `attempt_errors` array.
-    pub const APPEND_ATTEMPT_ERROR: &str = "json_insert(attempt_errors, '$[#]', json($6))";
+    /// Appends the JSON error in parameter `p` to the job's `attempt_errors` array.
+    pub fn append_attempt_error(p: &str) -> String {
+        format!("json_insert(attempt_errors, '$[#]', json({p}))")
+    }
 }
 
 /// The embedded store: one SQLite file in WAL mode with full syncs (durable commits;

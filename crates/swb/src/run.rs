@@ -51,6 +51,10 @@ pub struct ServerArgs {
     /// pruned (a whole write of up to 1,000 records at a time)
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     keep_invocations: u64,
+    /// A running job's lease, renewed by its server every third of it for as long
+    /// as the attempt runs: a job whose server stops runs again this long after
+    #[arg(long, default_value = "30s", value_parser = lease)]
+    job_lease: Duration,
     /// Keep everything in this Postgres database instead of <data-dir>/swb.db
     /// (postgres://user:password@host:port/database); replicas share it
     #[arg(long, env = "SWB_DATABASE_URL", hide_env_values = true)]
@@ -188,6 +192,7 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
         config.http.max_connections = n as usize;
     }
     config.keep_invocations = args.keep_invocations;
+    config.job_lease = args.job_lease;
     config.database_url = args.database_url.clone();
     config.nats_url = args.nats_url.clone();
     config.blob_dir = args.blob_dir.clone();
@@ -439,4 +444,13 @@ async fn list_workers(global: &Global) -> anyhow::Result<()> {
         &rows,
     );
     Ok(())
+}
+
+/// A job lease: a duration of at least a second.
+fn lease(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+        Ok(_) => Err("a lease is at least 1s".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }

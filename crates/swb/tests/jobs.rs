@@ -252,3 +252,89 @@ async fn jobs_keep_their_promises() {
         .unwrap_err();
     assert_code(e, ErrorCode::NotFound);
 }
+
+/// A job's attempt holds its lease for as long as it runs: with a 2 s lease, a 7 s
+/// job (its function's deadline is 60 s) runs once, not every 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_longer_than_its_lease_runs_once() {
+    let c = Cluster::start(false, &["--job-lease", "2s"]).await;
+    let runs = c.dir.path().join("runs");
+    let script = format!("echo run >> {}; sleep 7; cat", runs.display());
+    let _long = c.serve(
+        "long",
+        "admin/long",
+        &["--timeout-ms", "60000"],
+        &["sh", "-c", &script],
+    );
+    connected(&c.client, "long").await;
+    let id = c
+        .client
+        .submit_job(&job("admin/long", json!({ "n": 0 })))
+        .await
+        .unwrap()
+        .id;
+    let done = all_ended(&c.client, &[id], Duration::from_secs(60)).await;
+    assert_echoed(&done);
+    assert_eq!(
+        (done[0].attempts, done[0].attempt_errors.len()),
+        (1, 0),
+        "{:?}",
+        done[0]
+    );
+    let executions = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(executions.lines().count(), 1, "it ran {executions:?}");
+    assert_eq!(records(&c, "admin/long").await.len(), 1);
+}
+
+/// The invocation records of `function`, once there is one (they are written in
+/// batches, a moment after the call).
+async fn records(c: &Cluster, function: &str) -> Vec<swb_api::InvocationRecord> {
+    eventually("an invocation record", Duration::from_secs(10), || async {
+        let list = c
+            .client
+            .invocations(&swb_client::InvocationFilter {
+                function: Some(function.into()),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (!list.invocations.is_empty()).then_some(list.invocations)
+    })
+    .await
+}
+
+/// A job waiting for a worker is no attempt: its status says why it waits, and it
+/// leaves no invocation records until a worker runs it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_for_a_worker_leaves_no_records() {
+    let mut c = Cluster::start(false, &[]).await;
+    deploy(&c.client, "admin/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    let id = c
+        .client
+        .submit_job(&job("admin/echo", json!({ "n": 0 })))
+        .await
+        .unwrap()
+        .id;
+    let waiting = eventually("the job to wait", Duration::from_secs(10), || async {
+        let j = c.client.job(&id, None).await.ok()?;
+        j.waiting.is_some().then_some(j)
+    })
+    .await;
+    assert_eq!((waiting.status, waiting.attempts), (JobStatus::Queued, 0));
+    // Let it look for a worker several times (every 0.5 s): no record appears.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let filter = swb_client::InvocationFilter {
+        function: Some("admin/echo".into()),
+        ..Default::default()
+    };
+    let none = c.client.invocations(&filter).await.unwrap().invocations;
+    assert!(none.is_empty(), "{none:?}");
+    c.worker = Some(c.start_worker("w1", "cache-w1").await);
+    let done = all_ended(&c.client, &[id], Duration::from_secs(30)).await;
+    assert_echoed(&done);
+    assert_eq!(done[0].attempts, 1);
+    let records = records(&c, "admin/echo").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+}
