@@ -249,7 +249,10 @@ pub struct Hub {
     store: Arc<dyn Store>,
     heartbeat: Duration,
     workers: RwLock<Vec<Arc<Worker>>>,
-    rr: AtomicUsize,
+    /// Round-robin turns, one counter per hosted module and per remote function, so
+    /// that a function's calls rotate over its own suitable workers whatever else is
+    /// connected or called.
+    turns: Turns,
     /// Signalled when capacity frees up or a worker joins.
     freed: Freed,
     /// Signalled when a worker reports on code or leaves.
@@ -273,7 +276,7 @@ impl Hub {
             store,
             heartbeat,
             workers: RwLock::new(Vec::new()),
-            rr: AtomicUsize::new(0),
+            turns: Turns::default(),
             freed: Freed::default(),
             compiled: Notify::new(),
             membership: watch::Sender::new(0),
@@ -771,6 +774,8 @@ impl Hub {
         }
     }
 
+    /// A worker with room for the call, preferring those with its code ready; among
+    /// equals, the next in the function's own round robin.
     fn pick(
         &self,
         target: &Target,
@@ -778,49 +783,110 @@ impl Hub {
         eligible: Eligible<'_>,
     ) -> Pick {
         let workers = self.workers.read().expect("workers lock");
-        let n = workers.len();
-        let start = self.rr.fetch_add(1, Ordering::Relaxed);
         let (mut suitable, mut failed) = (0, Vec::new());
-        let mut fallback: Option<&Arc<Worker>> = None;
-        for i in 0..n {
-            let w = &workers[(start + i) % n];
-            if !w.suits(target, eligible, requires) {
-                continue;
-            }
-            let state = match target {
-                Target::Hosted(h) => w.code_state(&h.digest),
-                // Remote workers always have their code.
-                Target::Remote { .. } => Some(CodeState::Ready),
-            };
-            if let Some(CodeState::Failed(e)) = state {
-                failed.push(WorkerFailure {
+        let (mut ready, mut cold) = (0, 0);
+        for w in workers.iter() {
+            match w.fit(target, requires, eligible) {
+                Fit::Unsuitable => continue,
+                Fit::Failed(error) => failed.push(WorkerFailure {
                     worker: w.name.clone(),
-                    error: e,
-                });
+                    error,
+                }),
+                Fit::Full => suitable += 1,
+                Fit::Ready => (suitable, ready) = (suitable + 1, ready + 1),
+                Fit::Cold => (suitable, cold) = (suitable + 1, cold + 1),
+            }
+        }
+        let turn = self.turns.next(target);
+        for (fit, count) in [(Fit::Ready, ready), (Fit::Cold, cold)] {
+            if count == 0 {
                 continue;
             }
-            suitable += 1;
-            if w.in_flight.load(Ordering::Acquire) >= w.capacity {
-                continue;
-            }
-            if matches!(state, Some(CodeState::Ready)) {
+            // This turn's worker first, then the others of its kind in order.
+            let of_kind = || {
+                workers
+                    .iter()
+                    .filter(|w| w.fit(target, requires, eligible) == fit)
+            };
+            let skip = turn % count;
+            for w in of_kind().skip(skip).chain(of_kind().take(skip)) {
                 if w.try_reserve() {
                     return Pick::Worker(w.clone());
                 }
-            } else if fallback.is_none() {
-                fallback = Some(w);
             }
-        }
-        if let Some(w) = fallback
-            && w.try_reserve()
-        {
-            return Pick::Worker(w.clone());
         }
         match (suitable, failed.is_empty()) {
             (0, true) => Pick::NoneConnected,
             (0, false) => Pick::AllFailed(failed),
             _ => Pick::Busy,
         }
+    }
+}
+
+/// What a worker can do for a call.
+#[derive(Debug, PartialEq, Eq)]
+enum Fit {
+    /// Not one that may or can run it.
+    Unsuitable,
+    /// Tried to load its code and failed.
+    Failed(String),
+    /// At capacity.
+    Full,
+    /// Has room and the code ready (remote workers always have theirs).
+    Ready,
+    /// Has room; fetches and compiles the code first.
+    Cold,
+}
+
+impl Worker {
+    fn fit(
+        &self,
+        target: &Target,
+        requires: &BTreeMap<String, String>,
+        eligible: Eligible<'_>,
+    ) -> Fit {
+        if !self.suits(target, eligible, requires) {
+            return Fit::Unsuitable;
+        }
+        let state = match target {
+            Target::Hosted(h) => self.code_state(&h.digest),
+            Target::Remote { .. } => Some(CodeState::Ready),
+        };
+        match state {
+            Some(CodeState::Failed(e)) => Fit::Failed(e),
+            _ if self.in_flight.load(Ordering::Acquire) >= self.capacity => Fit::Full,
+            Some(CodeState::Ready) => Fit::Ready,
+            _ => Fit::Cold,
+        }
+    }
+}
+
+/// Round-robin counters by what a call runs.
+#[derive(Default)]
+struct Turns {
+    hosted: RwLock<HashMap<Digest, AtomicUsize>>,
+    remote: RwLock<HashMap<FunctionRef, AtomicUsize>>,
+}
+
+impl Turns {
+    fn next(&self, target: &Target) -> usize {
+        match target {
+            Target::Hosted(h) => Self::bump(&self.hosted, &h.digest),
+            Target::Remote { function, .. } => Self::bump(&self.remote, function),
+        }
+    }
+
+    fn bump<K: std::hash::Hash + Eq + Clone>(
+        map: &RwLock<HashMap<K, AtomicUsize>>,
+        key: &K,
+    ) -> usize {
+        if let Some(turn) = map.read().expect("turns lock").get(key) {
+            return turn.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut map = map.write().expect("turns lock");
+        map.entry(key.clone())
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed)
     }
 }
 

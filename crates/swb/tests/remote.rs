@@ -339,3 +339,46 @@ async fn a_server_told_to_stop_answers_the_calls_it_is_running_first() {
         .expect("answered before the server exited");
     assert_eq!(&answer.output[..], b"in flight");
 }
+
+/// Sequential calls to a function served by two workers split evenly (within one),
+/// whatever else is connected: here `swb up`'s in-process worker, which cannot
+/// serve it, and a third worker serving another function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_rotate_over_the_functions_own_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        swb_testkit::ServerProc::start(bin(), "up", &dir.path().join("data"), &[]).unwrap();
+    let client = server.client();
+    let serve = |name: &str, function: &str| {
+        let args = ["serve", function, "--name", name, "--", "cat"];
+        let log = dir.path().join(format!("{name}.log"));
+        WorkerProc::spawn(bin(), &args, &server, name, &log).unwrap()
+    };
+    let _workers = [
+        serve("a", "admin/even"),
+        serve("b", "admin/even"),
+        serve("other", "admin/other"),
+    ];
+    for name in ["a", "b", "other"] {
+        connected(&client, name).await;
+    }
+    let (even, other) = (f("admin/even"), f("admin/other"));
+    let mut by_worker = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..30 {
+        let done = client.invoke(&even, None, "{}").await.unwrap();
+        *by_worker.entry(done.worker.unwrap()).or_default() += 1;
+        // Calls to another function in between change nothing.
+        if i % 3 == 0 {
+            client.invoke(&other, None, "{}").await.unwrap();
+        }
+    }
+    assert_eq!(
+        by_worker.keys().collect::<Vec<_>>(),
+        ["a", "b"],
+        "{by_worker:?}"
+    );
+    assert!(
+        by_worker.values().all(|n| n.abs_diff(15) <= 1),
+        "{by_worker:?}"
+    );
+}
