@@ -27,6 +27,29 @@ impl Exec {
     }
 }
 
+/// Has the kernel kill the command when this process dies, however it dies (`kill
+/// -9` included, when no destructor runs). The signal comes when the thread that
+/// spawned the command ends: commands are spawned by calls on the runtime's worker
+/// threads, which live as long as the process.
+fn die_with_this_process(command: &mut Command) {
+    let parent = nix::unistd::getpid();
+    let arm = move || {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        // The parent may have died before the signal was armed.
+        if nix::unistd::getppid() != parent {
+            // An OS error number: no allocation in the forked child.
+            return Err(nix::errno::Errno::ESRCH.into());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(arm);
+    }
+}
+
 /// Kills the command's whole process group when the call ends early (cancelled,
 /// timed out) or the handler's future is dropped.
 struct GroupGuard(Option<i32>);
@@ -78,15 +101,15 @@ impl Handler for Exec {
         if let Some(profile) = &ctx.profile {
             command.env("SWB_PROFILE", profile.to_string());
         }
-        let mut child = match command
+        command
             .args(&self.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-        {
+            .kill_on_drop(true);
+        die_with_this_process(&mut command);
+        let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
                 return Reply::error(ApiError::new(

@@ -382,3 +382,41 @@ async fn calls_rotate_over_the_functions_own_workers() {
         "{by_worker:?}"
     );
 }
+
+/// A command `swb serve` runs dies with it, even when the worker is killed with
+/// SIGKILL (no destructor runs): the command's pid is gone within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_dies_with_its_killed_worker() {
+    let c = Cluster::start(false, &[]).await;
+    let pid_file = c.dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let worker = c.serve(
+        "w",
+        "admin/sleepy",
+        &["--timeout-ms", "120000"],
+        &["sh", "-c", &script],
+    );
+    connected(&c.client, "w").await;
+    let client = c.client.clone();
+    let call = tokio::spawn(async move { client.invoke(&f("admin/sleepy"), None, "{}").await });
+    let pid: i32 = eventually("the command to start", Duration::from_secs(10), || async {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .await;
+    assert!(alive(pid), "the command runs");
+    worker.kill();
+    eventually("the command to die", Duration::from_secs(1), || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    let e = common::api_error(call.await.unwrap().unwrap_err().error);
+    assert_eq!(e.code, ErrorCode::WorkerLost, "{e:?}");
+}
+
+/// Whether a process runs (a zombie, dead but not yet reaped, does not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.chars().next()? != 'Z'))
+        .unwrap_or(false)
+}
