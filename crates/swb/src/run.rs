@@ -105,7 +105,8 @@ enum WorkerAction {
 
 #[derive(Args)]
 struct WorkerArgs {
-    /// Name shown in `swb worker list` and invocation records [default: host name]
+    /// Name shown in `swb worker list` and invocation records [default: the host
+    /// name and a short random suffix]
     #[arg(long)]
     name: Option<String>,
     /// Label as key=value (repeatable)
@@ -320,7 +321,7 @@ pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {
     let args = cmd.run;
     let servers = profile::server_urls(global)?;
     let token = profile::token(global)?;
-    let name = args.name.unwrap_or_else(host_name);
+    let name = args.name.unwrap_or_else(default_name);
     let worker = Worker::new(WorkerConfig {
         name,
         labels: args.labels.into_iter().collect(),
@@ -359,7 +360,7 @@ pub struct ServeArgs {
     /// Calls are safe to repeat: retry once on another worker if this one is lost
     #[arg(long)]
     idempotent: bool,
-    /// Worker name [default: host name]
+    /// Worker name [default: the host name and a short random suffix]
     #[arg(long)]
     name: Option<String>,
     /// Longest wait between reconnection attempts, in milliseconds
@@ -377,7 +378,7 @@ pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let interface = args.interface.read()?;
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let worker = Worker::new(WorkerConfig {
-        name: args.name.unwrap_or_else(host_name),
+        name: args.name.unwrap_or_else(default_name),
         labels: args.labels.into_iter().collect(),
         capacity: args.concurrency,
         wasm: false,
@@ -402,12 +403,15 @@ pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
+/// A worker's default name: the host's, and a short random suffix, so that two
+/// workers on one machine are told apart everywhere (`vm-3f2a`, `vm-81c0`).
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "worker".into())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{:04x}", rand::random::<u16>())
 }
 
 async fn list_workers(global: &Global) -> anyhow::Result<()> {
@@ -423,6 +427,11 @@ async fn list_workers(global: &Global) -> anyhow::Result<()> {
                 w.name.clone(),
                 w.id.clone(),
                 format!("{}/{}", w.in_flight, w.capacity),
+                w.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 {
                     let mut serves = w.runtimes.clone();
                     serves.extend(w.functions.iter().map(ToString::to_string));
@@ -440,7 +449,15 @@ async fn list_workers(global: &Global) -> anyhow::Result<()> {
         })
         .collect();
     table::print(
-        &["NAME", "ID", "BUSY", "SERVES", "CODE CACHE", "CONNECTED"],
+        &[
+            "NAME",
+            "ID",
+            "BUSY",
+            "LABELS",
+            "SERVES",
+            "CODE CACHE",
+            "CONNECTED",
+        ],
         &rows,
     );
     Ok(())

@@ -205,3 +205,57 @@ fn capacities_a_server_would_refuse_are_refused_before_starting() {
         assert!(stderr.contains("from 1 to 10000"), "{args:?}: {stderr}");
     }
 }
+
+/// Two workers started on one machine without `--name` are told apart: the host
+/// name and a short random suffix. `swb worker list` shows their labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_one_host_get_distinct_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(bin(), "server", &dir.path().join("data"), &[]).unwrap();
+    let start = |i: u32| {
+        let cache = dir.path().join(format!("cache{i}"));
+        let args = [
+            "worker",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--label",
+            "zone=a",
+        ];
+        let log = dir.path().join(format!("w{i}.log"));
+        swb_testkit::WorkerProc::spawn(bin(), &args, &server, "", &log).unwrap()
+    };
+    let _workers = [start(1), start(2)];
+    let client = server.client();
+    let names = swb_testkit::eventually(
+        "two workers",
+        std::time::Duration::from_secs(20),
+        || async {
+            let list = client.workers().await.ok()?;
+            (list.workers.len() == 2)
+                .then(|| list.workers.into_iter().map(|w| w.name).collect::<Vec<_>>())
+        },
+    )
+    .await;
+    assert_ne!(names[0], names[1]);
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host = if host.trim().is_empty() {
+        "worker"
+    } else {
+        host.trim()
+    };
+    for name in &names {
+        let suffix = name
+            .strip_prefix(&format!("{host}-"))
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            suffix.len() == 4 && suffix.chars().all(|c| c.is_ascii_hexdigit()),
+            "{name}"
+        );
+    }
+    let cli = Cli::new(&server.url, &server.token, dir.path());
+    let table = cli.ok(&["worker", "list"]);
+    assert!(
+        table.contains("LABELS") && table.contains("zone=a"),
+        "{table}"
+    );
+}

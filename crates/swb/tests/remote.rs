@@ -399,24 +399,17 @@ async fn a_command_dies_with_its_killed_worker() {
     connected(&c.client, "w").await;
     let client = c.client.clone();
     let call = tokio::spawn(async move { client.invoke(&f("admin/sleepy"), None, "{}").await });
-    let pid: i32 = eventually("the command to start", Duration::from_secs(10), || async {
-        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    let pid: String = eventually("the command to start", Duration::from_secs(10), || async {
+        let pid = std::fs::read_to_string(&pid_file).ok()?;
+        pid.ends_with('\n').then(|| pid.trim().to_owned())
     })
     .await;
-    assert!(alive(pid), "the command runs");
+    assert!(common::running(&pid), "the command runs");
     worker.kill();
     eventually("the command to die", Duration::from_secs(1), || async {
-        (!alive(pid)).then_some(())
+        (!common::running(&pid)).then_some(())
     })
     .await;
     let e = common::api_error(call.await.unwrap().unwrap_err().error);
     assert_eq!(e.code, ErrorCode::WorkerLost, "{e:?}");
-}
-
-/// Whether a process runs (a zombie, dead but not yet reaped, does not).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.chars().next()? != 'Z'))
-        .unwrap_or(false)
 }
