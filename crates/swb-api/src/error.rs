@@ -26,6 +26,9 @@ pub enum ErrorCode {
     WorkerLost,
     /// A job's attempt whose server stopped before it ended (its lease lapsed).
     LeaseExpired,
+    /// A call stopped before it ended: its client went away, or its job was
+    /// cancelled (an invocation record's outcome; nobody is left to answer).
+    Cancelled,
     NoWorker,
     /// The server is at a limit of its own (memory for request bodies); try again.
     Overloaded,
@@ -34,7 +37,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::Sealed,
@@ -50,6 +53,7 @@ impl ErrorCode {
         Self::BadOutput,
         Self::WorkerLost,
         Self::LeaseExpired,
+        Self::Cancelled,
         Self::NoWorker,
         Self::Overloaded,
         Self::Timeout,
@@ -65,6 +69,8 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::Conflict => 409,
+            // nginx's "client closed request".
+            Self::Cancelled => 499,
             Self::PayloadTooLarge => 413,
             Self::FunctionError | Self::LimitExceeded => 422,
             Self::Internal => 500,
@@ -91,6 +97,7 @@ impl ErrorCode {
             Self::BadOutput => "bad_output",
             Self::WorkerLost => "worker_lost",
             Self::LeaseExpired => "lease_expired",
+            Self::Cancelled => "cancelled",
             Self::NoWorker => "no_worker",
             Self::Overloaded => "overloaded",
             Self::Timeout => "timeout",

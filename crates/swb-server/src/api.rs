@@ -931,6 +931,43 @@ pub(crate) struct Performed {
     pub elapsed: Duration,
 }
 
+/// Records a call as `cancelled` if it is dropped before it ends.
+struct Unfinished<'a> {
+    app: &'a App,
+    function: &'a FunctionRef,
+    route: &'a Route,
+    started_at: i64,
+    clock: Instant,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let elapsed = self.clock.elapsed();
+        let error = ApiError::new(
+            ErrorCode::Cancelled,
+            "the call was cancelled before it ended (its client went away, or its job was cancelled)",
+        );
+        self.route
+            .metrics
+            .record(Outcome::Error(error.code), elapsed);
+        self.app.recorder.record_now(InvocationRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            function: self.function.clone(),
+            version: Some(self.route.version.version),
+            worker: None,
+            started_at: self.started_at,
+            duration_us: elapsed.as_micros() as u64,
+            outcome: Outcome::Error(error.code),
+            error: Some(error),
+            stderr_tail: String::new(),
+        });
+    }
+}
+
 /// Who a call is for: a client that waits on it, or a job, which waits for a
 /// worker rather than failing; a job's call that finds none (`no_worker`) is no
 /// attempt and leaves no record (the job's status says why it waits).
@@ -952,6 +989,16 @@ pub(crate) async fn perform(
 ) -> Performed {
     let started_at = now_ms();
     let clock = Instant::now();
+    // A call dropped before it ends (its client went away, its job was cancelled)
+    // still leaves its record.
+    let mut unfinished = Unfinished {
+        app,
+        function,
+        route,
+        started_at,
+        clock,
+        armed: true,
+    };
     let attempt = match input {
         Ok(input) => match load_profile(app, function, profile).await {
             Ok(profile) => run(app, function, route, input, profile, timeout_ms).await,
@@ -959,6 +1006,7 @@ pub(crate) async fn perform(
         },
         Err(e) => Attempt::failed(e),
     };
+    unfinished.armed = false;
     let elapsed = clock.elapsed();
     let id = uuid::Uuid::now_v7().to_string();
     let outcome = match &attempt.result {

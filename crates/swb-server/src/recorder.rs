@@ -27,6 +27,14 @@ impl Recorder {
         (Self { tx }, RecorderTask { stop, task })
     }
 
+    /// Records from code that cannot wait (a destructor): dropped, and logged, if
+    /// the queue is full.
+    pub fn record_now(&self, record: InvocationRecord) {
+        if self.tx.try_send(record).is_err() {
+            tracing::error!("invocation recorder is full or stopped; record lost");
+        }
+    }
+
     pub async fn record(&self, record: InvocationRecord) {
         if self.tx.send(record).await.is_err() {
             tracing::error!("invocation recorder has stopped; record lost");

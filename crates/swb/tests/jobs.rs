@@ -338,3 +338,70 @@ async fn a_job_waiting_for_a_worker_leaves_no_records() {
     let records = records(&c, "admin/echo").await;
     assert_eq!(records.len(), 1, "{records:?}");
 }
+
+/// A call stopped before it ends leaves a record with outcome `cancelled`: a job
+/// cancelled while it runs, and an invoke whose client went away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_leaves_a_cancelled_record() {
+    let c = Cluster::start(false, &[]).await;
+    let started = c.dir.path().join("started");
+    let script = format!("echo >> {}; exec sleep 60", started.display());
+    let _w = c.serve(
+        "slow",
+        "admin/slow",
+        &["--timeout-ms", "120000"],
+        &["sh", "-c", &script],
+    );
+    connected(&c.client, "slow").await;
+    let id = c
+        .client
+        .submit_job(&job("admin/slow", json!({})))
+        .await
+        .unwrap()
+        .id;
+    let running = |n: usize| {
+        let started = started.clone();
+        async move {
+            eventually("the command to start", Duration::from_secs(10), || async {
+                let text = std::fs::read_to_string(&started).ok()?;
+                (text.lines().count() >= n).then_some(())
+            })
+            .await
+        }
+    };
+    running(1).await;
+    c.client.cancel_job(&id).await.unwrap();
+    let done = all_ended(&c.client, &[id], Duration::from_secs(10)).await;
+    assert_eq!(done[0].status, JobStatus::Cancelled);
+    // An invoke whose client gives up after its command started.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/functions/admin/slow/invoke", c.server.url);
+    let gave_up = impatient
+        .post(url)
+        .bearer_auth(&c.server.token)
+        .body("{}")
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    let outcomes = eventually("two cancelled records", Duration::from_secs(10), || async {
+        let list = c
+            .client
+            .invocations(&swb_client::InvocationFilter {
+                function: Some("admin/slow".into()),
+                outcome: Some("cancelled".into()),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (list.invocations.len() == 2).then_some(list.invocations)
+    })
+    .await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|r| r.outcome == swb_api::Outcome::Error(ErrorCode::Cancelled))
+    );
+}
