@@ -118,6 +118,10 @@ pub struct LogsArgs {
     /// How many recent invocations to show
     #[arg(long, default_value_t = 20)]
     limit: u32,
+    /// One JSON document per line, as records arrive (for --follow; --json prints
+    /// one document)
+    #[arg(long)]
+    json_lines: bool,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +143,19 @@ pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
 }
 
 /// Prints a failed command's error: the error table's shape with `--json`.
+/// The exit status of a command that failed: 3 when the server could not be
+/// reached (or answered what is not Switchboard), 1 for everything else: a call, a
+/// job or a request that failed. Usage errors exit with 2 (clap's).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let client = e
+        .downcast_ref::<ClientError>()
+        .or_else(|| e.downcast_ref::<InvokeError>().map(|i| &i.error));
+    match client {
+        Some(ClientError::Transport { .. } | ClientError::Protocol { .. }) => 3,
+        _ => 1,
+    }
+}
+
 pub fn report_error(e: &anyhow::Error, json: bool) {
     let api = e
         .downcast_ref::<ClientError>()
@@ -428,7 +445,12 @@ fn print_record(r: &InvocationRecord) {
 }
 
 pub async fn logs(global: &Global, args: LogsArgs) -> anyhow::Result<()> {
+    if global.json && (args.follow || args.json_lines) {
+        bail!("--json prints one document; follow with --json-lines instead");
+    }
     let client = profile::client(global)?;
+    // A misspelled (or invisible) function is not_found, not an empty log.
+    client.function(&args.function).await?;
     let mut filter = InvocationFilter {
         function: Some(args.function.to_string()),
         outcome: args.outcome,
@@ -436,10 +458,14 @@ pub async fn logs(global: &Global, args: LogsArgs) -> anyhow::Result<()> {
         limit: Some(args.limit),
     };
     loop {
-        let mut records = client.invocations(&filter).await?.invocations;
+        let list = client.invocations(&filter).await?;
+        if global.json {
+            return print_json(&list);
+        }
+        let mut records = list.invocations;
         records.reverse();
         for r in &records {
-            if global.json {
+            if args.json_lines {
                 println!("{}", serde_json::to_string(r)?);
             } else {
                 print_record(r);

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use swb_api::timestamp::format as time;
-use swb_api::{Digest, FunctionRef, Job, SubmitJob};
+use swb_api::{Digest, FunctionRef, Job, JobStatus, SubmitJob};
 use swb_client::JobFilter;
 
 #[derive(Subcommand)]
@@ -123,11 +123,36 @@ fn print_job(job: &Job, json: bool) -> anyhow::Result<()> {
     if let Some(e) = &job.error {
         println!("error:     {}: {}", e.code, e.message);
     }
+    for e in job.attempt_errors.iter().rev().skip(1).rev() {
+        println!("earlier:   {}: {}", e.code, e.message);
+    }
+    if !job.stderr_tail.is_empty() {
+        println!("stderr:");
+        for line in job.stderr_tail.lines() {
+            println!("  {line}");
+        }
+    }
     println!("created:   {}", time(job.created_at));
     if let Some(t) = job.finished_at {
         println!("finished:  {}", time(t));
     }
     Ok(())
+}
+
+/// Succeeds for a job that succeeded; any other end (or none yet) is a failure
+/// of the command (exit status 1), after the job was printed.
+fn ended(job: &Job) -> anyhow::Result<()> {
+    match job.status {
+        JobStatus::Succeeded => Ok(()),
+        JobStatus::Failed | JobStatus::Cancelled => {
+            let why = job
+                .error
+                .as_ref()
+                .map_or(String::new(), |e| format!(": {}: {}", e.code, e.message));
+            bail!("job {} {}{why}", job.id, job.status.as_str())
+        }
+        _ => bail!("job {} is still {}", job.id, job.status.as_str()),
+    }
 }
 
 async fn wait_for(client: &swb_client::Client, id: &str, timeout_s: u64) -> anyhow::Result<Job> {
@@ -172,7 +197,8 @@ pub async fn job(global: &Global, cmd: JobCmd) -> anyhow::Result<()> {
                 .await?;
             if a.wait {
                 let job = wait_for(&client, &accepted.id, 3600).await?;
-                return print_job(&job, global.json);
+                print_job(&job, global.json)?;
+                return ended(&job);
             }
             if global.json {
                 return print_json(&accepted);
@@ -183,9 +209,7 @@ pub async fn job(global: &Global, cmd: JobCmd) -> anyhow::Result<()> {
         JobCmd::Wait { id, timeout } => {
             let job = wait_for(&client, &id, timeout).await?;
             print_job(&job, global.json)?;
-            if !job.status.is_final() {
-                bail!("job {id} is still {}", job.status.as_str());
-            }
+            ended(&job)?;
         }
         JobCmd::List(a) => {
             let list = client
@@ -214,7 +238,16 @@ pub async fn job(global: &Global, cmd: JobCmd) -> anyhow::Result<()> {
                 .collect();
             table::print(&["ID", "FUNCTION", "STATUS", "ATTEMPTS", "CREATED"], &rows);
         }
-        JobCmd::Cancel { id } => print_job(&client.cancel_job(&id).await?, global.json)?,
+        JobCmd::Cancel { id } => {
+            let job = client.cancel_job(&id).await?;
+            // A running job stops within a second: show it stopped.
+            let job = if job.status.is_final() {
+                job
+            } else {
+                wait_for(&client, &id, 10).await?
+            };
+            print_job(&job, global.json)?;
+        }
     }
     Ok(())
 }

@@ -113,6 +113,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Up(_)
+            | Command::Server(_)
+            | Command::Worker(_)
+            | Command::Serve(_)
+            | Command::Bench(_)
+            | Command::IdealEcho(_)
+            | Command::IdealWasm(_)
+            | Command::SdkEcho
+    ) {
+        die_quietly_on_closed_pipes();
+    }
     // The suite runs a thousand workers in its own process: their sessions opening
     // are not news. Servers and workers say what they do.
     init_tracing(match cli.command {
@@ -160,8 +173,21 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             cli::report_error(&e, json);
-            ExitCode::FAILURE
+            ExitCode::from(cli::exit_code(&e))
         }
+    }
+}
+
+/// A client command whose output goes to a closed pipe (`swb logs | head`) ends
+/// quietly, as other Unix tools do, instead of panicking in `println!`. Servers
+/// and workers keep the signal ignored: a peer closing a socket is no reason to die.
+fn die_quietly_on_closed_pipes() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called once at start-up, before any thread exists, with the default
+    // disposition (no handler runs).
+    #[allow(unsafe_code)]
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
     }
 }
 

@@ -97,7 +97,7 @@ async fn a_user_deploys_calls_and_reads_logs_with_the_cli() {
 
     // `swb logs --follow` prints calls as they happen.
     let mut follow = Command::new(bin())
-        .args(["logs", "admin/echo", "--follow", "--json"])
+        .args(["logs", "admin/echo", "--follow", "--json-lines"])
         .env("SWB_URL", &server.url)
         .env("SWB_TOKEN", &server.token)
         .stdout(std::process::Stdio::piped())
@@ -257,5 +257,115 @@ async fn workers_on_one_host_get_distinct_names() {
     assert!(
         table.contains("LABELS") && table.contains("zone=a"),
         "{table}"
+    );
+}
+
+/// Scripts can trust the CLI: exit 0 when it worked, 1 when the call, the job or
+/// the request failed (with the error on stderr), 3 when the server is out of
+/// reach; a closed pipe ends it quietly; `--json` prints one document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_can_trust_the_cli() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(bin(), "up", &dir.path().join(".swb"), &[]).unwrap();
+    let client = server.client();
+    let cli = Cli::new(&server.url, &server.token, dir.path());
+    swb_testkit::deploy(&client, "admin/fails", guests::exits_3(), |_| {})
+        .await
+        .unwrap();
+    swb_testkit::deploy(&client, "admin/slow", guests::sleeps(30_000), |r| {
+        r.limits.timeout_ms = Some(60_000);
+    })
+    .await
+    .unwrap();
+
+    // A failed job: printed, with its error and stderr, and exit 1.
+    let out = cli.run(&[
+        "job",
+        "submit",
+        "admin/fails",
+        "{}",
+        "--max-attempts",
+        "1",
+        "--wait",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("status:    failed") && stdout.contains("function_error"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("boom: something went wrong"),
+        "the stderr tail: {stdout}"
+    );
+    assert!(stderr.contains("failed: function_error"), "{stderr}");
+
+    // Cancelling a running job shows it cancelled, and waiting for it fails.
+    let id = cli.ok(&["job", "submit", "admin/slow", "{}"]);
+    let id = id.trim();
+    swb_testkit::eventually(
+        "the job to run",
+        std::time::Duration::from_secs(10),
+        || async {
+            let job = client.job(id, None).await.ok()?;
+            (job.status == swb_api::JobStatus::Running).then_some(())
+        },
+    )
+    .await;
+    let cancelled = cli.json(&["job", "cancel", id]);
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cli.run(&["job", "wait", id]).status.code(), Some(1));
+
+    // A misspelled function is not_found, not an empty log.
+    let out = cli.run(&["logs", "admin/fial"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+    // --json is one document (once the record is written, a moment after the call).
+    let filter = swb_client::InvocationFilter {
+        function: Some("admin/fails".into()),
+        ..Default::default()
+    };
+    swb_testkit::eventually("the record", std::time::Duration::from_secs(10), || async {
+        let list = client.invocations(&filter).await.ok()?;
+        (!list.invocations.is_empty()).then_some(())
+    })
+    .await;
+    let logs = cli.json(&["logs", "admin/fails"]);
+    assert_eq!(
+        logs["invocations"].as_array().map(Vec::len),
+        Some(1),
+        "{logs}"
+    );
+
+    // Out of reach: 3.
+    let away = Cli::new("http://127.0.0.1:1", &server.token, dir.path());
+    assert_eq!(away.run(&["fn", "list"]).status.code(), Some(3));
+
+    // A reader that went away: the output stops quietly (SIGPIPE, as for `head`).
+    let mut child = Command::new(bin())
+        .args(["job", "list"])
+        .env("SWB_URL", &server.url)
+        .env("SWB_TOKEN", &server.token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
