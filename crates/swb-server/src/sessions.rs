@@ -193,9 +193,10 @@ impl App {
                 .with_details(json!({ "active": active.interface, "offered": served.interface })));
             }
         }
-        let version = self
+        // Workers starting together may all get here: the store creates one version.
+        let (version, new) = self
             .store
-            .create_version(
+            .publish_version(
                 function,
                 VersionInfo {
                     version: 0,
@@ -215,6 +216,9 @@ impl App {
             )
             .await
             .map_err(store_error)?;
+        if !new {
+            return Ok(());
+        }
         self.changed(crate::cluster::Change::Function {
             function: function.clone(),
         })

@@ -597,6 +597,29 @@ pub async fn concurrent_versions(store: &dyn Store) {
         .collect();
     numbers.sort();
     assert_eq!(numbers, (1..=8).collect::<Vec<_>>());
+
+    // Eight workers publishing the same remote function at once: one version.
+    let served = f("alice/served");
+    let remote = || VersionInfo {
+        kind: FunctionKind::Remote,
+        artefact: None,
+        ..hosted(Digest::of(b"m"), "served")
+    };
+    let publishes = (0..8).map(|_| store.publish_version(&served, remote()));
+    let published: Vec<(VersionInfo, bool)> = futures_util::future::join_all(publishes)
+        .await
+        .into_iter()
+        .map(|r| r.expect("concurrent publishes all succeed"))
+        .collect();
+    assert_eq!(published.iter().filter(|(_, new)| *new).count(), 1);
+    assert!(published.iter().all(|(v, _)| v.version == 1));
+    // Something else is a new version.
+    let changed = VersionInfo {
+        idempotent: true,
+        ..remote()
+    };
+    let (v, new) = store.publish_version(&served, changed).await.unwrap();
+    assert_eq!((v.version, new), (2, true));
 }
 
 /// Claimers running at once (replicas on one database) never get the same job.

@@ -297,6 +297,15 @@ pub trait Store: Send + Sync + 'static {
         function: &FunctionRef,
         info: VersionInfo,
     ) -> Result<VersionInfo>;
+    /// Like `create_version`, unless the active version already is `info` (number
+    /// and time aside): then that one is returned and nothing is written. Atomic, so
+    /// workers publishing one remote function at once create one version. Returns
+    /// the active version and whether it is new.
+    async fn publish_version(
+        &self,
+        function: &FunctionRef,
+        info: VersionInfo,
+    ) -> Result<(VersionInfo, bool)>;
     async fn function(&self, function: &FunctionRef) -> Result<Option<FunctionRow>>;
     async fn version(&self, function: &FunctionRef, version: u32) -> Result<Option<VersionInfo>>;
     async fn versions(&self, function: &FunctionRef) -> Result<Vec<VersionInfo>>;

@@ -302,6 +302,100 @@ async fn apply_finish(conn: &mut Conn, f: &JobFinish, now: i64) -> Result<u64> {
     Ok(done.rows_affected())
 }
 
+impl Backend {
+    /// `create_version` and `publish_version`: the function's row is locked by its
+    /// upsert, so concurrent calls for one function run one after the other.
+    async fn add_version(
+        &self,
+        function: &FunctionRef,
+        mut info: VersionInfo,
+        unless_same: bool,
+    ) -> Result<(VersionInfo, bool)> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        // The upsert locks the function's row, so concurrent deploys of one function
+        // take their version numbers one after the other.
+        let (function_id, kind): (i64, String) = sqlx::query_as(
+            "INSERT INTO functions (namespace, name, kind, active_version, created_at, updated_at)
+             VALUES ($1, $2, $3, 0, $4, $4)
+             ON CONFLICT (namespace, name) DO UPDATE SET updated_at = excluded.updated_at
+             RETURNING id, kind",
+        )
+        .bind(function.namespace().as_str())
+        .bind(function.name())
+        .bind(info.kind.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let kind = kind_from_str(&kind)?;
+        if kind != info.kind {
+            return Err(StoreError::Conflict(format!(
+                "{function} is a {} function; a {} version cannot replace it",
+                kind.as_str(),
+                info.kind.as_str()
+            )));
+        }
+        if unless_same
+            && let Some(active) = active_spec(&mut tx, function_id).await?
+            && same_version(&active, &info)
+        {
+            return Ok((active, false));
+        }
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM versions WHERE function_id = $1")
+                .bind(function_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        info.version = last.unwrap_or(0) as u32 + 1;
+        info.created_at = now;
+        sqlx::query(
+            "INSERT INTO versions (function_id, version, spec, created_at, artefact)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(function_id)
+        .bind(info.version as i64)
+        .bind(serde_json::to_string(&info).expect("versions serialize"))
+        .bind(now)
+        .bind(info.artefact.map(|d| d.to_string()))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3")
+            .bind(info.version as i64)
+            .bind(now)
+            .bind(function_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((info, true))
+    }
+}
+
+/// The active version of a function, if it has one.
+async fn active_spec(conn: &mut Conn, function_id: i64) -> Result<Option<VersionInfo>> {
+    let spec: Option<String> = sqlx::query_scalar(
+        "SELECT v.spec FROM versions v JOIN functions f ON f.id = v.function_id
+         WHERE f.id = $1 AND v.version = f.active_version",
+    )
+    .bind(function_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    spec.map(|s| serde_json::from_str(&s).map_err(corrupt))
+        .transpose()
+}
+
+/// Whether two versions say the same, number and time aside.
+fn same_version(a: &VersionInfo, b: &VersionInfo) -> bool {
+    let spec = |v: &VersionInfo| {
+        let mut v = serde_json::to_value(v).expect("versions serialize");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("version");
+            o.remove("created_at");
+        }
+        v
+    };
+    spec(a) == spec(b)
+}
+
 #[async_trait]
 impl Store for Backend {
     fn shared(&self) -> bool {
@@ -1001,58 +1095,17 @@ impl Store for Backend {
     async fn create_version(
         &self,
         function: &FunctionRef,
-        mut info: VersionInfo,
+        info: VersionInfo,
     ) -> Result<VersionInfo> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        // The upsert locks the function's row, so concurrent deploys of one function
-        // take their version numbers one after the other.
-        let (function_id, kind): (i64, String) = sqlx::query_as(
-            "INSERT INTO functions (namespace, name, kind, active_version, created_at, updated_at)
-             VALUES ($1, $2, $3, 0, $4, $4)
-             ON CONFLICT (namespace, name) DO UPDATE SET updated_at = excluded.updated_at
-             RETURNING id, kind",
-        )
-        .bind(function.namespace().as_str())
-        .bind(function.name())
-        .bind(info.kind.as_str())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let kind = kind_from_str(&kind)?;
-        if kind != info.kind {
-            return Err(StoreError::Conflict(format!(
-                "{function} is a {} function; a {} version cannot replace it",
-                kind.as_str(),
-                info.kind.as_str()
-            )));
-        }
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM versions WHERE function_id = $1")
-                .bind(function_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        info.version = last.unwrap_or(0) as u32 + 1;
-        info.created_at = now;
-        sqlx::query(
-            "INSERT INTO versions (function_id, version, spec, created_at, artefact)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(function_id)
-        .bind(info.version as i64)
-        .bind(serde_json::to_string(&info).expect("versions serialize"))
-        .bind(now)
-        .bind(info.artefact.map(|d| d.to_string()))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3")
-            .bind(info.version as i64)
-            .bind(now)
-            .bind(function_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(info)
+        Ok(self.add_version(function, info, false).await?.0)
+    }
+
+    async fn publish_version(
+        &self,
+        function: &FunctionRef,
+        info: VersionInfo,
+    ) -> Result<(VersionInfo, bool)> {
+        self.add_version(function, info, true).await
     }
 
     async fn function(&self, function: &FunctionRef) -> Result<Option<FunctionRow>> {

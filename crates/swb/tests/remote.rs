@@ -413,3 +413,19 @@ async fn a_command_dies_with_its_killed_worker() {
     let e = common::api_error(call.await.unwrap().unwrap_err().error);
     assert_eq!(e.code, ErrorCode::WorkerLost, "{e:?}");
 }
+
+/// Eight workers started at once to serve a new function publish one version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_starting_together_publish_one_version() {
+    let c = Cluster::start(false, &[]).await;
+    let names: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
+    let _workers: Vec<_> = names
+        .iter()
+        .map(|name| c.serve(name, "admin/together", &[], &["cat"]))
+        .collect();
+    for name in &names {
+        connected(&c.client, name).await;
+    }
+    let versions = c.client.versions(&f("admin/together")).await.unwrap();
+    assert_eq!(versions.versions.len(), 1, "{versions:?}");
+}
