@@ -71,11 +71,15 @@ pub async fn bench(global: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Invoke(a) => {
             let client = profile::client(global)?;
+            // One call first: an unknown function, or one that fails, is said at once
+            // rather than after the whole duration.
+            let input = bytes::Bytes::from(a.input);
+            client.invoke(&a.function, None, input.clone()).await?;
             let url = format!("{}/v1/functions/{}/invoke", client.base_url(), a.function);
             let l = swb_bench::run_load(&LoadSpec {
                 url,
                 token: Some(client.token().to_owned()),
-                body: a.input.into(),
+                body: input,
                 concurrency: a.concurrency,
                 duration: Duration::from_secs(a.duration),
             })

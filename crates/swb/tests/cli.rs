@@ -342,6 +342,12 @@ async fn scripts_can_trust_the_cli() {
         "{logs}"
     );
 
+    // A benchmark of a misspelled function says so before it starts timing.
+    let out = cli.run(&["bench", "invoke", "admin/fial", "--duration", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: not_found:"), "{stderr}");
+
     // Out of reach: 3.
     let away = Cli::new("http://127.0.0.1:1", &server.token, dir.path());
     assert_eq!(away.run(&["fn", "list"]).status.code(), Some(3));
