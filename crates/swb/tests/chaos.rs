@@ -1,0 +1,137 @@
+//! Jobs run once, under fire: jobs of mixed durations whose every execution appends
+//! a line to a side-effect file, while workers and the server are killed with
+//! SIGKILL at random and restarted. At the end every job has exactly one result,
+//! and a job ran more than once only after attempts recorded as lost.
+//!
+//! Bounded here (about 20 s of chaos, jobs of 0.1 to 3 s); `scripts/chaos` runs it
+//! longer through `SWB_CHAOS_SECONDS`, `SWB_CHAOS_JOBS`, `SWB_CHAOS_MAX_JOB_S` and
+//! `SWB_CHAOS_KILL_EVERY_MS` (the mean time between kills; a job has 10 attempts).
+
+mod common;
+
+use common::{Cluster, all_ended};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use swb_api::{ErrorCode, JobStatus, SubmitJob};
+use swb_testkit::connected;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small deterministic generator: the same kills in every run.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % sides
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_once_while_processes_are_killed() {
+    let seconds = setting("SWB_CHAOS_SECONDS", 20);
+    let n = setting("SWB_CHAOS_JOBS", 40) as usize;
+    let longest_job = setting("SWB_CHAOS_MAX_JOB_S", 3);
+    let kill_every = setting("SWB_CHAOS_KILL_EVERY_MS", 1100);
+    let mut c = Cluster::start(false, &["--job-lease", "2s"]).await;
+    let runs = c.dir.path().join("runs");
+    // Input "<n> <seconds>": record the execution, work, answer {"n": n}.
+    let script = format!(
+        "read -r line; set -- $(echo $line | tr -d '\"'); echo $1 >> {}; sleep $2; echo \"{{\\\"n\\\": $1}}\"",
+        runs.display()
+    );
+    let serve = |c: &Cluster, name: &str| {
+        c.serve(
+            name,
+            "admin/work",
+            &["--timeout-ms", "60000", "--concurrency", "8"],
+            &["sh", "-c", &script],
+        )
+    };
+    let mut workers = vec![serve(&c, "w0"), serve(&c, "w1")];
+    for w in &workers {
+        connected(&c.client, &w.name).await;
+    }
+    let mut dice = Dice(7);
+    let jobs: Vec<SubmitJob> = (0..n)
+        .map(|i| SubmitJob {
+            function: "admin/work".into(),
+            // 0.1 s to `longest_job` of work.
+            input: Some(json!(format!(
+                "{i} {:.1}",
+                0.1 + dice.roll(longest_job * 10) as f64 / 10.0
+            ))),
+            max_attempts: Some(10),
+            ..SubmitJob::default()
+        })
+        .collect();
+    let ids: Vec<String> = c
+        .client
+        .submit_jobs(jobs)
+        .await
+        .unwrap()
+        .jobs
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+
+    let (mut kills, mut longest_recovery) = (BTreeMap::<&str, u32>::new(), Duration::ZERO);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        let pause = kill_every / 2 + dice.roll(kill_every + 1);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let since = Instant::now();
+        if dice.roll(4) == 0 {
+            c.server.crash_and_restart().unwrap();
+            c.client = c.server.client();
+            *kills.entry("server").or_default() += 1;
+        } else {
+            let i = dice.roll(workers.len() as u64) as usize;
+            let name = workers[i].name.clone();
+            let killed = std::mem::replace(&mut workers[i], serve(&c, &name));
+            killed.kill();
+            *kills.entry("worker").or_default() += 1;
+        }
+        for w in &workers {
+            connected(&c.client, &w.name).await;
+        }
+        longest_recovery = longest_recovery.max(since.elapsed());
+    }
+
+    let done = all_ended(&c.client, &ids, Duration::from_secs(180)).await;
+    let text = std::fs::read_to_string(&runs).unwrap();
+    let mut executions = BTreeMap::<usize, u32>::new();
+    for line in text.lines() {
+        *executions.entry(line.parse().unwrap()).or_default() += 1;
+    }
+    let (mut attempts, mut lost_total) = (0, 0);
+    for (i, job) in done.iter().enumerate() {
+        assert_eq!(job.status, JobStatus::Succeeded, "job {i}: {job:?}");
+        assert_eq!(job.result, Some(json!({ "n": i })), "job {i}: {job:?}");
+        let lost = job
+            .attempt_errors
+            .iter()
+            .filter(|e| matches!(e.code, ErrorCode::WorkerLost | ErrorCode::LeaseExpired))
+            .count() as u32;
+        let ran = executions.get(&i).copied().unwrap_or(0);
+        assert!(
+            (1..=1 + lost).contains(&ran),
+            "job {i} ran {ran} times with {lost} lost attempts: {job:?}"
+        );
+        attempts += job.attempts;
+        lost_total += lost;
+    }
+    eprintln!(
+        "chaos: {n} jobs, {} executions, {attempts} attempts ({lost_total} lost), kills {kills:?}, longest recovery {longest_recovery:?}",
+        text.lines().count()
+    );
+}
