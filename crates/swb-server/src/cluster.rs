@@ -167,9 +167,11 @@ struct WorkersQuery {
     user: Option<String>,
 }
 
-/// How long a listing waits for the first replica's answer, then for each next one.
+/// How long a listing waits for the first replica's answer, then for each next one
+/// (a busy replica answers in tens of milliseconds: 50 ms missed the workers of
+/// replicas under load).
 const FIRST_ANSWER: Duration = Duration::from_millis(500);
-const NEXT_ANSWER: Duration = Duration::from_millis(50);
+const NEXT_ANSWER: Duration = Duration::from_millis(250);
 
 impl Cluster {
     /// Connects to NATS and subscribes to the cluster's changes (before the server
@@ -366,7 +368,11 @@ pub fn spawn(app: Arc<App>, links: Links) {
                         Err(e) => tracing::warn!(error = %e, "undecodable change from NATS"),
                     }
                 }
-                Some(msg) = workers.next() => listener.answer_workers(msg).await,
+                // Answered on its own task: a listing does not wait behind changes.
+                Some(msg) = workers.next() => {
+                    let listener = listener.clone();
+                    tokio::spawn(async move { listener.answer_workers(msg).await });
+                }
                 Some(()) = reconnected.recv() => listener.forget_everything().await,
                 else => return,
             }

@@ -626,7 +626,8 @@ impl Hub {
 
     /// Runs a call on a worker: among those that suit it and have free capacity,
     /// one with the code ready (hosted), otherwise the next in round robin. Waits for
-    /// capacity until `deadline`.
+    /// capacity until `deadline`; the call's own deadline (its `timeout_ms`) counts
+    /// from when a worker takes it, so time spent waiting for one does not eat it.
     pub async fn call(
         &self,
         function: &FunctionRef,
@@ -639,6 +640,7 @@ impl Hub {
         let worker = self
             .acquire(function, &target, requires, deadline, eligible)
             .await?;
+        let deadline = Instant::now() + Duration::from_millis(target.limits().timeout_ms);
         let call = worker.next_call.fetch_add(1, Ordering::Relaxed);
         let msg = match target {
             Target::Hosted(hosted) => {

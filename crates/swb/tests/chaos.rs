@@ -1,6 +1,7 @@
 //! Jobs run once, under fire: jobs of mixed durations whose every execution appends
-//! a line to a side-effect file, while workers and the server are killed with
-//! SIGKILL at random and restarted. At the end every job has exactly one result,
+//! a line to a side-effect file, while workers and servers are killed with SIGKILL
+//! at random and restarted: an embedded server (SQLite), and the replicas of a
+//! cluster (Postgres and NATS). At the end every job has exactly one result,
 //! and a job ran more than once only after attempts recorded as lost.
 //!
 //! Bounded here (about 20 s of chaos, jobs of 0.1 to 3 s); `scripts/chaos` runs it
@@ -9,12 +10,13 @@
 
 mod common;
 
-use common::{Cluster, all_ended};
+use common::{Cluster, Replicas, all_ended};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use swb_api::{ErrorCode, JobStatus, SubmitJob};
-use swb_testkit::connected;
+use swb_testkit::{ServerProc, WorkerProc, connected};
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -36,30 +38,78 @@ impl Dice {
     }
 }
 
+/// The command every execution runs: input "<n> <seconds>" records the execution,
+/// works, and answers {"n": n}.
+fn work(runs: &Path) -> String {
+    format!(
+        "read -r line; set -- $(echo $line | tr -d '\"'); echo $1 >> {}; sleep $2; echo \"{{\\\"n\\\": $1}}\"",
+        runs.display()
+    )
+}
+
+const SERVE: [&str; 9] = [
+    "serve",
+    "admin/work",
+    "--timeout-ms",
+    "60000",
+    "--concurrency",
+    "8",
+    "--max-backoff-ms",
+    "300",
+    "--",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_run_once_while_processes_are_killed() {
+async fn jobs_run_once_while_an_embedded_server_and_its_workers_are_killed() {
+    let mut c = Cluster::start(false, &["--job-lease", "2s"]).await;
+    let runs = c.dir.path().join("runs");
+    let script = work(&runs);
+    let dir = c.dir.path().to_owned();
+    let spawn = |server: &ServerProc, name: &str| {
+        let mut args = SERVE.to_vec();
+        args.extend(["sh", "-c", &script]);
+        args.splice(2..2, ["--name", name]);
+        let log = dir.join(format!("{name}.log"));
+        WorkerProc::spawn(common::bin(), &args, server, name, &log).unwrap()
+    };
+    let servers = std::slice::from_mut(&mut c.server);
+    chaos(servers, &|s, name| spawn(&s[0], name), &runs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_once_while_replicas_and_their_workers_are_killed() {
+    let mut r = Replicas::start_with(2, &["--job-lease", "2s"]).await;
+    let runs = r.dir.path().join("runs");
+    let script = work(&runs);
+    let dir = r.dir.path().to_owned();
+    let spawn = |servers: &[ServerProc], name: &str| {
+        let mut args = SERVE.to_vec();
+        args.extend(["sh", "-c", &script]);
+        args.splice(2..2, ["--name", name]);
+        let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+        let log = dir.join(format!("{name}.log"));
+        let token = &servers[0].token;
+        WorkerProc::spawn_to(common::bin(), &args, &urls.join(","), token, name, &log).unwrap()
+    };
+    chaos(&mut r.servers, &spawn, &runs).await;
+}
+
+/// Two workers serve `admin/work`; jobs are submitted; for a while, a worker or a
+/// server is killed with SIGKILL and started again; then every job must have ended
+/// with its own result, having run at most once more than its lost attempts.
+async fn chaos(
+    servers: &mut [ServerProc],
+    spawn: &dyn Fn(&[ServerProc], &str) -> WorkerProc,
+    runs: &Path,
+) {
     let seconds = setting("SWB_CHAOS_SECONDS", 20);
     let n = setting("SWB_CHAOS_JOBS", 40) as usize;
     let longest_job = setting("SWB_CHAOS_MAX_JOB_S", 3);
     let kill_every = setting("SWB_CHAOS_KILL_EVERY_MS", 1100);
-    let mut c = Cluster::start(false, &["--job-lease", "2s"]).await;
-    let runs = c.dir.path().join("runs");
-    // Input "<n> <seconds>": record the execution, work, answer {"n": n}.
-    let script = format!(
-        "read -r line; set -- $(echo $line | tr -d '\"'); echo $1 >> {}; sleep $2; echo \"{{\\\"n\\\": $1}}\"",
-        runs.display()
-    );
-    let serve = |c: &Cluster, name: &str| {
-        c.serve(
-            name,
-            "admin/work",
-            &["--timeout-ms", "60000", "--concurrency", "8"],
-            &["sh", "-c", &script],
-        )
-    };
-    let mut workers = vec![serve(&c, "w0"), serve(&c, "w1")];
+    let mut workers = vec![spawn(servers, "w0"), spawn(servers, "w1")];
+    let mut client = servers[0].client();
     for w in &workers {
-        connected(&c.client, &w.name).await;
+        connected(&client, &w.name).await;
     }
     let mut dice = Dice(7);
     let jobs: Vec<SubmitJob> = (0..n)
@@ -74,8 +124,7 @@ async fn jobs_run_once_while_processes_are_killed() {
             ..SubmitJob::default()
         })
         .collect();
-    let ids: Vec<String> = c
-        .client
+    let ids: Vec<String> = client
         .submit_jobs(jobs)
         .await
         .unwrap()
@@ -84,31 +133,38 @@ async fn jobs_run_once_while_processes_are_killed() {
         .map(|j| j.id)
         .collect();
 
-    let (mut kills, mut longest_recovery) = (BTreeMap::<&str, u32>::new(), Duration::ZERO);
+    let (mut kills, mut longest_recovery) = (BTreeMap::<String, u32>::new(), Duration::ZERO);
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
         let pause = kill_every / 2 + dice.roll(kill_every + 1);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let since = Instant::now();
         if dice.roll(4) == 0 {
-            c.server.crash_and_restart().unwrap();
-            c.client = c.server.client();
-            *kills.entry("server").or_default() += 1;
+            // Each server in turn.
+            let down: u32 = kills
+                .iter()
+                .filter(|(k, _)| k.starts_with("server"))
+                .map(|(_, n)| n)
+                .sum();
+            let i = down as usize % servers.len();
+            servers[i].crash_and_restart().unwrap();
+            client = servers[0].client();
+            *kills.entry(format!("server {i}")).or_default() += 1;
         } else {
             let i = dice.roll(workers.len() as u64) as usize;
             let name = workers[i].name.clone();
-            let killed = std::mem::replace(&mut workers[i], serve(&c, &name));
+            let killed = std::mem::replace(&mut workers[i], spawn(servers, &name));
             killed.kill();
-            *kills.entry("worker").or_default() += 1;
+            *kills.entry("worker".into()).or_default() += 1;
         }
         for w in &workers {
-            connected(&c.client, &w.name).await;
+            connected(&client, &w.name).await;
         }
         longest_recovery = longest_recovery.max(since.elapsed());
     }
 
-    let done = all_ended(&c.client, &ids, Duration::from_secs(180)).await;
-    let text = std::fs::read_to_string(&runs).unwrap();
+    let done = all_ended(&client, &ids, Duration::from_secs(180)).await;
+    let text = std::fs::read_to_string(runs).unwrap();
     let mut executions = BTreeMap::<usize, u32>::new();
     for line in text.lines() {
         *executions.entry(line.parse().unwrap()).or_default() += 1;

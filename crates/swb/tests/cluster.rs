@@ -3,135 +3,15 @@
 
 mod common;
 
-use common::{all_ended, assert_code, assert_echoed, bin, submit_echo};
+use common::{Replicas, all_ended, assert_code, assert_echoed, bin, submit_echo};
 use std::time::Duration;
 use swb_api::Role;
 use swb_api::{CreateTokenRequest, ErrorCode, FunctionRef, WorkerCodeStatus};
 use swb_client::{Client, ShareTarget};
-use swb_testkit::{
-    ServerProc, TestDatabase, WorkerProc, connected, deploy, eventually, guests, nats_url,
-};
-use tempfile::TempDir;
+use swb_testkit::{ServerProc, TestDatabase, connected, deploy, eventually, guests};
 
 fn f(name: &str) -> FunctionRef {
     name.parse().unwrap()
-}
-
-/// Replicas of one cluster, started at the same time on an empty database.
-struct Replicas {
-    dir: TempDir,
-    servers: Vec<ServerProc>,
-    _db: TestDatabase,
-}
-
-impl Replicas {
-    async fn start(n: usize) -> Self {
-        let db = TestDatabase::create().await;
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = dir.path().join("blobs");
-        let nats = nats_url();
-        let mut servers: Vec<ServerProc> = std::thread::scope(|s| {
-            let starts: Vec<_> = (0..n)
-                .map(|i| {
-                    let data = dir.path().join(format!("replica-{i}"));
-                    let (db, nats, blobs) = (&db.url, &nats, &blobs);
-                    s.spawn(move || {
-                        let args = [
-                            "--database-url",
-                            db.as_str(),
-                            "--nats-url",
-                            nats.as_str(),
-                            "--blob-dir",
-                            blobs.to_str().unwrap(),
-                        ];
-                        ServerProc::start(bin(), "server", &data, &args).expect("replica starts")
-                    })
-                })
-                .collect();
-            starts.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        // Exactly one replica created the admin and wrote its token; the others use
-        // the same user.
-        let tokens: Vec<String> = servers
-            .iter()
-            .map(|s| s.token.clone())
-            .filter(|t| !t.is_empty())
-            .collect();
-        assert_eq!(tokens.len(), 1, "one admin token among the replicas");
-        for s in &mut servers {
-            s.token = tokens[0].clone();
-        }
-        Self {
-            dir,
-            servers,
-            _db: db,
-        }
-    }
-
-    fn client(&self, i: usize) -> Client {
-        self.servers[i].client()
-    }
-
-    /// Every replica's URL, comma-separated, starting with replica `first`.
-    fn urls_from(&self, first: usize) -> String {
-        let n = self.servers.len();
-        (0..n)
-            .map(|i| self.servers[(first + i) % n].url.clone())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// A worker program dialing `urls` with the admin token.
-    fn spawn(&self, name: &str, args: &[&str], urls: &str) -> WorkerProc {
-        let log = self.dir.path().join(format!("{name}.log"));
-        let token = &self.servers[0].token;
-        WorkerProc::spawn_to(bin(), args, urls, token, name, &log).unwrap()
-    }
-
-    fn wasm_worker(&self, name: &str, urls: &str) -> WorkerProc {
-        let cache = self.dir.path().join(format!("cache-{name}"));
-        let args = [
-            "worker",
-            "--name",
-            name,
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--capacity",
-            "4",
-            "--max-backoff-ms",
-            "300",
-        ];
-        self.spawn(name, &args, urls)
-    }
-
-    /// `swb serve <function> [--server URL…] -- sh -c "sleep <delay>; cat"`: an echo
-    /// that takes time, dialing `urls` or, when given, the `--server` flags.
-    fn echo_service(
-        &self,
-        name: &str,
-        function: &str,
-        delay: &str,
-        urls: &str,
-        servers: &[&str],
-    ) -> WorkerProc {
-        let script = format!("sleep {delay}; cat");
-        let mut args = vec![
-            "serve",
-            function,
-            "--name",
-            name,
-            "--idempotent",
-            "--concurrency",
-            "8",
-            "--max-backoff-ms",
-            "300",
-        ];
-        for s in servers {
-            args.extend(["--server", s]);
-        }
-        args.extend(["--", "sh", "-c", &script]);
-        self.spawn(name, &args, urls)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use swb_api::{ApiError, ErrorCode};
 use swb_api::{Job, JobStatus, SubmitJob};
 use swb_client::{Client, ClientError};
-use swb_testkit::{ServerProc, WorkerProc, connected};
+use swb_testkit::{ServerProc, TestDatabase, WorkerProc, connected, nats_url};
 use tempfile::TempDir;
 
 pub fn bin() -> &'static Path {
@@ -184,5 +184,128 @@ pub fn assert_echoed(jobs: &[Job]) {
     for (i, j) in jobs.iter().enumerate() {
         assert_eq!(j.status, JobStatus::Succeeded, "{j:?}");
         assert_eq!(j.result, Some(json!({ "n": i })), "{j:?}");
+    }
+}
+
+/// Replicas of one cluster, started at the same time on an empty database.
+pub struct Replicas {
+    pub dir: TempDir,
+    pub servers: Vec<ServerProc>,
+    _db: TestDatabase,
+}
+
+impl Replicas {
+    pub async fn start(n: usize) -> Self {
+        Self::start_with(n, &[]).await
+    }
+
+    /// `start`, with more flags for every replica.
+    pub async fn start_with(n: usize, extra: &[&str]) -> Self {
+        let db = TestDatabase::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        let nats = nats_url();
+        let mut servers: Vec<ServerProc> = std::thread::scope(|s| {
+            let starts: Vec<_> = (0..n)
+                .map(|i| {
+                    let data = dir.path().join(format!("replica-{i}"));
+                    let (db, nats, blobs) = (&db.url, &nats, &blobs);
+                    s.spawn(move || {
+                        let mut args = vec![
+                            "--database-url",
+                            db.as_str(),
+                            "--nats-url",
+                            nats.as_str(),
+                            "--blob-dir",
+                            blobs.to_str().unwrap(),
+                        ];
+                        args.extend_from_slice(extra);
+                        ServerProc::start(bin(), "server", &data, &args).expect("replica starts")
+                    })
+                })
+                .collect();
+            starts.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // Exactly one replica created the admin and wrote its token; the others use
+        // the same user.
+        let tokens: Vec<String> = servers
+            .iter()
+            .map(|s| s.token.clone())
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert_eq!(tokens.len(), 1, "one admin token among the replicas");
+        for s in &mut servers {
+            s.token = tokens[0].clone();
+        }
+        Self {
+            dir,
+            servers,
+            _db: db,
+        }
+    }
+
+    pub fn client(&self, i: usize) -> Client {
+        self.servers[i].client()
+    }
+
+    /// Every replica's URL, comma-separated, starting with replica `first`.
+    pub fn urls_from(&self, first: usize) -> String {
+        let n = self.servers.len();
+        (0..n)
+            .map(|i| self.servers[(first + i) % n].url.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A worker program dialing `urls` with the admin token.
+    pub fn spawn(&self, name: &str, args: &[&str], urls: &str) -> WorkerProc {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let token = &self.servers[0].token;
+        WorkerProc::spawn_to(bin(), args, urls, token, name, &log).unwrap()
+    }
+
+    pub fn wasm_worker(&self, name: &str, urls: &str) -> WorkerProc {
+        let cache = self.dir.path().join(format!("cache-{name}"));
+        let args = [
+            "worker",
+            "--name",
+            name,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--capacity",
+            "4",
+            "--max-backoff-ms",
+            "300",
+        ];
+        self.spawn(name, &args, urls)
+    }
+
+    /// `swb serve <function> [--server URL…] -- sh -c "sleep <delay>; cat"`: an echo
+    /// that takes time, dialing `urls` or, when given, the `--server` flags.
+    pub fn echo_service(
+        &self,
+        name: &str,
+        function: &str,
+        delay: &str,
+        urls: &str,
+        servers: &[&str],
+    ) -> WorkerProc {
+        let script = format!("sleep {delay}; cat");
+        let mut args = vec![
+            "serve",
+            function,
+            "--name",
+            name,
+            "--idempotent",
+            "--concurrency",
+            "8",
+            "--max-backoff-ms",
+            "300",
+        ];
+        for s in servers {
+            args.extend(["--server", s]);
+        }
+        args.extend(["--", "sh", "-c", &script]);
+        self.spawn(name, &args, urls)
     }
 }
