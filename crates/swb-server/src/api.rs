@@ -1328,14 +1328,13 @@ async fn show_invocation(
 async fn list_workers(State(app): State<Arc<App>>, caller: Caller) -> axum::Json<WorkerList> {
     let all = caller.is_platform_admin();
     let user = (!all).then_some(caller.user.id.as_str());
-    let gathered = match &app.cluster {
-        Some(cluster) => cluster.workers(user).await,
-        None => None,
-    };
-    let mut workers = gathered.unwrap_or_else(|| {
-        app.hub
-            .workers(|w| all || w.is_some_and(|w| w.user.id == caller.user.id))
-    });
+    // This replica's workers, and those the other replicas report.
+    let mut workers = app
+        .hub
+        .workers(|w| all || w.is_some_and(|w| w.user.id == caller.user.id));
+    if let Some(cluster) = &app.cluster {
+        workers.extend(cluster.workers(user).await);
+    }
     workers.sort_by(|a, b| (a.connected_at, &a.id).cmp(&(b.connected_at, &b.id)));
     axum::Json(WorkerList { workers })
 }

@@ -165,11 +165,13 @@ pub struct Links {
 #[derive(Serialize, Deserialize)]
 struct WorkersQuery {
     user: Option<String>,
+    /// The asking replica, which lists its own workers itself.
+    from: String,
 }
 
-/// How long a listing waits for the first replica's answer, then for each next one
-/// (a busy replica answers in tens of milliseconds: 50 ms missed the workers of
-/// replicas under load).
+/// How long a listing waits for the first other replica's answer, then for each
+/// next one (a busy replica answers in tens of milliseconds: 50 ms missed the
+/// workers of replicas under load).
 const FIRST_ANSWER: Duration = Duration::from_millis(500);
 const NEXT_ANSWER: Duration = Duration::from_millis(250);
 
@@ -257,18 +259,26 @@ impl Cluster {
 
     /// The workers of every replica (this one included) that `user` connected, or
     /// everyone's; `None` when NATS cannot be asked.
-    pub async fn workers(&self, user: Option<&str>) -> Option<Vec<WorkerInfo>> {
+    /// The workers of the other replicas (each answers for its own), as many as
+    /// answer in time; none if NATS would not carry the question.
+    pub async fn workers(&self, user: Option<&str>) -> Vec<WorkerInfo> {
+        let mut all = Vec::new();
         let inbox = self.nats.new_inbox();
-        let mut answers = self.nats.subscribe(inbox.clone()).await.ok()?;
+        let Ok(mut answers) = self.nats.subscribe(inbox.clone()).await else {
+            return all;
+        };
         let query = serde_json::to_vec(&WorkersQuery {
             user: user.map(str::to_owned),
+            from: self.replica.clone(),
         })
         .expect("queries serialize");
-        self.nats
+        let asked = self
+            .nats
             .publish_with_reply(format!("{}.workers", self.prefix), inbox, query.into())
-            .await
-            .ok()?;
-        let mut all = Vec::new();
+            .await;
+        if asked.is_err() {
+            return all;
+        }
         let mut wait = FIRST_ANSWER;
         while let Ok(Some(msg)) = tokio::time::timeout(wait, answers.next()).await {
             match serde_json::from_slice::<Vec<WorkerInfo>>(&msg.payload) {
@@ -277,8 +287,7 @@ impl Cluster {
             }
             wait = NEXT_ANSWER;
         }
-        // This replica answers too: no answer at all means NATS did not carry ours.
-        (wait == NEXT_ANSWER).then_some(all)
+        all
     }
 
     /// Runs a call on another replica's worker.
@@ -311,9 +320,12 @@ impl Cluster {
                 ),
             ));
         }
+        // The other replica may wait for a free worker until `deadline`, then gives
+        // the call its whole timeout from when a worker takes it (as `Hub::call`).
+        let run = Duration::from_millis(target.limits().timeout_ms);
         let request = async_nats::Request::new()
             .payload(frame)
-            .timeout(Some(remaining + ANSWER_GRACE));
+            .timeout(Some(remaining + run + ANSWER_GRACE));
         let reply = self
             .nats
             .send_request(self.subject(target), request)
@@ -523,7 +535,7 @@ impl App {
         Ok(())
     }
 
-    /// Answers another replica's (or this one's) worker listing.
+    /// Answers another replica's worker listing with this one's workers.
     async fn answer_workers(&self, msg: async_nats::Message) {
         let (Some(reply), Some(cluster)) = (msg.reply, &self.cluster) else {
             return;
@@ -532,6 +544,9 @@ impl App {
             tracing::warn!("undecodable worker query from a replica");
             return;
         };
+        if q.from == cluster.replica {
+            return;
+        }
         let list = self.hub.workers(|w| match &q.user {
             None => true,
             Some(user) => w.is_some_and(|c| &c.user.id == user),
