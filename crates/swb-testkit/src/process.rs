@@ -181,6 +181,10 @@ impl ServerProc {
         let listen = self.url.trim_start_matches("http://").to_owned();
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let mut next = Self::start_on(&self.bin, &self.mode, &self.data_dir, &listen, &extra)?;
+        // A replica that did not create the admin has no token file: keep the token.
+        if next.token.is_empty() {
+            next.token = std::mem::take(&mut self.token);
+        }
         std::mem::swap(self, &mut next);
         // `next` now holds the stopped process; dropping it is harmless.
         Ok(())
