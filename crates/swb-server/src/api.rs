@@ -931,40 +931,56 @@ pub(crate) struct Performed {
     pub elapsed: Duration,
 }
 
-/// Records a call as `cancelled` if it is dropped before it ends.
-struct Unfinished<'a> {
+/// A call under way. It leaves its record (and metrics) when it ends, and also
+/// when it is dropped before it ends (its client went away, its job was
+/// cancelled), as `cancelled`.
+struct Pending<'a> {
     app: &'a App,
     function: &'a FunctionRef,
     route: &'a Route,
     started_at: i64,
     clock: Instant,
-    armed: bool,
+    ended: bool,
 }
 
-impl Drop for Unfinished<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
+impl Pending<'_> {
+    /// Ends the call now: counts it in the metrics and returns its record.
+    fn record(
+        &mut self,
+        error: Option<ApiError>,
+        worker: Option<String>,
+        stderr_tail: String,
+    ) -> InvocationRecord {
+        self.ended = true;
         let elapsed = self.clock.elapsed();
-        let error = ApiError::new(
-            ErrorCode::Cancelled,
-            "the call was cancelled before it ended (its client went away, or its job was cancelled)",
-        );
-        self.route
-            .metrics
-            .record(Outcome::Error(error.code), elapsed);
-        self.app.recorder.record_now(InvocationRecord {
+        let outcome = error
+            .as_ref()
+            .map_or(Outcome::OK, |e| Outcome::Error(e.code));
+        self.route.metrics.record(outcome, elapsed);
+        InvocationRecord {
             id: uuid::Uuid::now_v7().to_string(),
             function: self.function.clone(),
             version: Some(self.route.version.version),
-            worker: None,
+            worker,
             started_at: self.started_at,
             duration_us: elapsed.as_micros() as u64,
-            outcome: Outcome::Error(error.code),
-            error: Some(error),
-            stderr_tail: String::new(),
-        });
+            outcome,
+            error,
+            stderr_tail,
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let error = ApiError::new(
+                ErrorCode::Cancelled,
+                "the call was cancelled before it ended (its client went away, or its job was cancelled)",
+            );
+            let record = self.record(Some(error), None, String::new());
+            self.app.recorder.record_now(record);
+        }
     }
 }
 
@@ -987,17 +1003,13 @@ pub(crate) async fn perform(
     profile: Option<&str>,
     timeout_ms: Option<u64>,
 ) -> Performed {
-    let started_at = now_ms();
-    let clock = Instant::now();
-    // A call dropped before it ends (its client went away, its job was cancelled)
-    // still leaves its record.
-    let mut unfinished = Unfinished {
+    let mut pending = Pending {
         app,
         function,
         route,
-        started_at,
-        clock,
-        armed: true,
+        started_at: now_ms(),
+        clock: Instant::now(),
+        ended: false,
     };
     let attempt = match input {
         Ok(input) => match load_profile(app, function, profile).await {
@@ -1006,36 +1018,26 @@ pub(crate) async fn perform(
         },
         Err(e) => Attempt::failed(e),
     };
-    unfinished.armed = false;
-    let elapsed = clock.elapsed();
-    let id = uuid::Uuid::now_v7().to_string();
-    let outcome = match &attempt.result {
-        Ok(_) => Outcome::OK,
-        Err(e) => Outcome::Error(e.code),
-    };
-    if origin == Origin::Job && outcome == Outcome::Error(ErrorCode::NoWorker) {
+    if origin == Origin::Job
+        && let Err(e) = &attempt.result
+        && e.code == ErrorCode::NoWorker
+    {
+        pending.ended = true;
         return Performed {
-            id,
+            id: String::new(),
             result: attempt.result,
             worker: None,
             stderr_tail: String::new(),
-            elapsed,
+            elapsed: pending.clock.elapsed(),
         };
     }
-    route.metrics.record(outcome, elapsed);
-    app.recorder
-        .record(InvocationRecord {
-            id: id.clone(),
-            function: function.clone(),
-            version: Some(route.version.version),
-            worker: attempt.worker.clone(),
-            started_at,
-            duration_us: elapsed.as_micros() as u64,
-            outcome,
-            error: attempt.result.as_ref().err().cloned(),
-            stderr_tail: attempt.stderr_tail.clone(),
-        })
-        .await;
+    let record = pending.record(
+        attempt.result.as_ref().err().cloned(),
+        attempt.worker.clone(),
+        attempt.stderr_tail.clone(),
+    );
+    let (id, elapsed) = (record.id.clone(), Duration::from_micros(record.duration_us));
+    app.recorder.record(record).await;
     Performed {
         id,
         result: attempt.result,

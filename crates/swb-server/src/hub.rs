@@ -786,7 +786,8 @@ impl Hub {
     ) -> Pick {
         let workers = self.workers.read().expect("workers lock");
         let (mut suitable, mut failed) = (0, Vec::new());
-        let (mut ready, mut cold) = (0, 0);
+        // Of each kind with room, how many, and the first.
+        let mut kinds = [(Fit::Ready, 0, None), (Fit::Cold, 0, None)];
         for w in workers.iter() {
             match w.fit(target, requires, eligible) {
                 Fit::Unsuitable => continue,
@@ -795,13 +796,22 @@ impl Hub {
                     error,
                 }),
                 Fit::Full => suitable += 1,
-                Fit::Ready => (suitable, ready) = (suitable + 1, ready + 1),
-                Fit::Cold => (suitable, cold) = (suitable + 1, cold + 1),
+                kind => {
+                    suitable += 1;
+                    let (_, count, first) = &mut kinds[usize::from(kind == Fit::Cold)];
+                    *count += 1;
+                    first.get_or_insert(w);
+                }
             }
         }
         let turn = self.turns.next(target);
-        for (fit, count) in [(Fit::Ready, ready), (Fit::Cold, cold)] {
-            if count == 0 {
+        for (fit, count, first) in kinds {
+            let Some(first) = first else { continue };
+            // The only one of its kind needs no second look at the workers.
+            if count == 1 {
+                if first.try_reserve() {
+                    return Pick::Worker(first.clone());
+                }
                 continue;
             }
             // This turn's worker first, then the others of its kind in order.

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Cluster, Replicas, all_ended};
+use common::{Cluster, Replicas, all_ended, submit};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,61 +47,49 @@ fn work(runs: &Path) -> String {
     )
 }
 
-const SERVE: [&str; 9] = [
-    "serve",
-    "admin/work",
-    "--timeout-ms",
-    "60000",
-    "--concurrency",
-    "8",
-    "--max-backoff-ms",
-    "300",
-    "--",
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_once_while_an_embedded_server_and_its_workers_are_killed() {
     let mut c = Cluster::start(false, &["--job-lease", "2s"]).await;
-    let runs = c.dir.path().join("runs");
-    let script = work(&runs);
     let dir = c.dir.path().to_owned();
-    let spawn = |server: &ServerProc, name: &str| {
-        let mut args = SERVE.to_vec();
-        args.extend(["sh", "-c", &script]);
-        args.splice(2..2, ["--name", name]);
-        let log = dir.join(format!("{name}.log"));
-        WorkerProc::spawn(common::bin(), &args, server, name, &log).unwrap()
-    };
-    let servers = std::slice::from_mut(&mut c.server);
-    chaos(servers, &|s, name| spawn(&s[0], name), &runs).await;
+    chaos(std::slice::from_mut(&mut c.server), &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_once_while_replicas_and_their_workers_are_killed() {
     let mut r = Replicas::start_with(2, &["--job-lease", "2s"]).await;
-    let runs = r.dir.path().join("runs");
-    let script = work(&runs);
     let dir = r.dir.path().to_owned();
+    chaos(&mut r.servers, &dir).await;
+}
+
+/// Two workers serve `admin/work`, dialing every server; jobs are submitted; for a
+/// while, a worker or a server is killed with SIGKILL and started again; then every
+/// job must have ended with its own result, having run at most once more than its
+/// lost attempts.
+async fn chaos(servers: &mut [ServerProc], dir: &Path) {
+    let runs = dir.join("runs");
+    let script = work(&runs);
     let spawn = |servers: &[ServerProc], name: &str| {
-        let mut args = SERVE.to_vec();
-        args.extend(["sh", "-c", &script]);
-        args.splice(2..2, ["--name", name]);
+        let args = [
+            "serve",
+            "admin/work",
+            "--name",
+            name,
+            "--timeout-ms",
+            "60000",
+            "--concurrency",
+            "8",
+            "--max-backoff-ms",
+            "300",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ];
         let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
         let log = dir.join(format!("{name}.log"));
         let token = &servers[0].token;
         WorkerProc::spawn_to(common::bin(), &args, &urls.join(","), token, name, &log).unwrap()
     };
-    chaos(&mut r.servers, &spawn, &runs).await;
-}
-
-/// Two workers serve `admin/work`; jobs are submitted; for a while, a worker or a
-/// server is killed with SIGKILL and started again; then every job must have ended
-/// with its own result, having run at most once more than its lost attempts.
-async fn chaos(
-    servers: &mut [ServerProc],
-    spawn: &dyn Fn(&[ServerProc], &str) -> WorkerProc,
-    runs: &Path,
-) {
     let seconds = setting("SWB_CHAOS_SECONDS", 20);
     let n = setting("SWB_CHAOS_JOBS", 40) as usize;
     // A job has 10 attempts: kills must leave most attempts alone, or a job could
@@ -126,14 +114,7 @@ async fn chaos(
             ..SubmitJob::default()
         })
         .collect();
-    let ids: Vec<String> = client
-        .submit_jobs(jobs)
-        .await
-        .unwrap()
-        .jobs
-        .into_iter()
-        .map(|j| j.id)
-        .collect();
+    let ids = submit(&client, jobs).await;
 
     let (mut kills, mut longest_recovery) = (BTreeMap::<String, u32>::new(), Duration::ZERO);
     let end = Instant::now() + Duration::from_secs(seconds);
@@ -166,7 +147,7 @@ async fn chaos(
     }
 
     let done = all_ended(&client, &ids, Duration::from_secs(180)).await;
-    let text = std::fs::read_to_string(runs).unwrap();
+    let text = std::fs::read_to_string(&runs).unwrap();
     let mut executions = BTreeMap::<usize, u32>::new();
     for line in text.lines() {
         *executions.entry(line.parse().unwrap()).or_default() += 1;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Replicas, all_ended, assert_code, assert_echoed, bin, submit_echo};
+use common::{Replicas, all_ended, assert_code, assert_echoed, bin, submit, submit_echo};
 use std::time::Duration;
 use swb_api::Role;
 use swb_api::{CreateTokenRequest, ErrorCode, FunctionRef, WorkerCodeStatus};
@@ -173,14 +173,7 @@ async fn killing_a_replica_under_load_loses_nothing() {
             )
         })
         .collect();
-    let ids: Vec<String> = a
-        .submit_jobs(jobs)
-        .await
-        .unwrap()
-        .jobs
-        .into_iter()
-        .map(|j| j.id)
-        .collect();
+    let ids = submit(&a, jobs).await;
     // Kill replica A (-9) while the jobs run: its workers move to B, the jobs it had
     // claimed come back when their leases lapse.
     eventually("some jobs to succeed", Duration::from_secs(30), || async {

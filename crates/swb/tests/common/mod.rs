@@ -157,10 +157,15 @@ pub async fn submit_echo(client: &Client, function: &str, n: usize) -> Vec<Strin
             .iter()
             .map(|i| job(function, json!({ "n": i })))
             .collect();
-        let accepted = client.submit_jobs(jobs).await.unwrap();
-        ids.extend(accepted.jobs.into_iter().map(|j| j.id));
+        ids.extend(submit(client, jobs).await);
     }
     ids
+}
+
+/// Submits jobs in one batch; returns their ids in order.
+pub async fn submit(client: &Client, jobs: Vec<SubmitJob>) -> Vec<String> {
+    let accepted = client.submit_jobs(jobs).await.unwrap();
+    accepted.jobs.into_iter().map(|j| j.id).collect()
 }
 
 pub async fn all_ended(client: &Client, ids: &[String], within: Duration) -> Vec<Job> {
@@ -202,7 +207,10 @@ impl Replicas {
     /// `start`, with more flags for every replica.
     pub async fn start_with(n: usize, extra: &[&str]) -> Self {
         let db = TestDatabase::create().await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .disable_cleanup(true)
+            .tempdir()
+            .unwrap();
         let blobs = dir.path().join("blobs");
         let nats = nats_url();
         let mut servers: Vec<ServerProc> = std::thread::scope(|s| {
