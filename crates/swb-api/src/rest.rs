@@ -426,6 +426,9 @@ pub struct WorkerInfo {
     /// Finishing its calls before it stops; takes no new ones.
     #[serde(default)]
     pub draining: bool,
+    /// The replica the worker is connected to (cluster mode; its `--name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     #[serde(with = "timestamp")]
     #[schemars(with = "timestamp::Rfc3339")]
     pub connected_at: i64,

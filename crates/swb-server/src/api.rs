@@ -920,6 +920,10 @@ struct InvokeQuery {
     /// Pass this profile of the function with the call.
     #[schemars(regex(pattern = swb_api::TEXT_PATTERN))]
     profile: Option<String>,
+    /// This call's deadline in milliseconds instead of the version's (1 to the
+    /// server's `--max-timeout`).
+    #[schemars(range(min = 1))]
+    timeout_ms: Option<u64>,
 }
 
 /// A finished call with its record written: what invoke answers and jobs store.
@@ -1090,6 +1094,13 @@ async fn invoke(
         Ok(route) => route,
         Err(e) => return error_response(e),
     };
+    let max = app.config.max_timeout_ms;
+    if let Some(t) = q.timeout_ms.filter(|t| !(1..=max).contains(t)) {
+        return error_response(
+            ApiError::invalid_input(format!("timeout_ms must be between 1 and {max}, got {t}"))
+                .with_details(json!({ "parameter": "timeout_ms" })),
+        );
+    }
     let input = body.map(|Body(b)| b).map_err(|AppError(e)| e);
     let Performed {
         id,
@@ -1104,7 +1115,7 @@ async fn invoke(
         &route,
         input,
         q.profile.as_deref(),
-        None,
+        q.timeout_ms,
     )
     .await;
     let mut response = match result {
@@ -1335,6 +1346,7 @@ async fn list_workers(State(app): State<Arc<App>>, caller: Caller) -> axum::Json
         .hub
         .workers(|w| all || w.is_some_and(|w| w.user.id == caller.user.id));
     if let Some(cluster) = &app.cluster {
+        workers = cluster.own(workers);
         workers.extend(cluster.workers(user).await);
     }
     workers.sort_by(|a, b| (a.connected_at, &a.id).cmp(&(b.connected_at, &b.id)));

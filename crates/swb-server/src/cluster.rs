@@ -152,6 +152,8 @@ pub struct Cluster {
     /// `swb.<cluster id>`.
     prefix: String,
     replica: String,
+    /// This replica's name, shown with its workers.
+    name: String,
 }
 
 /// What `Cluster::connect` hands to `spawn`.
@@ -178,11 +180,11 @@ const NEXT_ANSWER: Duration = Duration::from_millis(250);
 impl Cluster {
     /// Connects to NATS and subscribes to the cluster's changes (before the server
     /// serves, so that none is missed).
-    pub async fn connect(url: &str, cluster_id: &str) -> anyhow::Result<(Self, Links)> {
+    pub async fn connect(url: &str, cluster_id: &str, name: &str) -> anyhow::Result<(Self, Links)> {
         let replica = uuid::Uuid::now_v7().to_string();
         let (tx, reconnected) = mpsc::unbounded_channel();
         let nats = ConnectOptions::new()
-            .name(format!("swb replica {replica}"))
+            .name(format!("swb replica {name} {replica}"))
             .event_callback(move |event| {
                 let tx = tx.clone();
                 async move {
@@ -209,11 +211,12 @@ impl Cluster {
         };
         let changes = subscribe(format!("{prefix}.changes")).await?;
         let workers = subscribe(format!("{prefix}.workers")).await?;
-        tracing::info!(%replica, cluster = cluster_id, "joined the cluster over NATS");
+        tracing::info!(%replica, name, cluster = cluster_id, "joined the cluster over NATS");
         let cluster = Self {
             nats,
             prefix,
             replica,
+            name: name.to_owned(),
         };
         Ok((
             cluster,
@@ -257,8 +260,6 @@ impl Cluster {
         }
     }
 
-    /// The workers of every replica (this one included) that `user` connected, or
-    /// everyone's; `None` when NATS cannot be asked.
     /// The workers of the other replicas (each answers for its own), as many as
     /// answer in time; none if NATS would not carry the question.
     pub async fn workers(&self, user: Option<&str>) -> Vec<WorkerInfo> {
@@ -288,6 +289,14 @@ impl Cluster {
             wait = NEXT_ANSWER;
         }
         all
+    }
+
+    /// This replica's own workers, marked as its.
+    pub fn own(&self, mut workers: Vec<WorkerInfo>) -> Vec<WorkerInfo> {
+        for w in &mut workers {
+            w.replica = Some(self.name.clone());
+        }
+        workers
     }
 
     /// Runs a call on another replica's worker.
@@ -547,10 +556,10 @@ impl App {
         if q.from == cluster.replica {
             return;
         }
-        let list = self.hub.workers(|w| match &q.user {
+        let list = cluster.own(self.hub.workers(|w| match &q.user {
             None => true,
             Some(user) => w.is_some_and(|c| &c.user.id == user),
-        });
+        }));
         let payload = serde_json::to_vec(&list).expect("worker lists serialize");
         if let Err(e) = cluster.nats.publish(reply, payload.into()).await {
             tracing::warn!(error = %e, "could not answer a worker listing");

@@ -4,6 +4,8 @@ use std::time::Duration;
 /// Server settings; the CLI fills them from flags.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// How this server is named among replicas (`host:port`), shown with its workers.
+    pub name: String,
     /// Holds the database (`swb.db`) and the bootstrap `admin.token`.
     pub data_dir: PathBuf,
     /// A Postgres database instead of `<data-dir>/swb.db` (cluster mode).
@@ -46,6 +48,7 @@ pub struct Config {
 impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
+            name: hostname(),
             data_dir,
             database_url: None,
             nats_url: None,
@@ -68,4 +71,13 @@ impl Config {
             job_lease: Duration::from_secs(30),
         }
     }
+}
+
+/// This machine's host name (`/etc/hostname`), or `localhost`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

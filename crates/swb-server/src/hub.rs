@@ -237,6 +237,7 @@ impl Worker {
                 f
             },
             draining: self.draining.load(Ordering::Relaxed),
+            replica: None,
             protocol: self.protocol,
             connected_at: self.connected_at,
             last_heartbeat_at: self.last_heartbeat_at.load(Ordering::Relaxed),
@@ -297,6 +298,16 @@ impl Hub {
                 .flat_map(|w| w.functions.iter().cloned())
                 .collect(),
         }
+    }
+
+    /// The calls this server's workers take at once (draining ones left out).
+    pub fn capacity(&self) -> usize {
+        let workers = self.workers.read().expect("workers lock");
+        workers
+            .iter()
+            .filter(|w| !w.draining.load(Ordering::Relaxed))
+            .map(|w| w.capacity as usize)
+            .sum()
     }
 
     /// Whether some connected worker could take this call (busy or not).

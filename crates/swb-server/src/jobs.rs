@@ -26,6 +26,10 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 /// Jobs run at once by this server.
 const CONCURRENCY: usize = 256;
+/// Jobs a server holds beyond what its own workers can run at once: calls forwarded
+/// to other replicas, and the next jobs ready for a worker that frees up. A killed
+/// server loses the attempts of the jobs it holds, so it holds no more than this.
+const AHEAD: usize = 64;
 /// How long a job waits for a worker to appear before it fails with `no_worker`.
 const WAIT_FOR_WORKER_MS: i64 = 60 * 60 * 1000;
 
@@ -133,7 +137,10 @@ async fn schedule(app: Arc<App>) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut last_prune = 0;
     loop {
-        let free = slots.available_permits();
+        let held = CONCURRENCY - slots.available_permits();
+        let free = (app.hub.capacity() + AHEAD)
+            .min(CONCURRENCY)
+            .saturating_sub(held);
         let claimed = if free == 0 {
             Vec::new()
         } else {

@@ -24,7 +24,7 @@ mod ws;
 
 pub use api::{openapi_document, routes};
 pub use auth::{Authenticator, Caller, issue_token};
-pub use config::Config;
+pub use config::{Config, hostname};
 pub use conn::HttpLimits;
 pub use hub::{FromWorker, Hub, ToWorker, from_channel};
 
@@ -136,7 +136,7 @@ impl Server {
                 let id = store
                     .setting_or_init("cluster_id", &uuid::Uuid::now_v7().simple().to_string())
                     .await?;
-                Some(cluster::Cluster::connect(url, &id).await?)
+                Some(cluster::Cluster::connect(url, &id, &config.name).await?)
             }
             None => None,
         };

@@ -243,6 +243,12 @@ pub(crate) fn document(ops: &[(&Method, &str, &Doc)], config: &Config) -> Value 
             .expect("a path item is an object")
             .insert(method.as_str().to_lowercase(), op);
     }
+    bound_query(
+        &mut paths,
+        "/v1/functions/{ns}/{name}/invoke",
+        "timeout_ms",
+        config.max_timeout_ms,
+    );
     let mut schemas = Value::Object(g.take_definitions(true));
     bound(
         &mut schemas,
@@ -441,6 +447,18 @@ fn bound(schemas: &mut Value, schema: &str, field: &str, max: u64) {
     property["maximum"] = max.into();
 }
 
+/// Sets the maximum of an integer query parameter that a flag bounds.
+fn bound_query(paths: &mut Map<String, Value>, path: &str, name: &str, max: u64) {
+    let parameter = paths[path]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|item| item.values_mut())
+        .flat_map(|op| op["parameters"].as_array_mut().into_iter().flatten())
+        .find(|p| p["name"] == name && p["in"] == "query");
+    let parameter = parameter.unwrap_or_else(|| panic!("{path}?{name} is not in the document"));
+    parameter["schema"]["maximum"] = max.into();
+}
+
 /// Unsigned integers get the maximum their Rust type holds, so that no client is
 /// told a value is valid that the server cannot read.
 fn integer_bounds(v: &mut Value) {
@@ -536,6 +554,15 @@ mod tests {
             schemas["SubmitJob"]["properties"]["max_attempts"]["maximum"],
             SubmitJob::MAX_ATTEMPTS
         );
+        let invoke = &doc["paths"]["/v1/functions/{ns}/{name}/invoke"]["post"];
+        let timeout = invoke["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "timeout_ms")
+            .unwrap();
+        assert_eq!(timeout["schema"]["maximum"], 1234);
+        assert_eq!(timeout["schema"]["minimum"], 1);
     }
 
     /// The patterns in the document and the parsers the handlers use agree.

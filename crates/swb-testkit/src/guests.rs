@@ -76,6 +76,44 @@ pub fn sleeps(ms: u64) -> Vec<u8> {
     .expect("fixture WAT is valid")
 }
 
+/// Reads its input, writes it to stderr, sleeps `ms` milliseconds, then writes it to
+/// stdout: an echo that takes time and leaves its input in the call's record.
+pub fn echo_after(ms: u64) -> Vec<u8> {
+    let ns = ms * 1_000_000;
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 2)
+          ;; the input at 1024 (up to 64000 bytes), its length in $len
+          (func $emit (param $fd i32) (param $len i32)
+            (i32.store (i32.const 200) (i32.const 1024))
+            (i32.store (i32.const 204) (local.get $len))
+            (if (call $write (local.get $fd) (i32.const 200) (i32.const 1) (i32.const 208))
+              (then (unreachable))))
+          (func (export "_start") (local $len i32)
+            (block $done (loop $again
+              (i32.store (i32.const 216) (i32.add (i32.const 1024) (local.get $len)))
+              (i32.store (i32.const 220) (i32.sub (i32.const 64000) (local.get $len)))
+              (if (call $read (i32.const 0) (i32.const 216) (i32.const 1) (i32.const 224))
+                (then (unreachable)))
+              (br_if $done (i32.eqz (i32.load (i32.const 224))))
+              (local.set $len (i32.add (local.get $len) (i32.load (i32.const 224))))
+              (br $again)))
+            (call $emit (i32.const 2) (local.get $len))
+            ;; subscription at 0: tag 0 (clock) at 8, clock id 1 (monotonic) at 16,
+            ;; relative timeout at 24; the event goes to 64, the count to 128
+            (i32.store8 (i32.const 8) (i32.const 0))
+            (i32.store (i32.const 16) (i32.const 1))
+            (i64.store (i32.const 24) (i64.const {ns}))
+            (if (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128))
+              (then (unreachable)))
+            (call $emit (i32.const 1) (local.get $len))))"#
+    ))
+    .expect("fixture WAT is valid")
+}
+
 /// Prints what it finds where it writes (16 bytes: words in its first page, its
 /// second page and a page it grows, then its data segment "init"), then overwrites
 /// all four: a call that sees anything but zeros and "init" saw an earlier call.

@@ -57,8 +57,9 @@ pub struct SubmitArgs {
 
 #[derive(Args)]
 pub struct ListArgs {
+    /// Only this function's jobs (namespace/name)
     #[arg(long)]
-    function: Option<String>,
+    function: Option<FunctionRef>,
     /// queued, running, succeeded, failed or cancelled
     #[arg(long)]
     status: Option<String>,
@@ -212,9 +213,13 @@ pub async fn job(global: &Global, cmd: JobCmd) -> anyhow::Result<()> {
             ended(&job)?;
         }
         JobCmd::List(a) => {
+            // A misspelled (or invisible) function is not_found, not an empty list.
+            if let Some(f) = &a.function {
+                client.function(f).await?;
+            }
             let list = client
                 .jobs(&JobFilter {
-                    function: a.function,
+                    function: a.function.map(|f| f.to_string()),
                     status: a.status,
                     cursor: None,
                     limit: Some(a.limit),

@@ -21,6 +21,10 @@ pub struct ServerArgs {
     /// Address to listen on (port 0 picks a free port)
     #[arg(long, env = "SWB_LISTEN", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
+    /// This server's name among replicas, shown with its workers in `swb worker
+    /// list` [default: host:port]
+    #[arg(long, env = "SWB_NAME")]
+    name: Option<String>,
     /// Largest request body (artefacts, call inputs), in MiB; a larger declared length
     /// is refused with 413 before the body is read
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -32,6 +36,10 @@ pub struct ServerArgs {
     /// Largest blob upload (`swb blob put`, streamed to disk), in MiB
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     max_blob_mb: u64,
+    /// Largest output of a call (a function's stdout, or a remote function's
+    /// answer), in MiB; a larger one fails with limit_exceeded
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_output_mb: u64,
     /// A connection that runs no request for this long is closed: a request head
     /// slower than this, or an idle keep-alive connection
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -185,6 +193,7 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
     let mut config = Config::new(args.data_dir.clone());
     config.max_body_bytes = (args.max_body_mb << 20) as usize;
     config.max_blob_bytes = args.max_blob_mb << 20;
+    config.stdout_bytes = args.max_output_mb << 20;
     config.max_body_memory_bytes = args.max_body_memory_mb << 20;
     config.http.header_timeout = args.header_timeout;
     config.http.body_timeout = args.body_timeout;
@@ -197,10 +206,15 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
     config.database_url = args.database_url.clone();
     config.nats_url = args.nats_url.clone();
     config.blob_dir = args.blob_dir.clone();
-    let server = Server::open(config).await?;
     let listener =
         listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    config.name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", swb_server::hostname(), addr.port()));
+    let server = Server::open(config).await?;
+    let url = format!("http://{addr}");
     Ok((server, listener, url))
 }
 
@@ -406,12 +420,7 @@ pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
 /// A worker's default name: the host's, and a short random suffix, so that two
 /// workers on one machine are told apart everywhere (`vm-3f2a`, `vm-81c0`).
 fn default_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    format!("{host}-{:04x}", rand::random::<u16>())
+    format!("{}-{:04x}", swb_server::hostname(), rand::random::<u16>())
 }
 
 async fn list_workers(global: &Global) -> anyhow::Result<()> {
@@ -419,11 +428,13 @@ async fn list_workers(global: &Global) -> anyhow::Result<()> {
     if global.json {
         return crate::cli::print_json(&list);
     }
+    // Cluster mode names each worker's replica.
+    let replicas = list.workers.iter().any(|w| w.replica.is_some());
     let rows: Vec<Vec<String>> = list
         .workers
         .iter()
         .map(|w| {
-            vec![
+            let mut row = vec![
                 w.name.clone(),
                 w.id.clone(),
                 format!("{}/{}", w.in_flight, w.capacity),
@@ -445,21 +456,26 @@ async fn list_workers(global: &Global) -> anyhow::Result<()> {
                     w.code_cache.compiles, w.code_cache.disk_hits
                 ),
                 swb_api::timestamp::format(w.connected_at),
-            ]
+            ];
+            if replicas {
+                row.push(w.replica.clone().unwrap_or_default());
+            }
+            row
         })
         .collect();
-    table::print(
-        &[
-            "NAME",
-            "ID",
-            "BUSY",
-            "LABELS",
-            "SERVES",
-            "CODE CACHE",
-            "CONNECTED",
-        ],
-        &rows,
-    );
+    let mut header = vec![
+        "NAME",
+        "ID",
+        "BUSY",
+        "LABELS",
+        "SERVES",
+        "CODE CACHE",
+        "CONNECTED",
+    ];
+    if replicas {
+        header.push("REPLICA");
+    }
+    table::print(&header, &rows);
     Ok(())
 }
 

@@ -1,8 +1,9 @@
-//! Jobs run once, under fire: jobs of mixed durations whose every execution appends
-//! a line to a side-effect file, while workers and servers are killed with SIGKILL
-//! at random and restarted: an embedded server (SQLite), and the replicas of a
-//! cluster (Postgres and NATS). At the end every job has exactly one result,
-//! and a job ran more than once only after attempts recorded as lost.
+//! Jobs run once, under fire: jobs of mixed durations, while workers and servers are
+//! killed with SIGKILL at random and restarted: an embedded server (SQLite), and the
+//! replicas of a cluster (Postgres and NATS). Exec jobs append a line to a
+//! side-effect file at every execution; hosted (Wasm) jobs, sandboxed, write their
+//! input to stderr, which the call's record keeps. At the end every job has exactly
+//! one result, and a job ran more than once only after attempts recorded as lost.
 //!
 //! Bounded here (about 20 s of chaos, jobs of 0.1 to 2 s); `scripts/chaos` runs it
 //! longer through `SWB_CHAOS_SECONDS`, `SWB_CHAOS_JOBS`, `SWB_CHAOS_MAX_JOB_S` and
@@ -15,8 +16,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use swb_api::{ErrorCode, JobStatus, SubmitJob};
-use swb_testkit::{ServerProc, WorkerProc, connected};
+use swb_api::{ErrorCode, Job, JobStatus, Outcome, SubmitJob};
+use swb_client::InvocationFilter;
+use swb_testkit::{ServerProc, WorkerProc, connected, deploy, guests};
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -61,30 +63,39 @@ async fn jobs_run_once_while_replicas_and_their_workers_are_killed() {
     chaos(&mut r.servers, &dir).await;
 }
 
-/// Two workers serve `admin/work`, dialing every server; jobs are submitted; for a
-/// while, a worker or a server is killed with SIGKILL and started again; then every
-/// job must have ended with its own result, having run at most once more than its
-/// lost attempts.
+/// Two workers serve `admin/work` and a Wasm worker runs the hosted `admin/hosted`,
+/// each dialing every server; jobs are submitted; for a while, a worker or a server
+/// is killed with SIGKILL and started again; then every job must have ended with
+/// its own result, having run at most once more than its lost attempts.
 async fn chaos(servers: &mut [ServerProc], dir: &Path) {
     let runs = dir.join("runs");
     let script = work(&runs);
+    let cache = dir.join("wasm-cache");
+    // `w…` serve the exec function, `h…` run Wasm.
     let spawn = |servers: &[ServerProc], name: &str| {
-        let args = [
-            "serve",
-            "admin/work",
-            "--name",
-            name,
-            "--timeout-ms",
-            "60000",
-            "--concurrency",
-            "8",
-            "--max-backoff-ms",
-            "300",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ];
+        let mut args = if name.starts_with('h') {
+            vec![
+                "worker",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--capacity",
+                "8",
+            ]
+        } else {
+            vec![
+                "serve",
+                "admin/work",
+                "--timeout-ms",
+                "60000",
+                "--concurrency",
+                "8",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ]
+        };
+        args.splice(1..1, ["--name", name, "--max-backoff-ms", "300"]);
         let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
         let log = dir.join(format!("{name}.log"));
         let token = &servers[0].token;
@@ -96,22 +107,41 @@ async fn chaos(servers: &mut [ServerProc], dir: &Path) {
     // lose all ten (at these rates a lost attempt is about one in four).
     let longest_job = setting("SWB_CHAOS_MAX_JOB_S", 2);
     let kill_every = setting("SWB_CHAOS_KILL_EVERY_MS", 2500);
-    let mut workers = vec![spawn(servers, "w0"), spawn(servers, "w1")];
     let mut client = servers[0].client();
+    deploy(&client, "admin/hosted", guests::echo_after(500), |_| {})
+        .await
+        .unwrap();
+    let mut workers = vec![
+        spawn(servers, "w0"),
+        spawn(servers, "w1"),
+        spawn(servers, "h0"),
+    ];
     for w in &workers {
         connected(&client, &w.name).await;
     }
     let mut dice = Dice(7);
-    let jobs: Vec<SubmitJob> = (0..n)
+    // Jobs 0..n run the command; n..n+n/4 are hosted.
+    let hosted = n / 4;
+    let jobs: Vec<SubmitJob> = (0..n + hosted)
         .map(|i| SubmitJob {
-            function: "admin/work".into(),
-            // 0.1 s to `longest_job` of work.
-            input: Some(json!(format!(
-                "{i} {:.1}",
-                0.1 + dice.roll(longest_job * 10) as f64 / 10.0
-            ))),
             max_attempts: Some(10),
-            ..SubmitJob::default()
+            ..if i < n {
+                SubmitJob {
+                    function: "admin/work".into(),
+                    // 0.1 s to `longest_job` of work.
+                    input: Some(json!(format!(
+                        "{i} {:.1}",
+                        0.1 + dice.roll(longest_job * 10) as f64 / 10.0
+                    ))),
+                    ..SubmitJob::default()
+                }
+            } else {
+                SubmitJob {
+                    function: "admin/hosted".into(),
+                    input: Some(json!({ "n": i })),
+                    ..SubmitJob::default()
+                }
+            }
         })
         .collect();
     let ids = submit(&client, jobs).await;
@@ -147,30 +177,64 @@ async fn chaos(servers: &mut [ServerProc], dir: &Path) {
     }
 
     let done = all_ended(&client, &ids, Duration::from_secs(180)).await;
-    let text = std::fs::read_to_string(&runs).unwrap();
     let mut executions = BTreeMap::<usize, u32>::new();
-    for line in text.lines() {
+    for line in std::fs::read_to_string(&runs).unwrap().lines() {
         *executions.entry(line.parse().unwrap()).or_default() += 1;
+    }
+    for (i, ran) in hosted_runs(&client).await {
+        *executions.entry(i).or_default() += ran;
     }
     let (mut attempts, mut lost_total) = (0, 0);
     for (i, job) in done.iter().enumerate() {
         assert_eq!(job.status, JobStatus::Succeeded, "job {i}: {job:?}");
         assert_eq!(job.result, Some(json!({ "n": i })), "job {i}: {job:?}");
-        let lost = job
-            .attempt_errors
-            .iter()
-            .filter(|e| matches!(e.code, ErrorCode::WorkerLost | ErrorCode::LeaseExpired))
-            .count() as u32;
+        let lost = lost(job);
         let ran = executions.get(&i).copied().unwrap_or(0);
+        // A hosted call whose server was killed before its record was written has
+        // none: records bound a hosted job's executions from below only.
+        let least = if i < n { 1 } else { 0 };
         assert!(
-            (1..=1 + lost).contains(&ran),
+            (least..=1 + lost).contains(&ran),
             "job {i} ran {ran} times with {lost} lost attempts: {job:?}"
         );
         attempts += job.attempts;
         lost_total += lost;
     }
     eprintln!(
-        "chaos: {n} jobs, {} executions, {attempts} attempts ({lost_total} lost), kills {kills:?}, longest recovery {longest_recovery:?}",
-        text.lines().count()
+        "chaos: {} jobs ({hosted} hosted), {} executions, {attempts} attempts ({lost_total} lost), kills {kills:?}, longest recovery {longest_recovery:?}",
+        n + hosted,
+        executions.values().sum::<u32>()
     );
+}
+
+/// Attempts a job lost with its worker or server.
+fn lost(job: &Job) -> u32 {
+    job.attempt_errors
+        .iter()
+        .filter(|e| matches!(e.code, ErrorCode::WorkerLost | ErrorCode::LeaseExpired))
+        .count() as u32
+}
+
+/// Completed executions of `admin/hosted` per job, from the records of its calls
+/// (each wrote its input, `{"n": …}`, to stderr).
+async fn hosted_runs(client: &swb_client::Client) -> BTreeMap<usize, u32> {
+    let filter = InvocationFilter {
+        function: Some("admin/hosted".into()),
+        limit: Some(1000),
+        ..Default::default()
+    };
+    let records = client.invocations(&filter).await.unwrap().invocations;
+    assert!(records.len() < 1000, "every record in one page");
+    let mut runs = BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Ok(_)))
+    {
+        let input: serde_json::Value =
+            serde_json::from_str(&r.stderr_tail).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+        *runs
+            .entry(input["n"].as_u64().unwrap() as usize)
+            .or_default() += 1;
+    }
+    runs
 }

@@ -236,12 +236,7 @@ async fn workers_on_one_host_get_distinct_names() {
     )
     .await;
     assert_ne!(names[0], names[1]);
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    let host = if host.trim().is_empty() {
-        "worker"
-    } else {
-        host.trim()
-    };
+    let host = swb_server::hostname();
     for name in &names {
         let suffix = name
             .strip_prefix(&format!("{host}-"))
@@ -253,8 +248,9 @@ async fn workers_on_one_host_get_distinct_names() {
     }
     let cli = Cli::new(&server.url, &server.token, dir.path());
     let table = cli.ok(&["worker", "list"]);
+    // One server: no replica column.
     assert!(
-        table.contains("LABELS") && table.contains("zone=a"),
+        table.contains("LABELS") && table.contains("zone=a") && !table.contains("REPLICA"),
         "{table}"
     );
 }
@@ -320,10 +316,22 @@ async fn scripts_can_trust_the_cli() {
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cli.run(&["job", "wait", id]).status.code(), Some(1));
 
-    // A misspelled function is not_found, not an empty log.
-    let out = cli.run(&["logs", "admin/fial"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+    // A misspelled function is not_found, not an empty log or job list.
+    for args in [
+        &["logs", "admin/fial"][..],
+        &["job", "list", "--function", "admin/fial"],
+    ] {
+        let out = cli.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not_found"),
+            "{args:?}"
+        );
+    }
+    assert!(
+        cli.ok(&["job", "list", "--function", "admin/slow"])
+            .contains(id)
+    );
     // --json is one document (once the record is written, a moment after the call).
     let filter = swb_client::InvocationFilter {
         function: Some("admin/fails".into()),

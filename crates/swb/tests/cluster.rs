@@ -23,17 +23,36 @@ async fn calls_jobs_and_changes_cross_replicas() {
     let _wasm = r.wasm_worker("wasm", &r.servers[0].url);
     connected(&a, "svc").await;
     connected(&a, "wasm").await;
-    // B lists the cluster's workers, although none is connected to it.
-    let mut names: Vec<String> = b
-        .workers()
-        .await
-        .unwrap()
-        .workers
-        .into_iter()
-        .map(|w| w.name)
-        .collect();
-    names.sort();
-    assert_eq!(names, ["svc", "wasm"]);
+    // B lists the cluster's workers, although none is connected to it, each with
+    // the replica it is connected to (named host:port by default).
+    let a_port = r.servers[0].url.rsplit(':').next().unwrap().to_owned();
+    let a_name = format!("{}:{a_port}", swb_server::hostname());
+    for (listing, client) in [("B", &b), ("A", &a)] {
+        let mut workers: Vec<(String, Option<String>)> = client
+            .workers()
+            .await
+            .unwrap()
+            .workers
+            .into_iter()
+            .map(|w| (w.name, w.replica))
+            .collect();
+        workers.sort();
+        assert_eq!(
+            workers,
+            [
+                ("svc".into(), Some(a_name.clone())),
+                ("wasm".into(), Some(a_name.clone()))
+            ],
+            "{listing}'s listing"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let table = common::Cli::new(&r.servers[1].url, &r.servers[1].token, dir.path())
+        .ok(&["worker", "list"]);
+    assert!(
+        table.contains("REPLICA") && table.contains(&a_name),
+        "{table}"
+    );
 
     // A remote function published on A is called through B.
     let cat = f("admin/cat");
@@ -201,6 +220,39 @@ async fn killing_a_replica_under_load_loses_nothing() {
     for function in ["admin/echo", "admin/slow"] {
         let inv = b.invoke(&f(function), None, "{\"after\":1}").await.unwrap();
         assert_eq!(inv.output, "{\"after\":1}".as_bytes());
+    }
+}
+
+/// Eight workers started at once on two replicas to serve a new function publish
+/// one version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_starting_together_on_two_replicas_publish_one_version() {
+    let r = Replicas::start(2).await;
+    let names: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
+    let _workers: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let args = [
+                "serve",
+                "admin/together",
+                "--name",
+                name,
+                "--max-backoff-ms",
+                "300",
+                "--",
+                "cat",
+            ];
+            r.spawn(name, &args, &r.urls_from(i % 2))
+        })
+        .collect();
+    let a = r.client(0);
+    for name in &names {
+        connected(&a, name).await;
+    }
+    for i in 0..2 {
+        let versions = r.client(i).versions(&f("admin/together")).await.unwrap();
+        assert_eq!(versions.versions.len(), 1, "{versions:?}");
     }
 }
 

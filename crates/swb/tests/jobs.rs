@@ -72,6 +72,36 @@ async fn a_server_killed_mid_run_loses_nothing() {
     assert_echoed(&jobs);
 }
 
+/// A server holds no more jobs than its workers can run plus a bounded few ahead
+/// (64): those are the attempts a killed server loses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_holds_only_the_jobs_its_workers_can_take() {
+    let c = Cluster::start(false, &[]).await;
+    let _slow = c.serve(
+        "slow",
+        "admin/slow",
+        &["--concurrency", "2"],
+        &["sh", "-c", "sleep 30; cat"],
+    );
+    connected(&c.client, "slow").await;
+    // One batch, so that one claim could take them all.
+    let jobs = (0..150).map(|i| job("admin/slow", json!(i))).collect();
+    c.client.submit_jobs(jobs).await.unwrap();
+    let running = || async {
+        let filter = JobFilter {
+            status: Some("running".into()),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        c.client.jobs(&filter).await.unwrap().jobs.len()
+    };
+    eventually("jobs to be claimed", Duration::from_secs(10), || async {
+        (running().await > 0).then_some(())
+    })
+    .await;
+    assert_eq!(running().await, 2 + 64);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_keep_their_promises() {
     let c = Cluster::start(false, &[]).await;
