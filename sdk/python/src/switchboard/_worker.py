@@ -1,0 +1,623 @@
+"""Serve Python functions from any machine: a worker that dials out to the server and
+runs the calls of the remote functions it serves. The code never leaves this machine;
+only each function's interface (JSON Schemas made from its type hints) is published.
+
+>>> from switchboard import Worker
+>>> worker = Worker()
+>>> @worker.function("alice/simulate", idempotent=True, timeout="5m")
+... def simulate(time: float, steps: int = 100) -> dict[str, float]:
+...     '''Runs the simulation.'''
+...     return {"energy": time * steps}
+>>> worker.run()          # or: python -m switchboard.worker mymodule:worker
+
+It speaks the worker protocol (docs/protocol.md) like ``swb serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import io
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, get_type_hints
+
+import pydantic
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from . import _codec, _config, protocol
+from .errors import (
+    BadOutput,
+    FunctionError,
+    Internal,
+    LimitExceeded,
+    SwitchboardError,
+    Timeout,
+)
+
+__all__ = ["Context", "Worker", "main"]
+
+log = logging.getLogger("switchboard.worker")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Largest frame this worker accepts (the server bounds inputs far below it).
+MAX_FRAME = 1 << 30
+
+
+class Context:
+    """What a handler may know about its call: declare a parameter ``ctx: Context``
+    (it is left out of the function's schema)."""
+
+    def __init__(self, call: int, function: str, timeout_ms: int, profile: Any) -> None:
+        self.call_id = call
+        self.function = function
+        self.profile = profile
+        #: ``time.monotonic()`` at which the server gives up on the call.
+        self.deadline = time.monotonic() + timeout_ms / 1000
+        self._cancelled = threading.Event()
+        self._log = io.StringIO()
+        #: Lines logged here end up in the call's stderr tail (its record).
+        self.logger = logging.Logger(f"switchboard.call.{function}")
+        handler = logging.StreamHandler(self._log)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        self.logger.addHandler(handler)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the call was cancelled or its deadline passed: stop early."""
+        return self._cancelled.is_set() or time.monotonic() > self.deadline
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left before the deadline."""
+        return max(0.0, self.deadline - time.monotonic())
+
+
+def _duration(value: str | float | None) -> int | None:
+    """Milliseconds of ``"5m"``, ``"30s"``, ``"250ms"``, ``"1h"`` or seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value * 1000)
+    text = value.strip()
+    for suffix, scale in (("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)):
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return int(float(text[: -len(suffix)]) * scale)
+    raise ValueError(f"a timeout is a number of seconds or like 30s, 5m, 250ms: not {value!r}")
+
+
+@dataclass
+class Served:
+    """A function this worker serves: its handler, and what its hello announces."""
+
+    name: str
+    handler: Callable[..., Any]
+    model: type[pydantic.BaseModel]
+    output: pydantic.TypeAdapter[Any] | None
+    context: str | None
+    description: str | None
+    idempotent: bool
+    timeout_ms: int | None
+    replace: bool
+    isolation: Literal["thread", "process"]
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.is_async = inspect.iscoroutinefunction(self.handler)
+
+    def announce(self) -> dict[str, Any]:
+        interface: dict[str, Any] = {"input": self.model.model_json_schema()}
+        if self.output is not None:
+            interface["output"] = self.output.json_schema()
+        if self.description:
+            interface["description"] = self.description
+        served: dict[str, Any] = {
+            "function": self.name,
+            "interface": interface,
+            "replace": self.replace,
+            "idempotent": self.idempotent,
+        }
+        if self.timeout_ms is not None:
+            served["timeout_ms"] = self.timeout_ms
+        return served
+
+    def arguments(self, data: bytes, ctx: Context) -> dict[str, Any]:
+        parsed = self.model.model_validate_json(data or b"{}")
+        args = {name: getattr(parsed, name) for name in type(parsed).model_fields}
+        if self.context:
+            args[self.context] = ctx
+        return args
+
+    def encode(self, result: Any) -> bytes:
+        if self.output is None:
+            return _codec.dumps(result)
+        try:
+            return self.output.dump_json(self.output.validate_python(result))
+        except pydantic.ValidationError as e:
+            raise BadOutput(
+                f"{self.name} returned output its return type refuses: {e}",
+                details={"errors": e.errors(include_url=False, include_input=False)},
+            ) from e
+
+
+def _model(name: str, fn: Callable[..., Any]) -> tuple[type[pydantic.BaseModel], str | None]:
+    """The input model of ``fn`` from its parameters' type hints, and the name of
+    its context parameter (left out of the schema)."""
+    hints = get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    context = None
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TypeError(f"{name}: *args and **kwargs cannot be described by a schema")
+        hint = hints.get(p.name, Any)
+        if hint is Context or p.name == "ctx":
+            context = p.name
+            continue
+        default = ... if p.default is p.empty else p.default
+        fields[p.name] = (hint, default)
+    model = pydantic.create_model(
+        name.replace("/", "_"),
+        __config__=pydantic.ConfigDict(extra="forbid"),
+        **fields,
+    )
+    return model, context
+
+
+def _tail(text: str, limit: int) -> str:
+    data = text.encode()
+    return data[-limit:].decode(errors="replace") if len(data) > limit else text
+
+
+class _Answered(Exception):
+    """An error a process-isolated call answered, passed through as it is."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", ""))
+        self.error = error
+
+
+def _failure(error: BaseException, limit: int) -> dict[str, Any]:
+    """The error of a call whose handler raised."""
+    if isinstance(error, _Answered):
+        return error.error
+    if isinstance(error, SwitchboardError):
+        return {"code": error.code, "message": error.message, "details": error.details}
+    tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return {
+        "code": FunctionError.code,
+        "message": f"{type(error).__name__}: {error}",
+        "details": {"exception": type(error).__name__, "stderr_tail": _tail(tb, limit)},
+    }
+
+
+def _in_child(served: Served, data: bytes, timeout_ms: int, profile: Any, conn: Any) -> None:
+    """A process-isolated call: run it, send back ``(ok, output or error)``."""
+    ctx = Context(0, served.name, timeout_ms, profile)
+    try:
+        result = served.handler(**served.arguments(data, ctx))
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        conn.send((True, served.encode(result)))
+    except BaseException as e:
+        conn.send((False, _failure(e, 64 << 10)))
+    finally:
+        conn.close()
+        os._exit(0)
+
+
+class Worker:
+    """Serves the functions registered with :meth:`function`.
+
+    ``url`` (one or several, comma-separated: it fails over between them) and
+    ``token`` are found as for the client. ``capacity`` is how many calls run at once
+    (sync handlers in a thread pool of that size, async ones as tasks); ``name``
+    defaults to the host plus a short random suffix, as for ``swb serve``.
+    """
+
+    def __init__(
+        self,
+        url: str | list[str] | None = None,
+        token: str | None = None,
+        *,
+        name: str | None = None,
+        capacity: int = 16,
+        labels: dict[str, str] | None = None,
+        max_backoff: float = 30.0,
+    ) -> None:
+        if not 1 <= capacity <= 10_000:
+            raise ValueError("capacity is 1 to 10,000")
+        self._urls = url
+        self._token = token
+        self.name = name or f"{socket.gethostname()}-{random.getrandbits(16):04x}"
+        self.capacity = capacity
+        self.labels = dict(labels or {})
+        self.max_backoff = max_backoff
+        self.functions: dict[str, Served] = {}
+        self._setup: list[Callable[[], Any]] = []
+        self._teardown: list[Callable[[], Any]] = []
+        self._stop: asyncio.Event | None = None
+
+    # ---- registration ----------------------------------------------------------------
+
+    def function(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        idempotent: bool = False,
+        timeout: str | float | None = None,
+        replace: bool = False,
+        isolation: Literal["thread", "process"] = "thread",
+    ) -> Callable[[F], F]:
+        """Serves the decorated function as ``name`` (``namespace/name``).
+
+        Its input schema comes from its parameters' type hints, its output schema
+        from its return type, its description from ``description`` or its docstring.
+        ``idempotent`` lets a call lost with this worker be retried on another;
+        ``timeout`` (``"5m"``, ``"30s"``, seconds) is each call's deadline;
+        ``replace`` publishes a changed interface as a new version instead of
+        refusing it; ``isolation="process"`` runs each call in a child process that
+        a cancel or the deadline kills.
+        """
+        if "/" not in name:
+            raise ValueError(f"a function is named namespace/name, not {name!r}")
+        if isolation not in ("thread", "process"):
+            raise ValueError("isolation is 'thread' or 'process'")
+
+        def register(fn: F) -> F:
+            model, context = _model(name, fn)
+            ret = get_type_hints(fn).get("return")
+            self.functions[name] = Served(
+                name=name,
+                handler=fn,
+                model=model,
+                output=None if ret is None else pydantic.TypeAdapter(ret),
+                context=context,
+                description=description or inspect.getdoc(fn),
+                idempotent=idempotent,
+                timeout_ms=_duration(timeout),
+                replace=replace,
+                isolation=isolation,
+            )
+            return fn
+
+        return register
+
+    def setup(self, fn: F) -> F:
+        """Runs ``fn()`` once, before the worker connects (load a model once)."""
+        self._setup.append(fn)
+        return fn
+
+    def teardown(self, fn: F) -> F:
+        """Runs ``fn()`` once, after the worker stopped."""
+        self._teardown.append(fn)
+        return fn
+
+    # ---- running ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serves until SIGTERM or Ctrl-C (which drain: calls under way finish first;
+        a second signal stops at once). Inside a running event loop (Jupyter), use
+        ``await worker.serve()`` instead."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("an event loop is running here: use `await worker.serve()`")
+        asyncio.run(self.serve(signals=True))
+
+    def stop(self) -> None:
+        """Asks a serving worker to drain and stop (thread-safe)."""
+        if self._stop is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def serve(self, *, signals: bool = False) -> None:
+        """Serves until :meth:`stop` (or, with ``signals``, SIGTERM/SIGINT)."""
+        if not self.functions:
+            raise ValueError("no functions to serve: decorate one with @worker.function")
+        urls = [u.replace("http", "ws", 1) for u in _config.server_urls(self._urls)]
+        token = _config.token(self._token)
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._signalled)
+        for fn in self._setup:
+            fn()
+        pool = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="switchboard")
+        try:
+            await self._sessions(urls, token, pool)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for fn in self._teardown:
+                fn()
+            if signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.remove_signal_handler(sig)
+
+    def _signalled(self) -> None:
+        assert self._stop is not None
+        if self._stop.is_set():
+            log.warning("second signal: stopping at once")
+            os._exit(130)
+        log.info("draining: calls under way finish first; a second signal stops at once")
+        self._stop.set()
+
+    async def _sessions(self, urls: list[str], token: str, pool: ThreadPoolExecutor) -> None:
+        """Sessions one after the other, failing over between ``urls`` with backoff."""
+        assert self._stop is not None
+        step, turn = 0.2, 0
+        while not self._stop.is_set():
+            url = urls[turn % len(urls)]
+            turn += 1
+            try:
+                welcomed = await Session(self, url, token, pool).run()
+            except InvalidStatus as e:
+                status = e.response.status_code
+                if 400 <= status < 500:
+                    raise SwitchboardError(
+                        f"the server at {url} refused the worker: HTTP {status} "
+                        f"{e.response.body.decode(errors='replace')[:300]}",
+                        code="unauthenticated" if status == 401 else "forbidden",
+                        status=status,
+                    ) from None
+                log.warning("cannot connect to %s: HTTP %s", url, status)
+                welcomed = False
+            except (OSError, ConnectionClosed, asyncio.TimeoutError) as e:
+                log.warning("lost the connection to %s: %s", url, e)
+                welcomed = False
+            if welcomed:
+                step = 0.2
+            if self._stop.is_set():
+                return
+            delay = step / 2 + random.random() * step / 2
+            step = min(step * 2, self.max_backoff)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+
+
+class Session:
+    """One connection: hello, heartbeats, calls, until it drops or the worker stops."""
+
+    def __init__(self, worker: Worker, url: str, token: str, pool: ThreadPoolExecutor) -> None:
+        self.worker = worker
+        self.url = url.rstrip("/") + "/v1/worker/connect"
+        self.token = token
+        self.pool = pool
+        self.calls: dict[int, Callable[[], None]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.ws: ClientConnection | None = None
+
+    async def send(self, frame: bytes) -> None:
+        assert self.ws is not None
+        await self.ws.send(frame)
+
+    async def run(self) -> bool:
+        """Runs the session; True if the server welcomed it."""
+        w = self.worker
+        assert w._stop is not None
+        async with connect(
+            self.url,
+            additional_headers={"authorization": f"Bearer {self.token}"},
+            max_size=MAX_FRAME,
+            open_timeout=10,
+            ping_interval=None,
+        ) as ws:
+            self.ws = ws
+            functions = [s.announce() for s in w.functions.values()]
+            await self.send(protocol.hello(w.name, w.labels, w.capacity, functions))
+            header, _ = protocol.decode(await asyncio.wait_for(ws.recv(decode=False), 30))
+            if header["type"] == "refused":
+                error = header.get("error") or {}
+                raise SwitchboardError(
+                    f"the server refused the worker: {error.get('message', header)}",
+                    code=str(error.get("code", "invalid_input")),
+                    details=error.get("details"),
+                )
+            if header["type"] != "welcome":
+                raise protocol.FrameError(f"expected welcome, got {header['type']}")
+            log.info("worker %s connected to %s as %s", w.name, self.url, header["worker_id"])
+            beats = asyncio.create_task(self.heartbeats(header["heartbeat_ms"] / 1000))
+            stopping = asyncio.create_task(w._stop.wait())
+            try:
+                await self.receive(stopping)
+            finally:
+                beats.cancel()
+                stopping.cancel()
+                for cancel in list(self.calls.values()):
+                    cancel()
+        return True
+
+    async def heartbeats(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.send(protocol.heartbeat(len(self.calls)))
+
+    async def receive(self, stopping: asyncio.Task[Any]) -> None:
+        assert self.ws is not None
+        while True:
+            recv = asyncio.ensure_future(self.ws.recv(decode=False))
+            done, _ = await asyncio.wait({recv, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping in done:
+                recv.cancel()
+                await self.drain()
+                return
+            frame = recv.result()
+            if isinstance(frame, str):
+                raise protocol.FrameError("a text frame")
+            header, payload = protocol.decode(frame)
+            kind = header["type"]
+            if kind == "call":
+                self.start(header, payload)
+            elif kind == "cancel":
+                cancel = self.calls.get(header["call"])
+                if cancel:
+                    cancel()
+            elif kind == "refused":
+                error = header.get("error") or {}
+                raise SwitchboardError(
+                    f"the server ended the session: {error.get('message')}",
+                    code=str(error.get("code", "internal")),
+                )
+            # Other messages (code pushes) are for Wasm workers; newer ones are ignored.
+
+    async def drain(self) -> None:
+        """Takes no new calls, lets those under way finish, then closes."""
+        assert self.ws is not None
+        await self.send(protocol.draining())
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
+        await self.ws.close()
+
+    def start(self, header: dict[str, Any], payload: bytes) -> None:
+        served = self.worker.functions.get(header["function"])
+        call = int(header["call"])
+        limits = header.get("limits") or {}
+        timeout_ms = int(limits.get("timeout_ms", 60_000))
+        ctx = Context(call, header["function"], timeout_ms, header.get("profile"))
+        task = asyncio.create_task(self.perform(served, call, ctx, payload, limits))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+        def cancel() -> None:
+            ctx._cancelled.set()
+            task.cancel()
+
+        self.calls[call] = cancel
+
+    async def perform(
+        self, served: Served | None, call: int, ctx: Context, data: bytes, limits: dict[str, int]
+    ) -> None:
+        started = time.monotonic()
+        stderr_limit = int(limits.get("stderr_bytes", 64 << 10))
+        stdout_limit = int(limits.get("stdout_bytes", 8 << 20))
+        output, error = b"", None
+        try:
+            if served is None:
+                raise Internal(f"this worker does not serve {ctx.function}")
+            output = await self.execute(served, ctx, data)
+            if len(output) > stdout_limit:
+                output = b""
+                raise LimitExceeded(
+                    f"output exceeds {stdout_limit} bytes",
+                    details={"limit": "stdout", "limit_bytes": stdout_limit},
+                )
+        except asyncio.CancelledError:
+            # The server gave up on the call; it ignores any answer now.
+            self.calls.pop(call, None)
+            return
+        except BaseException as e:
+            error = _failure(e, stderr_limit)
+        self.calls.pop(call, None)
+        tail = ctx._log.getvalue()
+        if error is not None and error.get("details", {}).get("stderr_tail"):
+            tail = tail + error["details"]["stderr_tail"]
+        duration_us = int((time.monotonic() - started) * 1e6)
+        frame = protocol.done(call, error, _tail(tail, stderr_limit), duration_us, output)
+        with contextlib.suppress(ConnectionClosed):
+            await self.send(frame)
+
+    async def execute(self, served: Served, ctx: Context, data: bytes) -> bytes:
+        if served.isolation == "process":
+            return await self.in_process(served, ctx, data)
+        if served.is_async:
+            result = await served.handler(**served.arguments(data, ctx))
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                self.pool, lambda: served.handler(**served.arguments(data, ctx))
+            )
+        return served.encode(result)
+
+    async def in_process(self, served: Served, ctx: Context, data: bytes) -> bytes:
+        """Runs the call in a forked child, killed on cancel or at the deadline."""
+        mp = multiprocessing.get_context("fork")
+        ours, theirs = mp.Pipe(duplex=False)
+        timeout_ms = int(ctx.remaining * 1000)
+        child = mp.Process(
+            target=_in_child, args=(served, data, timeout_ms, ctx.profile, theirs), daemon=True
+        )
+        child.start()
+        theirs.close()
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        loop.add_reader(ours.fileno(), ready.set)
+        try:
+            try:
+                await asyncio.wait_for(ready.wait(), ctx.remaining)
+            except asyncio.TimeoutError:
+                raise Timeout(
+                    f"{served.name} ran past its deadline of {timeout_ms} ms",
+                    details={"timeout_ms": timeout_ms},
+                ) from None
+            try:
+                ok, value = ours.recv()
+            except EOFError:
+                raise FunctionError(
+                    f"the process running {served.name} died (exit code {child.exitcode})"
+                ) from None
+        finally:
+            loop.remove_reader(ours.fileno())
+            ours.close()
+            if child.is_alive():
+                child.kill()
+            await loop.run_in_executor(None, child.join)
+        if ok:
+            return bytes(value)
+        raise _Answered(value)
+
+
+def _load(target: str) -> Worker:
+    module_name, _, attr = target.partition(":")
+    sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    worker = getattr(module, attr or "worker")
+    if not isinstance(worker, Worker):
+        raise SystemExit(f"{target} is not a switchboard.Worker")
+    return worker
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m switchboard.worker module:worker``: serves that worker."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m switchboard.worker",
+        description="Serve the functions of a switchboard.Worker defined in a module.",
+    )
+    parser.add_argument("target", help="module:attribute of the Worker (attribute: worker)")
+    parser.add_argument("--url", help="server URL(s), comma-separated [SWB_URL]")
+    parser.add_argument("--token", help="API token [SWB_TOKEN]")
+    parser.add_argument("--name", help="worker name [host plus a random suffix]")
+    parser.add_argument("--capacity", type=int, help="calls at once")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    worker = _load(args.target)
+    if args.url:
+        worker._urls = args.url
+    if args.token:
+        worker._token = args.token
+    if args.name:
+        worker.name = args.name
+    if args.capacity:
+        worker.capacity = args.capacity
+    try:
+        worker.run()
+    except SwitchboardError as e:
+        raise SystemExit(f"error: {e}") from None

@@ -1,0 +1,3 @@
+from .._worker import main
+
+main()
