@@ -341,9 +341,14 @@ impl Cluster {
             .await
             .map_err(|e| match e.kind() {
                 async_nats::RequestErrorKind::NoResponders => no_worker(function, target, requires),
+                // A live replica answers by then, with its own timeout if the call
+                // ran too long: silence means it went away with the call.
                 async_nats::RequestErrorKind::TimedOut => ApiError::new(
-                    ErrorCode::Timeout,
-                    format!("the replica running {function} did not answer before the deadline"),
+                    ErrorCode::WorkerLost,
+                    format!(
+                        "lost the replica running {function}: no answer by the call's \
+                         deadline and grace"
+                    ),
                 ),
                 _ => ApiError::new(
                     ErrorCode::WorkerLost,

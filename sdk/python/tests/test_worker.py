@@ -182,6 +182,24 @@ def test_output_past_the_limit_is_limit_exceeded(fresh_small: Server) -> None:
         assert sb.catalog.admin.add(a=1, b=2) == {"sum": 3}
 
 
+def test_a_changed_interface_is_refused_unless_replaced(served: Server) -> None:
+    import subprocess
+    import sys
+
+    from conftest import TESTS
+
+    out = subprocess.run(
+        [sys.executable, "-m", "switchboard.worker", "conflicting:worker", "--name", "other"],
+        cwd=TESTS,
+        env=served.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 1
+    assert "conflict" in out.stderr and "admin/add" in out.stderr, out.stderr
+
+
 def test_a_bad_token_stops_the_worker_with_an_error(fresh: Server) -> None:
     import subprocess
     import sys
@@ -198,3 +216,17 @@ def test_a_bad_token_stops_the_worker_with_an_error(fresh: Server) -> None:
     )
     assert out.returncode != 0
     assert "HTTP 401" in out.stderr, out.stderr
+    # A target that is not a Worker says so, in one line.
+    for target, says in (
+        ("nothere:worker", "error: cannot import nothere"),
+        ("workers:nope", "error: workers:nope is not a switchboard.Worker"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "switchboard.worker", target],
+            cwd=TESTS,
+            env=fresh.env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 1 and out.stderr.startswith(says), out.stderr

@@ -586,10 +586,13 @@ class Session:
 def _load(target: str) -> Worker:
     module_name, _, attr = target.partition(":")
     sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
-    worker = getattr(module, attr or "worker")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise SystemExit(f"error: cannot import {module_name} (from {os.getcwd()}): {e}") from None
+    worker = getattr(module, attr or "worker", None)
     if not isinstance(worker, Worker):
-        raise SystemExit(f"{target} is not a switchboard.Worker")
+        raise SystemExit(f"error: {module_name}:{attr or 'worker'} is not a switchboard.Worker")
     return worker
 
 
