@@ -8,7 +8,9 @@
 //!   worker, `…call.fn.<ns>.<name>` per remote function its workers serve. A call
 //!   entering a replica with no suitable worker of its own is sent as a NATS request
 //!   to that subject; NATS picks one subscribed replica, which runs the call on its
-//!   hub and replies. No subscriber means no worker anywhere (`no_worker`).
+//!   hub and replies. No subscriber means no worker anywhere (`no_worker`). A
+//!   caller that goes away before the answer (a client gone, a job cancelled)
+//!   publishes the call's id on `…cancel`, and the replica running it stops it.
 //! - **Changes.** Every change that other replicas cache (a function's versions,
 //!   namespaces and shares, revoked tokens, deleted users, cancelled and ended jobs)
 //!   is applied locally and published on `…changes`; the others apply it on receipt.
@@ -26,10 +28,11 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use swb_api::protocol::Frame;
 use swb_api::{ApiError, Digest, ErrorCode, FunctionRef, WorkerInfo};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -70,6 +73,9 @@ struct Envelope {
 /// A call carried to the replica whose worker runs it.
 #[derive(Serialize, Deserialize)]
 struct Forward {
+    /// Names the call in a cancellation (`…cancel`) should its caller go away.
+    #[serde(default)]
+    id: String,
     function: FunctionRef,
     target: Target,
     requires: BTreeMap<String, String>,
@@ -154,12 +160,40 @@ pub struct Cluster {
     replica: String,
     /// This replica's name, shown with its workers.
     name: String,
+    /// The calls other replicas carried here that run now, by id: a message on
+    /// `…cancel` stops one.
+    forwarded: Mutex<HashMap<String, oneshot::Sender<()>>>,
+}
+
+/// Tells the replica running a carried call to stop it, if dropped before the answer
+/// came (the caller went away, or its job was cancelled).
+struct CancelOnDrop<'a> {
+    cluster: &'a Cluster,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let nats = self.cluster.nats.clone();
+        let subject = format!("{}.cancel", self.cluster.prefix);
+        let id = std::mem::take(&mut self.id);
+        tokio::spawn(async move {
+            if let Err(e) = nats.publish(subject, id.into()).await {
+                tracing::warn!(error = %e, "could not cancel a call carried to a replica");
+            }
+        });
+    }
 }
 
 /// What `Cluster::connect` hands to `spawn`.
 pub struct Links {
     changes: Subscriber,
     workers: Subscriber,
+    cancels: Subscriber,
     reconnected: mpsc::UnboundedReceiver<()>,
 }
 
@@ -211,18 +245,21 @@ impl Cluster {
         };
         let changes = subscribe(format!("{prefix}.changes")).await?;
         let workers = subscribe(format!("{prefix}.workers")).await?;
+        let cancels = subscribe(format!("{prefix}.cancel")).await?;
         tracing::info!(%replica, name, cluster = cluster_id, "joined the cluster over NATS");
         let cluster = Self {
             nats,
             prefix,
             replica,
             name: name.to_owned(),
+            forwarded: Mutex::new(HashMap::new()),
         };
         Ok((
             cluster,
             Links {
                 changes,
                 workers,
+                cancels,
                 reconnected,
             },
         ))
@@ -309,7 +346,9 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<Answer, ApiError> {
         let remaining = deadline.saturating_duration_since(Instant::now());
+        let id = uuid::Uuid::now_v7().to_string();
         let frame = Forward {
+            id: id.clone(),
             function: function.clone(),
             target: target.clone(),
             requires: requires.clone(),
@@ -335,26 +374,29 @@ impl Cluster {
         let request = async_nats::Request::new()
             .payload(frame)
             .timeout(Some(remaining + run + ANSWER_GRACE));
-        let reply = self
-            .nats
-            .send_request(self.subject(target), request)
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders => no_worker(function, target, requires),
-                // A live replica answers by then, with its own timeout if the call
-                // ran too long: silence means it went away with the call.
-                async_nats::RequestErrorKind::TimedOut => ApiError::new(
-                    ErrorCode::WorkerLost,
-                    format!(
-                        "lost the replica running {function}: no answer by the call's \
+        let mut cancel = CancelOnDrop {
+            cluster: self,
+            id,
+            armed: true,
+        };
+        let reply = self.nats.send_request(self.subject(target), request).await;
+        cancel.armed = false;
+        let reply = reply.map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => no_worker(function, target, requires),
+            // A live replica answers by then, with its own timeout if the call
+            // ran too long: silence means it went away with the call.
+            async_nats::RequestErrorKind::TimedOut => ApiError::new(
+                ErrorCode::WorkerLost,
+                format!(
+                    "lost the replica running {function}: no answer by the call's \
                          deadline and grace"
-                    ),
                 ),
-                _ => ApiError::new(
-                    ErrorCode::WorkerLost,
-                    format!("lost the replica running {function}: {e}"),
-                ),
-            })?;
+            ),
+            _ => ApiError::new(
+                ErrorCode::WorkerLost,
+                format!("lost the replica running {function}: {e}"),
+            ),
+        })?;
         match Forwarded::decode(reply.payload) {
             Ok(answer) => answer.into(),
             Err(e) => {
@@ -374,6 +416,7 @@ pub fn spawn(app: Arc<App>, links: Links) {
     let Links {
         mut changes,
         mut workers,
+        mut cancels,
         mut reconnected,
     } = links;
     let listener = app.clone();
@@ -398,6 +441,13 @@ pub fn spawn(app: Arc<App>, links: Links) {
                 Some(msg) = workers.next() => {
                     let listener = listener.clone();
                     tokio::spawn(async move { listener.answer_workers(msg).await });
+                }
+                Some(msg) = cancels.next() => {
+                    let id = String::from_utf8_lossy(&msg.payload);
+                    let stop = cluster.forwarded.lock().expect("forwarded lock").remove(&*id);
+                    if let Some(stop) = stop {
+                        let _ = stop.send(());
+                    }
                 }
                 Some(()) = reconnected.recv() => listener.forget_everything().await,
                 else => return,
@@ -451,7 +501,8 @@ async fn offer(app: Arc<App>) {
     }
 }
 
-/// Runs calls other replicas send here, each on its own task.
+/// Runs calls other replicas send here, each on its own task, until it ends or its
+/// caller cancels it.
 async fn serve_forwarded(app: Arc<App>, mut sub: Subscriber) {
     while let Some(msg) = sub.next().await {
         let app = app.clone();
@@ -461,19 +512,31 @@ async fn serve_forwarded(app: Arc<App>, mut sub: Subscriber) {
             };
             let answer = match Forward::decode(msg.payload) {
                 Ok(call) => {
+                    let (stop, stopped) = oneshot::channel();
+                    let forwarded = || cluster.forwarded.lock().expect("forwarded lock");
+                    forwarded().insert(call.id.clone(), stop);
                     let eligible = eligible_for(&app.acl, &call.function);
                     let deadline =
                         Instant::now() + std::time::Duration::from_millis(call.timeout_ms);
-                    app.hub
-                        .call(
-                            &call.function,
-                            call.target,
-                            &call.requires,
-                            call.input,
-                            deadline,
-                            &eligible,
-                        )
-                        .await
+                    let run = app.hub.call(
+                        &call.function,
+                        call.target,
+                        &call.requires,
+                        call.input,
+                        deadline,
+                        &eligible,
+                    );
+                    let answer = tokio::select! {
+                        answer = run => Some(answer),
+                        // Dropping the call cancels it on its worker.
+                        _ = stopped => None,
+                    };
+                    forwarded().remove(&call.id);
+                    match answer {
+                        Some(answer) => answer,
+                        // Nobody waits for an answer.
+                        None => return,
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "undecodable call from a replica");

@@ -223,6 +223,63 @@ async fn killing_a_replica_under_load_loses_nothing() {
     }
 }
 
+/// Cancelling a job through either replica stops its command, whichever replica
+/// claimed the job and whichever runs the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_job_on_either_replica_stops_its_run() {
+    let r = Replicas::start(2).await;
+    let pids = r.dir.path().join("pids");
+    std::fs::create_dir_all(&pids).unwrap();
+    let script = format!("read -r n; echo $$ > {}/$n; exec sleep 60", pids.display());
+    // The worker dials replica A only.
+    let args = [
+        "serve",
+        "admin/long",
+        "--name",
+        "long",
+        "--concurrency",
+        "8",
+        "--timeout-ms",
+        "120000",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    let _w = r.spawn("long", &args, &r.servers[0].url);
+    let (a, b) = (r.client(0), r.client(1));
+    connected(&a, "long").await;
+    // Several jobs, so that both replicas' schedulers claim some.
+    let ids = submit(
+        &b,
+        (0..6)
+            .map(|i| common::job("admin/long", i.into()))
+            .collect(),
+    )
+    .await;
+    for (i, id) in ids.iter().enumerate() {
+        let pid_file = pids.join(i.to_string());
+        let pid = eventually("the command to start", Duration::from_secs(20), || {
+            let pid_file = pid_file.clone();
+            async move {
+                std::fs::read_to_string(pid_file)
+                    .ok()
+                    .filter(|p| !p.is_empty())
+            }
+        })
+        .await;
+        let pid = pid.trim().to_owned();
+        assert!(common::running(&pid));
+        let via = if i % 2 == 0 { &a } else { &b };
+        via.cancel_job(id).await.unwrap();
+        eventually("the command to die", Duration::from_secs(5), || {
+            let pid = pid.clone();
+            async move { (!common::running(&pid)).then_some(()) }
+        })
+        .await;
+    }
+}
+
 /// Eight workers started at once on two replicas to serve a new function publish
 /// one version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
