@@ -152,6 +152,8 @@ def test_jobs_are_futures(client: Client) -> None:
     assert job.result(timeout=30) == {"sum": 5}
     assert job.done() and job.status == "succeeded" and job.attempts == 1
 
+    listed = {j.id: j for j in client.jobs(function="admin/add", status="succeeded")}
+    assert listed[job.id].result(timeout=0) == {"sum": 5}
     # Reattach by id, as another process would.
     again = client.job(job.id)
     assert again.result(timeout=1) == {"sum": 5}
@@ -242,6 +244,11 @@ def test_the_async_client_does_the_same(served: Server) -> None:
             with pytest.raises(asyncio.TimeoutError):
                 await slow.result(timeout=1)
             assert await slow.cancel()
+            info = await sb.blobs.put(b"async bytes")
+            assert await sb.blobs.get(info["digest"]) == b"async bytes"
+            assert info["digest"] in [b["digest"] for b in await sb.blobs.list()]
+            await sb.blobs.delete(info["digest"])
+            assert job.id in [j.id for j in await sb.jobs(function="admin/add")]
             # A sync job is awaitable too.
             with served.client() as sync:
                 assert await sync.catalog.admin.add.submit(a=1, b=0) == {"sum": 1}

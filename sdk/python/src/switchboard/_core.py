@@ -5,10 +5,12 @@ how calls of a catalog function are prepared. No I/O here."""
 from __future__ import annotations
 
 import inspect
+import os
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 from typing_extensions import Self
@@ -407,3 +409,45 @@ class JobBase:
     @property
     def attempts(self) -> int:
         return int(self.state.get("attempts", 0))
+
+
+# ---- blobs and job listings -----------------------------------------------------------
+
+
+def blob_data(data: bytes | str | os.PathLike[str] | IO[bytes]) -> bytes:
+    """The bytes to upload: given, read from a path, or read from a binary file."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return Path(data).read_bytes()
+    return data.read()
+
+
+def blob_put(data: bytes, sealed: bool) -> Request:
+    return Request(
+        "POST",
+        "/v1/blobs",
+        params={"sealed": "true" if sealed else "false"},
+        content=data,
+        headers={"content-type": "application/octet-stream"},
+    )
+
+
+def blob_get(digest: str) -> Request:
+    return Request("GET", f"/v1/blobs/{digest}", idempotent=True)
+
+
+BLOB_LIST = Request("GET", "/v1/blobs", idempotent=True)
+
+
+def blob_delete(digest: str) -> Request:
+    return Request("DELETE", f"/v1/blobs/{digest}")
+
+
+def jobs_request(function: str | None, status: str | None, limit: int) -> Request:
+    params: dict[str, Any] = {"limit": limit}
+    if function:
+        params["function"] = function
+    if status:
+        params["status"] = status
+    return Request("GET", "/v1/jobs", params=params, idempotent=True)

@@ -11,16 +11,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Generator, Iterable
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
 from . import _codec, _core
 from .errors import SwitchboardError
 
-__all__ = ["AsyncClient", "AsyncFunction", "AsyncJob"]
+__all__ = ["AsyncBlobs", "AsyncClient", "AsyncFunction", "AsyncJob"]
 
 
 class AsyncClient(_core.ClientBase):
@@ -30,6 +31,7 @@ class AsyncClient(_core.ClientBase):
     def _open(self) -> None:
         self._http = httpx.AsyncClient(**self._settings)
         self.catalog = AsyncCatalog(self)
+        self.blobs = AsyncBlobs(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -87,7 +89,7 @@ class AsyncClient(_core.ClientBase):
     ) -> AsyncJob:
         job = _core.Submission(name, input, options, self.max_body_bytes, **extra)
         if job.upload is not None:
-            job.uploaded((await self.put_blob(job.upload))["digest"])
+            job.uploaded((await self.blobs.put(job.upload))["digest"])
         return (await self._submit_bodies([job.body]))[0]
 
     async def _submit_bodies(self, bodies: list[dict[str, Any]]) -> list[AsyncJob]:
@@ -103,20 +105,41 @@ class AsyncClient(_core.ClientBase):
         job.state = state
         return job
 
-    async def put_blob(self, data: bytes, *, sealed: bool = False) -> dict[str, Any]:
-        request = _core.Request(
-            "POST",
-            "/v1/blobs",
-            params={"sealed": "true" if sealed else "false"},
-            content=data,
-            headers={"content-type": "application/octet-stream"},
-        )
-        info: dict[str, Any] = await self._json(request)
+    async def jobs(
+        self, *, function: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[AsyncJob]:
+        """Your jobs, newest first."""
+        listed = await self._json(_core.jobs_request(function, status, limit))
+        jobs = []
+        for state in listed["jobs"]:
+            job = AsyncJob(self, state["id"], state["function"])
+            job.state = state
+            jobs.append(job)
+        return jobs
+
+
+class AsyncBlobs:
+    """Blobs, as :class:`switchboard.client.Blobs`, awaited."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def put(
+        self, data: bytes | str | os.PathLike[str] | IO[bytes], *, sealed: bool = False
+    ) -> dict[str, Any]:
+        request = _core.blob_put(_core.blob_data(data), sealed)
+        info: dict[str, Any] = await self._client._json(request)
         return info
 
-    async def get_blob(self, digest: str) -> bytes:
-        request = _core.Request("GET", f"/v1/blobs/{digest}", idempotent=True)
-        return _core.check(await self._send(request)).content
+    async def get(self, digest: str) -> bytes:
+        return _core.check(await self._client._send(_core.blob_get(digest))).content
+
+    async def list(self) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = (await self._client._json(_core.BLOB_LIST))["blobs"]
+        return listed
+
+    async def delete(self, digest: str) -> None:
+        _core.check(await self._client._send(_core.blob_delete(digest)))
 
 
 class AsyncCatalog:

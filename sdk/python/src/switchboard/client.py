@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator
-from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -130,12 +129,7 @@ class Client(_core.ClientBase):
         self, *, function: str | None = None, status: str | None = None, limit: int = 50
     ) -> list[Job]:
         """Your jobs, newest first."""
-        params: dict[str, Any] = {"limit": limit}
-        if function:
-            params["function"] = function
-        if status:
-            params["status"] = status
-        listed = self._json(_core.Request("GET", "/v1/jobs", params=params, idempotent=True))
+        listed = self._json(_core.jobs_request(function, status, limit))
         jobs = []
         for state in listed["jobs"]:
             job = Job(self, state["id"], state["function"])
@@ -372,29 +366,16 @@ class Blobs:
     ) -> dict[str, Any]:
         """Uploads bytes, a file (by path) or a binary file object; returns its
         ``digest``, ``size``, ``sealed`` and ``created_at``."""
-        if isinstance(data, (str, os.PathLike)):
-            with Path(data).open("rb") as f:
-                return self.put(f, sealed=sealed)
-        request = _core.Request(
-            "POST",
-            "/v1/blobs",
-            params={"sealed": "true" if sealed else "false"},
-            content=data if isinstance(data, bytes) else data.read(),
-            headers={"content-type": "application/octet-stream"},
-        )
-        info: dict[str, Any] = self._client._json(request)
+        info: dict[str, Any] = self._client._json(_core.blob_put(_core.blob_data(data), sealed))
         return info
 
     def get(self, digest: str) -> bytes:
         """A blob's bytes; :class:`~switchboard.errors.Sealed` for a dataset."""
-        request = _core.Request("GET", f"/v1/blobs/{digest}", idempotent=True)
-        return _core.check(self._client._send(request)).content
+        return _core.check(self._client._send(_core.blob_get(digest))).content
 
     def list(self) -> list[dict[str, Any]]:
-        listed: list[dict[str, Any]] = self._client._json(
-            _core.Request("GET", "/v1/blobs", idempotent=True)
-        )["blobs"]
+        listed: list[dict[str, Any]] = self._client._json(_core.BLOB_LIST)["blobs"]
         return listed
 
     def delete(self, digest: str) -> None:
-        _core.check(self._client._send(_core.Request("DELETE", f"/v1/blobs/{digest}")))
+        _core.check(self._client._send(_core.blob_delete(digest)))
