@@ -84,13 +84,18 @@ def test_two_workers_share_calls_and_logs_reach_the_record(fresh: Server) -> Non
         whoami = sb.catalog.admin.whoami
         seen = Counter(whoami()["worker"] for _ in range(20))
         assert seen == {"a": 10, "b": 10}, seen
-        records = httpx.get(
-            f"{fresh.url}/v1/invocations",
-            params={"function": "admin/whoami", "limit": 1},
-            headers={"authorization": f"Bearer {fresh.token}"},
-        )
-        eventually("a record", lambda: records.json()["invocations"])
-        tail = records.json()["invocations"][0]["stderr_tail"]
+
+        def records() -> list[dict[str, object]]:
+            answer = httpx.get(
+                f"{fresh.url}/v1/invocations",
+                params={"function": "admin/whoami", "limit": 1},
+                headers={"authorization": f"Bearer {fresh.token}"},
+            )
+            listed: list[dict[str, object]] = answer.json()["invocations"]
+            return listed
+
+        # Records are written a moment after the call.
+        tail = eventually("a record", records)[0]["stderr_tail"]
         assert "INFO asked by call" in tail, tail
 
 

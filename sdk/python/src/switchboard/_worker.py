@@ -69,18 +69,28 @@ class Context:
         self.profile = profile
         #: ``time.monotonic()`` at which the server gives up on the call.
         self.deadline = time.monotonic() + timeout_ms / 1000
-        self._cancelled = threading.Event()
-        self._log = io.StringIO()
-        #: Lines logged here end up in the call's stderr tail (its record).
-        self.logger = logging.Logger(f"switchboard.call.{function}")
-        handler = logging.StreamHandler(self._log)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-        self.logger.addHandler(handler)
+        self._cancelled = False
+        self._log: io.StringIO | None = None
+        self._logger: logging.Logger | None = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger whose lines end up in the call's stderr tail (its record)."""
+        if self._logger is None:
+            self._log = io.StringIO()
+            self._logger = logging.Logger(f"switchboard.call.{self.function}")
+            handler = logging.StreamHandler(self._log)
+            handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+            self._logger.addHandler(handler)
+        return self._logger
+
+    def _logged(self) -> str:
+        return self._log.getvalue() if self._log is not None else ""
 
     @property
     def cancelled(self) -> bool:
         """True once the call was cancelled or its deadline passed: stop early."""
-        return self._cancelled.is_set() or time.monotonic() > self.deadline
+        return self._cancelled or time.monotonic() > self.deadline
 
     @property
     def remaining(self) -> float:
@@ -203,6 +213,28 @@ def _failure(error: BaseException, limit: int) -> dict[str, Any]:
         "message": f"{type(error).__name__}: {error}",
         "details": {"exception": type(error).__name__, "stderr_tail": _tail(tb, limit)},
     }
+
+
+def _done(
+    ctx: Context, started: float, limits: dict[str, int], output: bytes, error: BaseException | None
+) -> bytes:
+    """The ``done`` frame of a call that returned ``output`` or raised ``error``."""
+    stderr_limit = int(limits.get("stderr_bytes", 64 << 10))
+    stdout_limit = int(limits.get("stdout_bytes", 8 << 20))
+    if error is None and len(output) > stdout_limit:
+        output, error = (
+            b"",
+            LimitExceeded(
+                f"output exceeds {stdout_limit} bytes",
+                details={"limit": "stdout", "limit_bytes": stdout_limit},
+            ),
+        )
+    failure = None if error is None else _failure(error, stderr_limit)
+    tail = ctx._logged()
+    if failure is not None and failure.get("details", {}).get("stderr_tail"):
+        tail += failure["details"]["stderr_tail"]
+    duration_us = int((time.monotonic() - started) * 1e6)
+    return protocol.done(ctx.call_id, failure, _tail(tail, stderr_limit), duration_us, output)
 
 
 def _in_child(served: Served, data: bytes, timeout_ms: int, profile: Any, conn: Any) -> None:
@@ -400,8 +432,16 @@ class Session:
         self.url = url.rstrip("/") + "/v1/worker/connect"
         self.token = token
         self.pool = pool
+        #: The calls under way, by id: each one's cancel.
         self.calls: dict[int, Callable[[], None]] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        #: Set while no call is under way (draining waits for it).
+        self.idle = asyncio.Event()
+        self.idle.set()
+        #: Answers of sync handlers, queued by pool threads for the loop to send.
+        self.answers: list[tuple[int, bytes]] = []
+        self.lock = threading.Lock()
+        self.loop = asyncio.get_running_loop()
+        self.background: set[asyncio.Task[None]] = set()
         self.ws: ClientConnection | None = None
 
     async def send(self, frame: bytes) -> None:
@@ -434,9 +474,9 @@ class Session:
                 raise protocol.FrameError(f"expected welcome, got {header['type']}")
             log.info("worker %s connected to %s as %s", w.name, self.url, header["worker_id"])
             beats = asyncio.create_task(self.heartbeats(header["heartbeat_ms"] / 1000))
-            stopping = asyncio.create_task(w._stop.wait())
+            stopping = asyncio.create_task(self.drain_when(w._stop))
             try:
-                await self.receive(stopping)
+                await self.receive()
             finally:
                 beats.cancel()
                 stopping.cancel()
@@ -449,16 +489,10 @@ class Session:
             await asyncio.sleep(every)
             await self.send(protocol.heartbeat(len(self.calls)))
 
-    async def receive(self, stopping: asyncio.Task[Any]) -> None:
+    async def receive(self) -> None:
+        """Handles the server's messages until the session closes."""
         assert self.ws is not None
-        while True:
-            recv = asyncio.ensure_future(self.ws.recv(decode=False))
-            done, _ = await asyncio.wait({recv, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if stopping in done:
-                recv.cancel()
-                await self.drain()
-                return
-            frame = recv.result()
+        async for frame in self.ws:
             if isinstance(frame, str):
                 raise protocol.FrameError("a text frame")
             header, payload = protocol.decode(frame)
@@ -477,12 +511,13 @@ class Session:
                 )
             # Other messages (code pushes) are for Wasm workers; newer ones are ignored.
 
-    async def drain(self) -> None:
-        """Takes no new calls, lets those under way finish, then closes."""
+    async def drain_when(self, stop: asyncio.Event) -> None:
+        """Once ``stop`` is set: takes no new calls, lets those under way finish, then
+        closes the session (which ends :meth:`receive`)."""
+        await stop.wait()
         assert self.ws is not None
         await self.send(protocol.draining())
-        if self.tasks:
-            await asyncio.wait(set(self.tasks))
+        await self.idle.wait()
         await self.ws.close()
 
     def start(self, header: dict[str, Any], payload: bytes) -> None:
@@ -491,59 +526,84 @@ class Session:
         limits = header.get("limits") or {}
         timeout_ms = int(limits.get("timeout_ms", 60_000))
         ctx = Context(call, header["function"], timeout_ms, header.get("profile"))
-        task = asyncio.create_task(self.perform(served, call, ctx, payload, limits))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.idle.clear()
+        if served is not None and served.isolation == "thread" and not served.is_async:
+            # A sync handler goes straight to the pool and answers through `answered`:
+            # no task or future per call on the event loop.
+            def cancel() -> None:
+                ctx._cancelled = True
 
-        def cancel() -> None:
-            ctx._cancelled.set()
+            self.calls[call] = cancel
+            self.pool.submit(self.run_sync, served, ctx, payload, limits)
+            return
+        task = asyncio.create_task(self.perform(served, ctx, payload, limits))
+
+        def cancel_task() -> None:
+            ctx._cancelled = True
             task.cancel()
 
-        self.calls[call] = cancel
+        self.calls[call] = cancel_task
+
+    def run_sync(self, served: Served, ctx: Context, data: bytes, limits: dict[str, int]) -> None:
+        """Runs a sync handler on a pool thread; its answer goes back to the loop."""
+        started = time.monotonic()
+        try:
+            output = served.encode(served.handler(**served.arguments(data, ctx)))
+            frame = _done(ctx, started, limits, output, None)
+        except BaseException as e:
+            frame = _done(ctx, started, limits, b"", e)
+        with self.lock:
+            self.answers.append((ctx.call_id, frame))
+            wake = len(self.answers) == 1
+        if wake:
+            self.loop.call_soon_threadsafe(self.flush)
+
+    def flush(self) -> None:
+        """Sends the answers the pool has queued (one wake-up for as many as queued)."""
+        with self.lock:
+            answers, self.answers = self.answers, []
+        frames = [frame for call, frame in answers if self.calls.pop(call, None) is not None]
+        if frames:
+            task = asyncio.ensure_future(self.send_all(frames))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+        self.settled()
+
+    async def send_all(self, frames: list[bytes]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            for frame in frames:
+                await self.send(frame)
+
+    def settled(self) -> None:
+        if not self.calls:
+            self.idle.set()
 
     async def perform(
-        self, served: Served | None, call: int, ctx: Context, data: bytes, limits: dict[str, int]
+        self, served: Served | None, ctx: Context, data: bytes, limits: dict[str, int]
     ) -> None:
+        """Runs an async or process-isolated call (or answers one this worker does not
+        serve) on its own task, and answers it."""
         started = time.monotonic()
-        stderr_limit = int(limits.get("stderr_bytes", 64 << 10))
-        stdout_limit = int(limits.get("stdout_bytes", 8 << 20))
         output, error = b"", None
         try:
             if served is None:
                 raise Internal(f"this worker does not serve {ctx.function}")
-            output = await self.execute(served, ctx, data)
-            if len(output) > stdout_limit:
-                output = b""
-                raise LimitExceeded(
-                    f"output exceeds {stdout_limit} bytes",
-                    details={"limit": "stdout", "limit_bytes": stdout_limit},
-                )
+            if served.isolation == "process":
+                output = await self.in_process(served, ctx, data)
+            else:
+                output = served.encode(await served.handler(**served.arguments(data, ctx)))
         except asyncio.CancelledError:
             # The server gave up on the call; it ignores any answer now.
-            self.calls.pop(call, None)
+            self.calls.pop(ctx.call_id, None)
+            self.settled()
             return
         except BaseException as e:
-            error = _failure(e, stderr_limit)
-        self.calls.pop(call, None)
-        tail = ctx._log.getvalue()
-        if error is not None and error.get("details", {}).get("stderr_tail"):
-            tail = tail + error["details"]["stderr_tail"]
-        duration_us = int((time.monotonic() - started) * 1e6)
-        frame = protocol.done(call, error, _tail(tail, stderr_limit), duration_us, output)
-        with contextlib.suppress(ConnectionClosed):
-            await self.send(frame)
-
-    async def execute(self, served: Served, ctx: Context, data: bytes) -> bytes:
-        if served.isolation == "process":
-            return await self.in_process(served, ctx, data)
-        if served.is_async:
-            result = await served.handler(**served.arguments(data, ctx))
-        else:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(
-                self.pool, lambda: served.handler(**served.arguments(data, ctx))
-            )
-        return served.encode(result)
+            error = e
+        frame = _done(ctx, started, limits, output, error)
+        if self.calls.pop(ctx.call_id, None) is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await self.send(frame)
+        self.settled()
 
     async def in_process(self, served: Served, ctx: Context, data: bytes) -> bytes:
         """Runs the call in a forked child, killed on cancel or at the deadline."""

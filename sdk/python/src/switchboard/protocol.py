@@ -8,9 +8,10 @@ session.
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any
+
+from pydantic_core import from_json, to_json
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20
@@ -24,8 +25,7 @@ class FrameError(ValueError):
 
 def encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
     """One frame: ``header`` (with its ``"type"`` written first) and ``payload``."""
-    ordered = {"type": header["type"], **header}
-    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text = to_json({"type": header["type"], **header})
     return b"".join((_LEN.pack(len(text)), text, payload))
 
 
@@ -39,7 +39,7 @@ def decode(frame: bytes) -> tuple[dict[str, Any], bytes]:
     if len(frame) < 4 + n:
         raise FrameError("frame shorter than its header length")
     try:
-        header = json.loads(frame[4 : 4 + n])
+        header = from_json(frame[4 : 4 + n])
     except ValueError as e:
         raise FrameError(f"bad frame header: {e}") from e
     if not isinstance(header, dict) or not isinstance(header.get("type"), str):
