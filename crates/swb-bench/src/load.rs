@@ -118,6 +118,17 @@ impl Samples {
         Ok(())
     }
 
+    /// Keeps a window measured elsewhere (a loop in another language): its calls'
+    /// latencies in microseconds, `duration` long.
+    pub fn add_window(&mut self, mut latencies: Vec<u32>, duration: Duration) {
+        latencies.sort_unstable();
+        self.windows.push(Window {
+            rps: latencies.len() as f64 / duration.as_secs_f64(),
+            p50_us: percentile(&latencies, 0.50),
+        });
+        self.latencies.extend(latencies);
+    }
+
     /// The summary of every window kept, `measured` long in all (with each window's
     /// own figures when there were several).
     pub fn load(mut self, concurrency: usize, measured: Duration) -> Load {

@@ -19,6 +19,9 @@ pub struct SuiteOptions {
     /// Postgres (a URL whose user may create databases) and NATS for the cluster
     /// scenario; it is skipped without them.
     pub cluster: Option<(String, String)>,
+    /// A Python interpreter that has the SDK (`sdk/python`), for the Python client
+    /// and worker scenarios; they are skipped without one.
+    pub python: Option<PathBuf>,
 }
 
 /// One line of results.
@@ -130,6 +133,42 @@ impl Suite {
         Ok(())
     }
 
+    /// One Python caller in a closed loop per target (c=1), in turns like
+    /// [`Suite::load`]: `python_httpx_ideal` is a bare loop of httpx (the SDK's HTTP
+    /// client), any other target a loop of the SDK's sync `Client.invoke`.
+    async fn python_loops(&mut self, python: &Path, targets: &[Target<'_>]) -> anyhow::Result<()> {
+        let window = self.duration / ROUNDS;
+        let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::default()).collect();
+        for _ in 0..ROUNDS {
+            for (t, samples) in targets.iter().zip(&mut samples) {
+                let mode = if t.scenario == "python_httpx_ideal" {
+                    "httpx"
+                } else {
+                    "sdk"
+                };
+                let out = tokio::process::Command::new(python)
+                    .args(["-c", PYTHON_LOOP, mode, &t.url, t.token])
+                    .arg(window.as_secs_f64().to_string())
+                    .output()
+                    .await?;
+                anyhow::ensure!(
+                    out.status.success(),
+                    "{}: {}",
+                    t.scenario,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let latencies: Vec<u32> = serde_json::from_slice(&out.stdout)?;
+                samples.add_window(latencies, window);
+            }
+        }
+        for (t, samples) in targets.iter().zip(samples) {
+            let l = samples.load(1, self.duration);
+            anyhow::ensure!(l.requests > 0, "{}: no call succeeded", t.scenario);
+            self.push(Line::from_load(t.scenario, l));
+        }
+        Ok(())
+    }
+
     fn push(&mut self, line: Line) {
         (self.report)(&line);
         self.lines.push(line);
@@ -180,6 +219,50 @@ impl<'a> Target<'a> {
         }
     }
 }
+
+/// A Python worker serving `admin/echo-py` with the SDK (`SWB_URL`, `SWB_TOKEN`).
+const PYTHON_ECHO_WORKER: &str = r#"
+from switchboard import Worker
+
+worker = Worker(name="bench-echo-py", capacity=64)
+
+@worker.function("admin/echo-py", description="echo (benchmark)")
+def echo(hello: str) -> dict[str, str]:
+    return {"hello": hello}
+
+worker.run()
+"#;
+
+/// `python -c PYTHON_LOOP MODE URL TOKEN SECONDS`: calls `URL` in a closed loop for
+/// 0.3 s of warm-up and then SECONDS, and prints each measured call's latency (µs)
+/// as a JSON list. MODE `httpx` posts the body with a bare `httpx.Client`; `sdk`
+/// calls the function of URL with the SDK's `Client.invoke`.
+const PYTHON_LOOP: &str = r#"
+import json, sys, time
+mode, url, token, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+if mode == "httpx":
+    import httpx
+    http = httpx.Client(headers={"authorization": f"Bearer {token}"})
+    body = b'{"hello":"world"}'
+    def call():
+        http.post(url, content=body).raise_for_status()
+else:
+    from switchboard import Client
+    base, _, rest = url.partition("/v1/functions/")
+    client = Client(base, token)
+    function = rest.removesuffix("/invoke")
+    def call():
+        client.invoke(function, {"hello": "world"})
+clock = time.perf_counter
+warm = clock() + 0.3
+while clock() < warm:
+    call()
+latencies, end = [], clock() + seconds
+while (now := clock()) < end:
+    call()
+    latencies.append(int((clock() - now) * 1e6))
+print(json.dumps(latencies))
+"#;
 
 /// Cold starts timed of each kind.
 const COLD_STARTS: usize = 3;
@@ -232,6 +315,15 @@ pub async fn run_suite(
     deploy(&client, "admin/echo", guests::echo(), |_| {}).await?;
     let sdk = s.sdk_echo(&server, "sdk.log")?;
     connected(&client, "bench-echo").await;
+    let python_worker = match &opts.python {
+        Some(python) => {
+            let args = ["-c", PYTHON_ECHO_WORKER];
+            let w = WorkerProc::spawn(python, &args, &server, "bench-echo-py", &s.path("py.log"))?;
+            connected(&client, "bench-echo-py").await;
+            Some(w)
+        }
+        None => None,
+    };
 
     let hosted = [
         Target::new("ideal_http_wasm", &ideal_wasm, "admin/echo", &token),
@@ -239,12 +331,27 @@ pub async fn run_suite(
         Target::new("invoke_hosted_worker", &server, "admin/echo", &server.token),
     ];
     s.load(&hosted, &both).await?;
-    let remote = [
+    let mut remote = vec![
         Target::new("ideal_http_echo", &ideal_echo, "admin/echo", &token),
         Target::new("invoke_remote", &server, "admin/echo-remote", &server.token),
     ];
+    if python_worker.is_some() {
+        remote.push(Target::new(
+            "invoke_remote_python",
+            &server,
+            "admin/echo-py",
+            &server.token,
+        ));
+    }
     s.load(&remote, &both).await?;
-    drop((ideal_echo, ideal_wasm, sdk));
+    if let Some(python) = &opts.python {
+        let loops = [
+            Target::new("python_httpx_ideal", &ideal_echo, "admin/echo", &token),
+            Target::new("python_client_invoke", &up, "admin/echo", &up.token),
+        ];
+        s.python_loops(python, &loops).await?;
+    }
+    drop((ideal_echo, ideal_wasm, sdk, python_worker));
     jobs(&mut s, &up_client).await?;
     drop(up);
 

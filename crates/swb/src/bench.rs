@@ -21,6 +21,11 @@ pub enum BenchCmd {
         /// The NATS server joining the replicas of the cluster scenario
         #[arg(long, requires = "postgres_url")]
         nats_url: Option<String>,
+        /// A Python interpreter that has the SDK (sdk/python), for the Python client
+        /// and worker scenarios [default: ./.venv/bin/python if it has it; else they
+        /// are skipped]
+        #[arg(long)]
+        python: Option<std::path::PathBuf>,
     },
     /// Load a function on any server with concurrent calls
     Invoke(InvokeArgs),
@@ -100,11 +105,13 @@ pub async fn bench(global: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
             duration,
             postgres_url,
             nats_url,
+            python,
         } => {
             let bin = std::env::current_exe()?;
             let opts = SuiteOptions {
                 duration: Duration::from_secs(duration),
                 cluster: postgres_url.zip(nats_url),
+                python: python_with_sdk(python)?,
             };
             let lines = swb_bench::run_suite(&bin, &opts, move |l| {
                 let t = match l.rss_mb {
@@ -151,6 +158,40 @@ fn paired(platform: &Line, ideal: &Line, of: fn(&Window) -> f64) -> (f64, Option
     ratios.sort_by(f64::total_cmp);
     let range = (ratios[0], ratios[ratios.len() - 1]);
     (ratios[ratios.len() / 2], Some(range))
+}
+
+/// The interpreter for the Python scenarios: the one named (which must have the SDK),
+/// else `./.venv/bin/python` if it has it.
+fn python_with_sdk(
+    named: Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let has_sdk = |python: &std::path::Path| {
+        std::process::Command::new(python)
+            .args(["-c", "import switchboard"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    match named {
+        Some(python) => {
+            anyhow::ensure!(
+                has_sdk(&python),
+                "{} cannot import switchboard: install it with `pip install ./sdk/python`",
+                python.display()
+            );
+            Ok(Some(python))
+        }
+        None => {
+            let venv = std::path::PathBuf::from(".venv/bin/python");
+            if has_sdk(&venv) {
+                return Ok(Some(venv));
+            }
+            eprintln!(
+                "note: the Python scenarios are skipped: ./.venv/bin/python cannot import \
+                 switchboard (give --python)"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The targets of the benchmark issue, as ratios to the ideal measured in this run.
@@ -221,6 +262,27 @@ fn summary(lines: &[Line]) {
             r,
             ">= 0.25",
             r >= 0.25,
+            range,
+        );
+    }
+    if let (Some(py), Some(rust)) = (get("invoke_remote_python", 32), get("invoke_remote", 32)) {
+        let (r, range) = paired(py, rust, rps);
+        row(
+            "invoke_remote_python c=32 rps / Rust SDK's",
+            r,
+            ">= 0.25",
+            r >= 0.25,
+            range,
+        );
+    }
+    if let (Some(sdk), Some(bare)) = (get("python_client_invoke", 1), get("python_httpx_ideal", 1))
+    {
+        let (r, range) = paired(sdk, bare, rps);
+        row(
+            "python_client_invoke rps / bare httpx, ideal",
+            r,
+            ">= 0.8",
+            r >= 0.8,
             range,
         );
     }

@@ -13,6 +13,10 @@ fn the_suite_runs_every_scenario() {
         .args(["bench", "suite", "--duration", "1", "--json"])
         .args(["--postgres-url", &swb_testkit::postgres_url()])
         .args(["--nats-url", &swb_testkit::nats_url()])
+        .args([
+            "--python",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python"),
+        ])
         .env("SWB_LOG", "warn")
         .output()
         .unwrap();
@@ -38,6 +42,7 @@ fn the_suite_runs_every_scenario() {
         "invoke_hosted_worker",
         "invoke_remote",
         "invoke_remote_cross_replica",
+        "invoke_remote_python",
     ] {
         assert!(
             has(scenario, 1) && has(scenario, 32),
@@ -46,7 +51,15 @@ fn the_suite_runs_every_scenario() {
     }
     // Scenarios compared with an ideal are measured in rounds, in turns with it, and
     // report each round's window (the targets are judged on the rounds' ratios).
-    for scenario in ["ideal_http_wasm", "invoke_hosted_inproc", "invoke_remote"] {
+    for scenario in ["python_httpx_ideal", "python_client_invoke"] {
+        assert!(has(scenario, 1), "{scenario} missing: {lines:?}");
+    }
+    for scenario in [
+        "ideal_http_wasm",
+        "invoke_hosted_inproc",
+        "invoke_remote",
+        "invoke_remote_python",
+    ] {
         let l = lines
             .iter()
             .find(|l| l["scenario"] == scenario && l["concurrency"] == 32)
