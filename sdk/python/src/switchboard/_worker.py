@@ -352,6 +352,9 @@ class Worker:
             pass
         else:
             raise RuntimeError("an event loop is running here: use `await worker.serve()`")
+        if not logging.getLogger().handlers:
+            # A program that set up no logging still says what its worker does.
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         asyncio.run(self.serve(signals=True))
 
     def stop(self) -> None:
@@ -472,7 +475,12 @@ class Session:
                 )
             if header["type"] != "welcome":
                 raise protocol.FrameError(f"expected welcome, got {header['type']}")
-            log.info("worker %s connected to %s as %s", w.name, self.url, header["worker_id"])
+            log.info(
+                "worker %s connected to %s, serving %s",
+                w.name,
+                self.url.removesuffix("/v1/worker/connect"),
+                ", ".join(w.functions),
+            )
             beats = asyncio.create_task(self.heartbeats(header["heartbeat_ms"] / 1000))
             stopping = asyncio.create_task(self.drain_when(w._stop))
             try:
@@ -670,7 +678,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", help="worker name [host plus a random suffix]")
     parser.add_argument("--capacity", type=int, help="calls at once")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     worker = _load(args.target)
     if args.url:
         worker._urls = args.url
