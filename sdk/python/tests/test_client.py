@@ -173,7 +173,14 @@ def test_jobs_are_futures(client: Client) -> None:
     with pytest.raises(concurrent.futures.CancelledError):
         slow.result()
 
-    # Done callbacks and concurrent.futures.wait.
+    # concurrent.futures.wait and as_completed see jobs end by themselves.
+    jobs = [add.submit(a=i, b=0) for i in range(3)]
+    done, pending = concurrent.futures.wait(jobs, timeout=30)
+    assert done == set(jobs) and not pending
+    more = [add.submit(a=i, b=1) for i in range(3)]
+    finished = list(concurrent.futures.as_completed(more, timeout=30))
+    assert sorted(j.result()["sum"] for j in finished) == [1, 2, 3]
+    # Done callbacks.
     called: list[Job] = []
     quick = add.submit(a=1, b=1)
     quick.add_done_callback(called.append)

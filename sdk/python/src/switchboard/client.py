@@ -268,6 +268,8 @@ class Job(_core.JobBase, concurrent.futures.Future[Any]):
         _core.JobBase.__init__(self, client, job_id, function)
         self._settle = threading.Lock()
         self._watching = False
+        # concurrent.futures.wait and as_completed register here: then watch.
+        self._waiters = _Waiters(self)
 
     @property
     def error(self) -> SwitchboardError | None:
@@ -344,6 +346,11 @@ class Job(_core.JobBase, concurrent.futures.Future[Any]):
     def add_done_callback(self, fn: Any) -> None:
         """Calls ``fn(job)`` when the job ends (a thread long-polls for it)."""
         super().add_done_callback(fn)
+        self._watch()
+
+    def _watch(self) -> None:
+        """Long-polls the job on a thread of its own until it ends, so that callbacks
+        and ``concurrent.futures.wait``/``as_completed`` see it end."""
         with self._settle:
             if self._watching or super().done():
                 return
@@ -352,6 +359,19 @@ class Job(_core.JobBase, concurrent.futures.Future[Any]):
 
     def __await__(self) -> Generator[Any, None, Any]:
         return asyncio.get_running_loop().run_in_executor(None, self.result).__await__()
+
+
+class _Waiters(list[Any]):
+    """A job's waiters: ``concurrent.futures.wait`` and ``as_completed`` add one, and
+    the job starts watching the server (nothing else would tell it it ended)."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__()
+        self._job = job
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        self._job._watch()
 
 
 class Blobs:
