@@ -21,14 +21,27 @@ pub enum ClientError {
     /// The server answered with an error from the error table.
     #[error("{0}")]
     Api(ApiError),
-    #[error("cannot reach {url}: {source}")]
-    Transport {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The cause is in the message, once (reqwest's own message repeats the URL).
+    #[error("cannot reach {url}: {}", cause(error))]
+    Transport { url: String, error: reqwest::Error },
     #[error("unexpected answer from the server ({status}): {body}")]
     Protocol { status: StatusCode, body: String },
+}
+
+/// What went wrong under a reqwest error: its sources, outermost first (reqwest's
+/// own message names the request, which the caller already says).
+fn cause(e: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(source) = next {
+        parts.push(source.to_string());
+        next = source.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 impl ClientError {
@@ -98,7 +111,7 @@ impl Client {
     async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response> {
         let response = req.send().await.map_err(|source| ClientError::Transport {
             url: self.base.clone(),
-            source,
+            error: source,
         })?;
         if response.status().is_success() {
             Ok(response)
@@ -115,7 +128,7 @@ impl Client {
             .await
             .map_err(|source| ClientError::Transport {
                 url: self.base.clone(),
-                source,
+                error: source,
             })?;
         serde_json::from_slice(&body).map_err(|_| ClientError::Protocol {
             status,
@@ -140,7 +153,7 @@ impl Client {
             .await
             .map_err(|source| ClientError::Transport {
                 url: self.base.clone(),
-                source,
+                error: source,
             })
     }
 
@@ -239,7 +252,7 @@ impl Client {
         let response = req.send().await.map_err(|source| InvokeError {
             error: ClientError::Transport {
                 url: self.base.clone(),
-                source,
+                error: source,
             },
             invocation_id: None,
         })?;
@@ -254,7 +267,7 @@ impl Client {
         let output = response.bytes().await.map_err(|source| InvokeError {
             error: ClientError::Transport {
                 url: self.base.clone(),
-                source,
+                error: source,
             },
             invocation_id: invocation_id.clone(),
         })?;

@@ -357,7 +357,15 @@ async fn scripts_can_trust_the_cli() {
 
     // Out of reach: 3.
     let away = Cli::new("http://127.0.0.1:1", &server.token, dir.path());
-    assert_eq!(away.run(&["fn", "list"]).status.code(), Some(3));
+    let out = away.run(&["fn", "list"]);
+    assert_eq!(out.status.code(), Some(3));
+    // The cause, said once.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: cannot reach http://127.0.0.1:1: ")
+            && stderr.matches("Connection refused").count() == 1,
+        "{stderr}"
+    );
 
     // A reader that went away: the output stops quietly (SIGPIPE, as for `head`).
     let mut child = Command::new(bin())
