@@ -235,3 +235,28 @@ def test_a_bad_token_stops_the_worker_with_an_error(fresh: Server) -> None:
             timeout=30,
         )
         assert out.returncode == 1 and out.stderr.startswith(says), out.stderr
+
+
+def test_a_worker_serves_inside_a_program_and_stops_on_request(served: Server) -> None:
+    # As in a notebook: `await worker.serve()` on a loop of the program's, `stop()`
+    # from elsewhere.
+    import asyncio
+    import threading
+
+    from switchboard import Worker
+
+    worker = Worker(served.url, served.token, name="inproc", capacity=2)
+
+    @worker.function("admin/triple")
+    def triple(x: int) -> int:
+        return 3 * x
+
+    thread = threading.Thread(target=lambda: asyncio.run(worker.serve()))
+    thread.start()
+    eventually("the worker to connect", lambda: "inproc" in served.worker_names())
+    with served.client() as sb:
+        assert sb.catalog.admin.triple(x=14) == 42
+    worker.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    eventually("the worker to leave", lambda: "inproc" not in served.worker_names())

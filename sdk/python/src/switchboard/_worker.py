@@ -283,6 +283,7 @@ class Worker:
         self._setup: list[Callable[[], Any]] = []
         self._teardown: list[Callable[[], Any]] = []
         self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- registration ----------------------------------------------------------------
 
@@ -414,7 +415,7 @@ class Worker:
                     ) from None
                 log.warning("cannot connect to %s: HTTP %s", url, status)
                 welcomed = False
-            except (OSError, ConnectionClosed, asyncio.TimeoutError) as e:
+            except (OSError, ConnectionClosed, asyncio.TimeoutError, protocol.FrameError) as e:
                 log.warning("lost the connection to %s: %s", url, e)
                 welcomed = False
             if welcomed:
