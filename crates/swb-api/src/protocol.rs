@@ -105,6 +105,9 @@ pub enum ServerMsg {
         /// The stored profile (settings) the caller named, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         profile: Option<serde_json::Value>,
+        /// The id of the call's invocation record (what `swb inv show` takes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invocation: Option<String>,
         #[serde(skip)]
         input: Bytes,
     },

@@ -180,6 +180,7 @@ mod tests {
                 stderr_bytes: 1,
             },
             profile: None,
+            invocation: None,
             input: Bytes::new(),
         };
         open.server_msg(&call);

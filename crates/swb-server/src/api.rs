@@ -939,6 +939,8 @@ pub(crate) struct Performed {
 /// when it is dropped before it ends (its client went away, its job was
 /// cancelled), as `cancelled`.
 struct Pending<'a> {
+    /// The id of the call's record, known from the start.
+    id: String,
     app: &'a App,
     function: &'a FunctionRef,
     route: &'a Route,
@@ -962,7 +964,7 @@ impl Pending<'_> {
             .map_or(Outcome::OK, |e| Outcome::Error(e.code));
         self.route.metrics.record(outcome, elapsed);
         InvocationRecord {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: self.id.clone(),
             function: self.function.clone(),
             version: Some(self.route.version.version),
             worker,
@@ -1008,6 +1010,7 @@ pub(crate) async fn perform(
     timeout_ms: Option<u64>,
 ) -> Performed {
     let mut pending = Pending {
+        id: uuid::Uuid::now_v7().to_string(),
         app,
         function,
         route,
@@ -1017,7 +1020,10 @@ pub(crate) async fn perform(
     };
     let attempt = match input {
         Ok(input) => match load_profile(app, function, profile).await {
-            Ok(profile) => run(app, function, route, input, profile, timeout_ms).await,
+            Ok(profile) => {
+                let id = &pending.id;
+                run(app, function, route, input, profile, timeout_ms, id).await
+            }
             Err(e) => Attempt::failed(e),
         },
         Err(e) => Attempt::failed(e),
@@ -1147,6 +1153,7 @@ async fn run(
     input: Bytes,
     profile: Option<Value>,
     timeout_ms: Option<u64>,
+    invocation: &str,
 ) -> Attempt {
     if let Some(schema) = &route.input
         && let Err(e) = check_json(schema, &input, ErrorCode::InvalidInput, "input")
@@ -1154,7 +1161,7 @@ async fn run(
         return Attempt::failed(e);
     }
     let eligible = eligible_for(&app.acl, function);
-    let mut target = route.target.clone();
+    let mut target = route.target.clone().with_invocation(invocation);
     if let Some(profile) = profile {
         target = target.with_profile(profile);
     }

@@ -59,6 +59,8 @@ pub enum Target {
         function: FunctionRef,
         limits: CallLimits,
         profile: Option<serde_json::Value>,
+        /// The call's invocation record, which the worker may name (`SWB_CALL_ID`).
+        invocation: Option<String>,
     },
 }
 
@@ -73,6 +75,15 @@ impl Target {
                     .push(("SWB_PROFILE".into(), value.to_string()));
             }
             Target::Remote { profile, .. } => *profile = Some(value),
+        }
+        self
+    }
+
+    /// The same call, naming its invocation record to a remote function's worker
+    /// (hosted calls share their prebuilt form and do not carry it).
+    pub fn with_invocation(mut self, id: &str) -> Self {
+        if let Target::Remote { invocation, .. } = &mut self {
+            *invocation = Some(id.to_owned());
         }
         self
     }
@@ -679,11 +690,13 @@ impl Hub {
                 function,
                 limits,
                 profile,
+                invocation,
             } => ServerMsg::Call {
                 call,
                 function,
                 limits,
                 profile,
+                invocation,
                 input,
             },
         };

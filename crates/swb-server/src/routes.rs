@@ -128,6 +128,7 @@ impl Routes {
                 function: function.clone(),
                 limits,
                 profile: None,
+                invocation: None,
             },
         };
         Ok(Route {

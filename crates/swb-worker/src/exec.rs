@@ -101,6 +101,9 @@ impl Handler for Exec {
         if let Some(profile) = &ctx.profile {
             command.env("SWB_PROFILE", profile.to_string());
         }
+        if let Some(id) = &ctx.invocation {
+            command.env("SWB_CALL_ID", id);
+        }
         command
             .args(&self.args)
             .stdin(Stdio::piped())

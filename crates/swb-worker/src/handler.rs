@@ -13,6 +13,8 @@ pub struct CallContext {
     pub limits: CallLimits,
     /// The stored profile (settings) the caller named, if any.
     pub profile: Option<serde_json::Value>,
+    /// The id of the call's invocation record (`swb inv show <id>`).
+    pub invocation: Option<String>,
 }
 
 /// A call's outcome: the output, or an error from the error table, and the tail of

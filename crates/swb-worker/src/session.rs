@@ -224,6 +224,7 @@ impl Shared {
                 function,
                 limits,
                 profile,
+                invocation,
                 input,
             } => {
                 let cancel = self.accept(call);
@@ -232,6 +233,7 @@ impl Shared {
                     function,
                     limits,
                     profile,
+                    invocation,
                 };
                 tokio::spawn(async move {
                     let run = shared.run_remote(ctx, input);

@@ -429,3 +429,25 @@ async fn workers_starting_together_publish_one_version() {
     let versions = c.client.versions(&f("admin/together")).await.unwrap();
     assert_eq!(versions.versions.len(), 1, "{versions:?}");
 }
+
+/// A command learns its call's invocation id (`SWB_CALL_ID`): the id `swb inv show`
+/// takes and the caller got in `swb-invocation-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_knows_its_invocation_id() {
+    let c = Cluster::start(false, &[]).await;
+    let _w = c.serve(
+        "ids",
+        "admin/call-id",
+        &[],
+        &["sh", "-c", r#"printf '"%s"' "$SWB_CALL_ID""#],
+    );
+    connected(&c.client, "ids").await;
+    for _ in 0..2 {
+        let inv = c
+            .client
+            .invoke(&f("admin/call-id"), None, "{}")
+            .await
+            .unwrap();
+        assert_eq!(inv.output, format!("\"{}\"", inv.id).as_bytes());
+    }
+}

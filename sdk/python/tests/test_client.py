@@ -16,6 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from conftest import Server, eventually
@@ -143,6 +144,18 @@ def test_profiles_versions_and_options(served: Server, client: Client) -> None:
         whoami(version=99)
     # Setup ran once in the worker's process, however many calls.
     assert whoami()["setups"] == 1
+    # ctx.call_id names the call's invocation record.
+    call_id = whoami()["call_id"]
+    record = eventually(
+        "the record",
+        lambda: (
+            httpx.get(
+                f"{served.url}/v1/invocations/{call_id}",
+                headers={"authorization": f"Bearer {served.token}"},
+            ).is_success
+        ),
+    )
+    assert record
 
 
 def test_jobs_are_futures(client: Client) -> None:

@@ -77,6 +77,7 @@ def bad_output(n: int) -> dict[str, int]:
 def whoami(ctx: Context) -> dict[str, object]:
     ctx.logger.info("asked by call %s", ctx.call_id)
     return {
+        "call_id": ctx.call_id,
         "worker": os.environ.get("WORKER_NAME", socket.gethostname()),
         "setups": state["setups"],
         "profile": ctx.profile,

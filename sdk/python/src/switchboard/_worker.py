@@ -63,8 +63,13 @@ class Context:
     """What a handler may know about its call: declare a parameter ``ctx: Context``
     (it is left out of the function's schema)."""
 
-    def __init__(self, call: int, function: str, timeout_ms: int, profile: Any) -> None:
-        self.call_id = call
+    def __init__(
+        self, call: int, invocation: str | None, function: str, timeout_ms: int, profile: Any
+    ) -> None:
+        # The call's number in this worker's session (the protocol's).
+        self._call = call
+        #: The id of the call's invocation record (what ``swb inv show`` takes).
+        self.call_id = invocation or ""
         self.function = function
         self.profile = profile
         #: ``time.monotonic()`` at which the server gives up on the call.
@@ -234,12 +239,12 @@ def _done(
     if failure is not None and failure.get("details", {}).get("stderr_tail"):
         tail += failure["details"]["stderr_tail"]
     duration_us = int((time.monotonic() - started) * 1e6)
-    return protocol.done(ctx.call_id, failure, _tail(tail, stderr_limit), duration_us, output)
+    return protocol.done(ctx._call, failure, _tail(tail, stderr_limit), duration_us, output)
 
 
-def _in_child(served: Served, data: bytes, timeout_ms: int, profile: Any, conn: Any) -> None:
+def _in_child(served: Served, data: bytes, parent: Context, timeout_ms: int, conn: Any) -> None:
     """A process-isolated call: run it, send back ``(ok, output or error)``."""
-    ctx = Context(0, served.name, timeout_ms, profile)
+    ctx = Context(0, parent.call_id, served.name, timeout_ms, parent.profile)
     try:
         result = served.handler(**served.arguments(data, ctx))
         if inspect.iscoroutine(result):
@@ -534,7 +539,8 @@ class Session:
         call = int(header["call"])
         limits = header.get("limits") or {}
         timeout_ms = int(limits.get("timeout_ms", 60_000))
-        ctx = Context(call, header["function"], timeout_ms, header.get("profile"))
+        invocation = header.get("invocation")
+        ctx = Context(call, invocation, header["function"], timeout_ms, header.get("profile"))
         self.idle.clear()
         if served is not None and served.isolation == "thread" and not served.is_async:
             # A sync handler goes straight to the pool and answers through `answered`:
@@ -562,7 +568,7 @@ class Session:
         except BaseException as e:
             frame = _done(ctx, started, limits, b"", e)
         with self.lock:
-            self.answers.append((ctx.call_id, frame))
+            self.answers.append((ctx._call, frame))
             wake = len(self.answers) == 1
         if wake:
             self.loop.call_soon_threadsafe(self.flush)
@@ -603,13 +609,13 @@ class Session:
                 output = served.encode(await served.handler(**served.arguments(data, ctx)))
         except asyncio.CancelledError:
             # The server gave up on the call; it ignores any answer now.
-            self.calls.pop(ctx.call_id, None)
+            self.calls.pop(ctx._call, None)
             self.settled()
             return
         except BaseException as e:
             error = e
         frame = _done(ctx, started, limits, output, error)
-        if self.calls.pop(ctx.call_id, None) is not None:
+        if self.calls.pop(ctx._call, None) is not None:
             with contextlib.suppress(ConnectionClosed):
                 await self.send(frame)
         self.settled()
@@ -620,7 +626,7 @@ class Session:
         ours, theirs = mp.Pipe(duplex=False)
         timeout_ms = int(ctx.remaining * 1000)
         child = mp.Process(
-            target=_in_child, args=(served, data, timeout_ms, ctx.profile, theirs), daemon=True
+            target=_in_child, args=(served, data, ctx, timeout_ms, theirs), daemon=True
         )
         child.start()
         theirs.close()
