@@ -70,6 +70,11 @@ class Server:
         r = httpx.get(f"{self.url}/v1/workers", headers={"authorization": f"Bearer {self.token}"})
         return [w["name"] for w in r.json()["workers"]]
 
+    def in_flight(self, name: str) -> int:
+        """Calls the server has handed to worker ``name`` and not yet had answered."""
+        r = httpx.get(f"{self.url}/v1/workers", headers={"authorization": f"Bearer {self.token}"})
+        return sum(w["in_flight"] for w in r.json()["workers"] if w["name"] == name)
+
     def start_worker(
         self, target: str, name: str, *extra: str, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:

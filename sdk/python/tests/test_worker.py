@@ -139,7 +139,8 @@ def test_a_killed_worker_s_job_runs_again_elsewhere(fresh: Server) -> None:
     victim = fresh.start_worker("workers:worker", "victim", env=worker_env(fresh, "victim"))
     with fresh.client() as sb:
         job = sb.catalog.admin.sleep.submit(seconds=3)
-        eventually("the job to run", lambda: job.refresh()["status"] == "running")
+        # Running on the victim (a job claimed is not yet a call handed to a worker).
+        eventually("the victim to run the job", lambda: fresh.in_flight("victim") == 1)
         fresh.start_worker("workers:worker", "survivor", env=worker_env(fresh, "survivor"))
         victim.kill()
         assert job.result(timeout=60) == {"slept": 3}
@@ -151,7 +152,7 @@ def test_sigterm_drains(fresh: Server) -> None:
     proc = fresh.start_worker("workers:worker", "drainer", env=worker_env(fresh, "drainer"))
     with fresh.client() as sb:
         job = sb.catalog.admin.sleep.submit(seconds=2)
-        eventually("the job to run", lambda: job.refresh()["status"] == "running")
+        eventually("the worker to run the job", lambda: fresh.in_flight("drainer") == 1)
         proc.send_signal(signal.SIGTERM)
         assert job.result(timeout=30) == {"slept": 2}
         assert job.attempts == 1

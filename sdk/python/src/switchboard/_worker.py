@@ -577,19 +577,21 @@ class Session:
         """Sends the answers the pool has queued (one wake-up for as many as queued)."""
         with self.lock:
             answers, self.answers = self.answers, []
-        frames = [frame for call, frame in answers if self.calls.pop(call, None) is not None]
-        if frames:
-            task = asyncio.ensure_future(self.send_all(frames))
-            self.background.add(task)
-            task.add_done_callback(self.background.discard)
-        self.settled()
+        task = asyncio.ensure_future(self.send_all(answers))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
-    async def send_all(self, frames: list[bytes]) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            for frame in frames:
+    async def send_all(self, answers: list[tuple[int, bytes]]) -> None:
+        for call, frame in answers:
+            await self.answer(call, frame)
+
+    async def answer(self, call: int, frame: bytes) -> None:
+        """Sends a call's answer, then counts the call ended: draining closes the
+        session only once no answer is left to send."""
+        if call in self.calls:
+            with contextlib.suppress(ConnectionClosed):
                 await self.send(frame)
-
-    def settled(self) -> None:
+        self.calls.pop(call, None)
         if not self.calls:
             self.idle.set()
 
@@ -610,15 +612,12 @@ class Session:
         except asyncio.CancelledError:
             # The server gave up on the call; it ignores any answer now.
             self.calls.pop(ctx._call, None)
-            self.settled()
+            if not self.calls:
+                self.idle.set()
             return
         except BaseException as e:
             error = e
-        frame = _done(ctx, started, limits, output, error)
-        if self.calls.pop(ctx._call, None) is not None:
-            with contextlib.suppress(ConnectionClosed):
-                await self.send(frame)
-        self.settled()
+        await self.answer(ctx._call, _done(ctx, started, limits, output, error))
 
     async def in_process(self, served: Served, ctx: Context, data: bytes) -> bytes:
         """Runs the call in a forked child, killed on cancel or at the deadline."""
