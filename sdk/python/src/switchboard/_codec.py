@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic_core import to_json, to_jsonable_python
+from pydantic_core import to_json
 
 
 def _fallback(value: Any) -> Any:
@@ -14,11 +14,6 @@ def _fallback(value: Any) -> Any:
     if (module == "numpy" or module.startswith("numpy.")) and hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON values (dicts, lists, strings, numbers, bools, None)."""
-    return to_jsonable_python(value, fallback=_fallback)
 
 
 def dumps(value: Any) -> bytes:

@@ -48,7 +48,6 @@ class Request:
     method: str
     path: str
     params: dict[str, Any] | None = None
-    json: Any = None
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
@@ -62,7 +61,6 @@ class Request:
             self.method,
             self.path,
             params=self.params,
-            json=self.json,
             content=self.content,
             headers=self.headers,
             timeout=timeout,
@@ -166,16 +164,12 @@ def job_body(
     name: str,
     input: Any = None,
     *,
-    input_blob: str | None = None,
     options: Options,
     idempotency_key: str | None = None,
     max_attempts: int | None = None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"function": name}
-    if input_blob is not None:
-        body["input_blob"] = input_blob
-    else:
-        body["input"] = _codec.jsonable(input)
+    """A job to submit; its input is encoded with the batch (:func:`submit_request`)."""
+    body: dict[str, Any] = {"function": name, "input": input}
     for key, value in (
         ("version", options.version),
         ("profile", options.profile),
@@ -192,7 +186,13 @@ def submit_request(jobs: list[dict[str, Any]]) -> Request:
     # A batch where every job has a key may be sent again: the server returns the
     # same jobs.
     keyed = all("idempotency_key" in j for j in jobs)
-    return Request("POST", "/v1/jobs/batch", json={"jobs": jobs}, idempotent=keyed)
+    return Request(
+        "POST",
+        "/v1/jobs/batch",
+        content=_codec.dumps({"jobs": jobs}),
+        headers={"content-type": "application/json"},
+        idempotent=keyed,
+    )
 
 
 def job_request(job_id: str, wait_s: float = 0) -> Request:
@@ -307,8 +307,9 @@ def submit_options(options: dict[str, Any]) -> tuple[Options, dict[str, Any]]:
 
 
 class Submission:
-    """A job to submit; an input too large for a request body is to be uploaded as a
-    blob first (``upload``), then named with :meth:`uploaded`."""
+    """One job to submit, as its request. When that request would be larger than a
+    request body may be, the input is to be uploaded as a blob first (``upload``),
+    then named with :meth:`uploaded`."""
 
     def __init__(
         self,
@@ -317,28 +318,30 @@ class Submission:
         options: Options,
         max_body_bytes: int,
         *,
-        input_blob: str | None = None,
+        encoded: bytes | None = None,
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
     ) -> None:
         self.body = job_body(
             name,
             input,
-            input_blob=input_blob,
             options=options,
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
         )
-        self.upload: bytes | None = None
-        if input_blob is None:
-            data = _codec.dumps(self.body["input"])
-            if len(data) > max_body_bytes:
-                self.upload = data
-                del self.body["input"]
+        self.upload: bytes | None = encoded
+        self.request: Request | None = None
+        if encoded is None:
+            self.request = submit_request([self.body])
+            assert self.request.content is not None
+            if len(self.request.content) > max_body_bytes:
+                self.upload = _codec.dumps(input)
 
-    def uploaded(self, digest: str) -> dict[str, Any]:
+    def uploaded(self, digest: str) -> Request:
+        """The request naming the uploaded input instead of carrying it."""
+        del self.body["input"]
         self.body["input_blob"] = digest
-        return self.body
+        return submit_request([self.body])
 
 
 def batches(bodies: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

@@ -77,7 +77,7 @@ class AsyncClient(_core.ClientBase):
     async def _invoke(self, name: str, input: Any, options: _core.Options) -> Any:
         body = _codec.dumps(input)
         if len(body) > self.max_body_bytes:
-            return await (await self._submit(name, input, options)).result()
+            return await (await self._submit(name, input, options, encoded=body)).result()
         return _core.invoke_result(await self._send(_core.invoke_request(name, body, options)))
 
     async def submit(self, name: str, input: Any = None, **options: Any) -> AsyncJob:
@@ -88,12 +88,19 @@ class AsyncClient(_core.ClientBase):
         self, name: str, input: Any, options: _core.Options, **extra: Any
     ) -> AsyncJob:
         job = _core.Submission(name, input, options, self.max_body_bytes, **extra)
+        request = job.request
         if job.upload is not None:
-            job.uploaded((await self.blobs.put(job.upload))["digest"])
-        return (await self._submit_bodies([job.body]))[0]
+            request = job.uploaded((await self.blobs.put(job.upload))["digest"])
+        assert request is not None
+        return (await self._accepted(request, [job.body]))[0]
 
     async def _submit_bodies(self, bodies: list[dict[str, Any]]) -> list[AsyncJob]:
-        accepted = (await self._json(_core.submit_request(bodies)))["jobs"]
+        return await self._accepted(_core.submit_request(bodies), bodies)
+
+    async def _accepted(
+        self, request: _core.Request, bodies: list[dict[str, Any]]
+    ) -> list[AsyncJob]:
+        accepted = (await self._json(request))["jobs"]
         return [
             AsyncJob(self, a["id"], body["function"])
             for a, body in zip(accepted, bodies, strict=True)

@@ -96,7 +96,7 @@ class Client(_core.ClientBase):
         body = _codec.dumps(input)
         if len(body) > self.max_body_bytes:
             # Too large for a request body: the input goes as a blob, read by a job.
-            return self._submit(name, input, options).result()
+            return self._submit(name, input, options, encoded=body).result()
         return _core.invoke_result(self._send(_core.invoke_request(name, body, options)))
 
     # ---- jobs ------------------------------------------------------------------------
@@ -108,12 +108,17 @@ class Client(_core.ClientBase):
 
     def _submit(self, name: str, input: Any, options: _core.Options, **extra: Any) -> Job:
         job = _core.Submission(name, input, options, self.max_body_bytes, **extra)
+        request = job.request
         if job.upload is not None:
-            job.uploaded(self.blobs.put(job.upload)["digest"])
-        return self._submit_bodies([job.body])[0]
+            request = job.uploaded(self.blobs.put(job.upload)["digest"])
+        assert request is not None
+        return self._accepted(request, [job.body])[0]
 
     def _submit_bodies(self, bodies: list[dict[str, Any]]) -> list[Job]:
-        accepted = self._json(_core.submit_request(bodies))["jobs"]
+        return self._accepted(_core.submit_request(bodies), bodies)
+
+    def _accepted(self, request: _core.Request, bodies: list[dict[str, Any]]) -> list[Job]:
+        accepted = self._json(request)["jobs"]
         return [
             Job(self, a["id"], body["function"]) for a, body in zip(accepted, bodies, strict=True)
         ]
