@@ -30,6 +30,9 @@ pub enum ErrorCode {
     /// cancelled (an invocation record's outcome; nobody is left to answer).
     Cancelled,
     NoWorker,
+    /// A nested call would go deeper than the call tree's depth limit (a function
+    /// calling itself without end, or a chain too long).
+    CallDepthExceeded,
     /// The server is at a limit of its own (memory for request bodies); try again.
     Overloaded,
     Timeout,
@@ -37,7 +40,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::Sealed,
@@ -55,6 +58,7 @@ impl ErrorCode {
         Self::LeaseExpired,
         Self::Cancelled,
         Self::NoWorker,
+        Self::CallDepthExceeded,
         Self::Overloaded,
         Self::Timeout,
         Self::Internal,
@@ -77,6 +81,8 @@ impl ErrorCode {
             Self::BadOutput | Self::WorkerLost | Self::LeaseExpired => 502,
             Self::NoWorker | Self::Overloaded => 503,
             Self::Timeout => 504,
+            // "Loop Detected".
+            Self::CallDepthExceeded => 508,
         }
     }
 
@@ -99,6 +105,7 @@ impl ErrorCode {
             Self::LeaseExpired => "lease_expired",
             Self::Cancelled => "cancelled",
             Self::NoWorker => "no_worker",
+            Self::CallDepthExceeded => "call_depth_exceeded",
             Self::Overloaded => "overloaded",
             Self::Timeout => "timeout",
             Self::Internal => "internal",

@@ -11,6 +11,7 @@ pub mod protocol;
 mod quiet;
 mod rest;
 pub mod token;
+pub mod trace;
 pub mod writer;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
@@ -25,4 +26,6 @@ pub mod headers {
     pub const VERSION: &str = "swb-version";
     pub const WORKER: &str = "swb-worker";
     pub const DURATION_US: &str = "swb-duration-us";
+    /// W3C trace context: accepted from callers, carried to every call of the tree.
+    pub const TRACEPARENT: &str = "traceparent";
 }

@@ -70,6 +70,9 @@ pub struct ServedFunction {
     /// Deadline per call; the server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The functions this one may call (nested calls); any other is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<FunctionRef>,
 }
 
 /// Messages from the server to a worker.
@@ -108,6 +111,13 @@ pub enum ServerMsg {
         /// The id of the call's invocation record (what `swb inv show` takes).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         invocation: Option<String>,
+        /// A token for this call's nested calls (`SWB_TOKEN`), valid while the call
+        /// runs and only to call what its version declared.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<crate::token::Secret>,
+        /// W3C `traceparent` of this call: its tree's trace, its own span.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
         #[serde(skip)]
         input: Bytes,
     },

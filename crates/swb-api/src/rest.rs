@@ -263,7 +263,14 @@ pub struct DeployRequest {
     /// Safe to run twice: a call whose worker is lost is retried once elsewhere.
     #[serde(default)]
     pub idempotent: bool,
+    /// The functions this version may call (nested calls); any other is refused.
+    #[serde(default)]
+    #[schemars(length(max = MAX_CALLS))]
+    pub calls: Vec<FunctionRef>,
 }
+
+/// How many functions a version may declare it calls.
+pub const MAX_CALLS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -298,6 +305,9 @@ pub struct VersionInfo {
     /// A call whose worker is lost is retried once on another worker.
     #[serde(default)]
     pub idempotent: bool,
+    /// The functions this version may call; a nested call of any other is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<FunctionRef>,
     #[serde(with = "timestamp")]
     #[schemars(with = "timestamp::Rfc3339")]
     pub created_at: i64,
@@ -491,6 +501,35 @@ pub struct InvocationRecord {
     /// The last bytes the function wrote to stderr (lossily decoded).
     #[serde(default)]
     pub stderr_tail: String,
+    /// Where a nested call sits in its call tree; absent for a call from outside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<CallPlace>,
+}
+
+/// A nested call's place in its call tree, and whom it acts for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CallPlace {
+    /// The invocation id of the call from outside that started the tree.
+    pub root: String,
+    /// The invocation id of the call that made this one.
+    pub parent: String,
+    /// 1 for a call made by the root, 2 for one made by such a call, and so on.
+    pub depth: u32,
+    /// The function whose call made this one.
+    pub via: FunctionRef,
+    /// The user the whole tree acts for (the root call's caller), by e-mail.
+    pub acting_for: String,
+    /// The tree's W3C trace id (32 hex digits).
+    #[serde(default)]
+    pub trace: String,
+}
+
+/// A call tree: the root's record and those of every nested call under it, oldest
+/// first (each names its parent).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct InvocationTree {
+    pub root: String,
+    pub invocations: Vec<InvocationRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -4,6 +4,33 @@
 
 pub const PREFIX: &str = "swb_";
 
+/// The id part of a call token (`swb_call-<invocation id>_<secret>`): a token valid
+/// only for the nested calls of one running call. Stored tokens have hex ids, so the
+/// two never meet.
+pub const CALL_ID_PREFIX: &str = "call-";
+
+/// A secret (a token) in a message: serialized as it is, but never printed, so that
+/// logging a message cannot leak it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 /// Splits a presented token into id and secret; `None` when it is not shaped like
 /// one (the id holds no `_`, neither part is empty).
 pub fn parse(token: &str) -> Option<(&str, &str)> {
@@ -16,6 +43,13 @@ pub fn parse(token: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = Secret::new("swb_call-x_hunter2".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"swb_call-x_hunter2\"");
+    }
 
     #[test]
     fn malformed_tokens_do_not_parse() {

@@ -181,6 +181,8 @@ mod tests {
             },
             profile: None,
             invocation: None,
+            token: None,
+            traceparent: None,
             input: Bytes::new(),
         };
         open.server_msg(&call);

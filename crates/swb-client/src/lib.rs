@@ -10,10 +10,10 @@ use swb_api::{
     ApiError, ArtefactInfo, AuditList, BlobInfo, BlobList, CreateNamespaceRequest,
     CreateTokenRequest, CreateUserRequest, CreatedToken, CreatedUser, DeployRequest,
     DeployResponse, Digest, ErrorBody, ErrorCode, FunctionDetail, FunctionList, FunctionRef,
-    Health, InvocationList, InvocationRecord, Job, JobAccepted, JobList, JobsAccepted, Me,
-    MissingRequest, MissingResponse, Namespace, NamespaceInfo, ProfileInfo, ProfileList, Role,
-    RollbackRequest, ShareInfo, ShareList, ShareRequest, SubmitJob, SubmitJobs, TokenList,
-    UserList, VersionList, WorkerList, headers,
+    Health, InvocationList, InvocationRecord, InvocationTree, Job, JobAccepted, JobList,
+    JobsAccepted, Me, MissingRequest, MissingResponse, Namespace, NamespaceInfo, ProfileInfo,
+    ProfileList, Role, RollbackRequest, ShareInfo, ShareList, ShareRequest, SubmitJob, SubmitJobs,
+    TokenList, UserList, VersionList, WorkerList, headers,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,13 @@ pub struct Client {
     token: String,
 }
 
+/// Shows the server, never the token.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).finish()
+    }
+}
+
 impl Client {
     pub fn new(base: &str, token: &str) -> Self {
         let http = reqwest::Client::builder()
@@ -91,6 +98,15 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
+        }
+    }
+
+    /// The same server and connections, with another token.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: token.to_owned(),
         }
     }
 
@@ -288,6 +304,12 @@ impl Client {
 
     pub async fn invocation(&self, id: &str) -> Result<InvocationRecord> {
         self.json(self.request(Method::GET, &format!("/v1/invocations/{id}")))
+            .await
+    }
+
+    /// The call tree `id` belongs to.
+    pub async fn invocation_tree(&self, id: &str) -> Result<InvocationTree> {
+        self.json(self.request(Method::GET, &format!("/v1/invocations/{id}/tree")))
             .await
     }
 

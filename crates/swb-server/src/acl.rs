@@ -219,12 +219,19 @@ impl Caller {
             .scopes
             .iter()
             .fold(Roles::NONE, |acc, s| acc.union(s.allows(ns, function)));
-        user.intersect(token)
+        let roles = user.intersect(token);
+        match &self.call {
+            // A nested call: only calling what the calling version declared.
+            Some(node) if node.declares(ns, function) => roles.intersect(Roles::of(Role::Call)),
+            Some(_) => Roles::NONE,
+            None => roles,
+        }
     }
 
-    /// Whether the token is unscoped (`*`): account management needs one.
+    /// Whether the token is unscoped (`*`): account management needs one. A call
+    /// token never is, whatever its tree's caller holds.
     pub fn is_unscoped(&self) -> bool {
-        self.scopes.contains(&Scope::All)
+        self.call.is_none() && self.scopes.contains(&Scope::All)
     }
 
     pub fn require_unscoped(&self) -> Result<(), ApiError> {
@@ -250,7 +257,7 @@ impl Caller {
                     }
             )
         };
-        if self.scopes.iter().any(deploys) {
+        if self.call.is_none() && self.scopes.iter().any(deploys) {
             Ok(())
         } else {
             Err(ApiError::new(
@@ -264,6 +271,7 @@ impl Caller {
     /// administrator with an unscoped token or one scoped to `metrics`.
     pub fn may_scrape(&self) -> bool {
         self.user.is_admin
+            && self.call.is_none()
             && self
                 .scopes
                 .iter()

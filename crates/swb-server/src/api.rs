@@ -11,6 +11,7 @@ use crate::extract::{Body, Json, MAX_PAGE, Path, Query, cursor, page_limit, pars
 use crate::hub::{Answer, Target};
 use crate::openapi::{Doc, Uuid};
 use crate::routes::{Route, compile_schema};
+use crate::tree::{Acting, Hop, Node, Place};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::Method;
@@ -27,10 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use swb_api::timestamp::now_ms;
 use swb_api::{
-    ApiError, ArtefactInfo, DeployRequest, DeployResponse, Digest, ErrorCode, FunctionDetail,
-    FunctionKind, FunctionList, FunctionRef, Health, InvocationList, InvocationRecord, Limits,
-    MissingRequest, MissingResponse, Outcome, Role, RollbackRequest, VersionInfo, VersionList,
-    VersionSummary, WorkerList, headers,
+    ApiError, ArtefactInfo, CallPlace, DeployRequest, DeployResponse, Digest, ErrorCode,
+    FunctionDetail, FunctionKind, FunctionList, FunctionRef, Health, InvocationList,
+    InvocationRecord, InvocationTree, Limits, MissingRequest, MissingResponse, Outcome, Role,
+    RollbackRequest, VersionInfo, VersionList, VersionSummary, WorkerList, headers,
 };
 use swb_store::{InvocationQuery, Reach};
 use tokio::time::Instant;
@@ -149,7 +150,7 @@ fn table() -> Vec<Op> {
                 .invocation()
                 .errors(&[
                     NotFound, Forbidden, FunctionError, LimitExceeded, BadOutput, WorkerLost,
-                    NoWorker, Timeout,
+                    NoWorker, Timeout, CallDepthExceeded,
                 ]),
         ),
         (
@@ -193,6 +194,18 @@ fn table() -> Vec<Op> {
             Doc::new("showInvocation", "One invocation record")
                 .ok::<InvocationRecord>(200, "the record")
                 .errors(&[NotFound]),
+        ),
+        (
+            Method::GET,
+            "/v1/invocations/{id}/tree",
+            get(invocation_tree),
+            Doc::new(
+                "invocationTree",
+                "The call tree an invocation belongs to: its root and every nested call, oldest \
+                 first; records the caller may not read are left out",
+            )
+            .ok::<InvocationTree>(200, "the tree")
+            .errors(&[NotFound]),
         ),
         (
             Method::GET,
@@ -691,6 +704,7 @@ async fn deploy(
                 env: req.env,
                 requires: req.requires,
                 idempotent: req.idempotent,
+                calls: declared_calls(req.calls)?,
                 created_at: 0,
             },
         )
@@ -947,6 +961,8 @@ struct Pending<'a> {
     started_at: i64,
     clock: Instant,
     ended: bool,
+    /// A nested call's place in its tree.
+    tree: Option<CallPlace>,
 }
 
 impl Pending<'_> {
@@ -973,6 +989,7 @@ impl Pending<'_> {
             outcome,
             error,
             stderr_tail,
+            tree: self.tree.clone(),
         }
     }
 }
@@ -999,6 +1016,24 @@ pub(crate) enum Origin {
     Job,
 }
 
+/// How a call is asked for: a profile, a deadline of its own, the trace it joins.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct CallOptions<'a> {
+    pub profile: Option<&'a str>,
+    pub timeout_ms: Option<u64>,
+    /// The caller's W3C trace id (a root's; nested calls are in their tree's).
+    pub trace: Option<&'a str>,
+}
+
+/// Where a call comes from in its call tree.
+pub(crate) enum Parent {
+    /// A call from outside (or a job's), acting for this caller: if its version
+    /// declares calls, its nested calls act for them.
+    Root(Option<Caller>),
+    /// A nested call made by this running call (its call token).
+    Call(Arc<Node>),
+}
+
 /// Runs one call of a resolved function and leaves its invocation record and metrics.
 pub(crate) async fn perform(
     app: &App,
@@ -1006,11 +1041,49 @@ pub(crate) async fn perform(
     function: &FunctionRef,
     route: &Route,
     input: Result<Bytes, ApiError>,
-    profile: Option<&str>,
-    timeout_ms: Option<u64>,
+    options: CallOptions<'_>,
+    parent: Parent,
 ) -> Performed {
+    let id = uuid::Uuid::now_v7().to_string();
+    let calls = &route.version.calls;
+    let trace = match (&parent, options.trace) {
+        (Parent::Call(node), _) => node.place.trace.clone(),
+        (Parent::Root(_), Some(trace)) => trace.to_owned(),
+        (Parent::Root(_), None) => swb_api::trace::trace_of(&id),
+    };
+    let (hop, admitted, node) = match parent {
+        Parent::Root(acting) => {
+            let place = match &acting {
+                Some(c) if !calls.is_empty() => Some(Place {
+                    id: id.clone(),
+                    root: id.clone(),
+                    trace: trace.clone(),
+                    chain: vec![function.clone()],
+                    calls: calls.clone(),
+                    acting: Acting::of(c),
+                }),
+                _ => None,
+            };
+            let hop = Hop {
+                nested: false,
+                place,
+                acting,
+            };
+            (hop, Ok(None), None)
+        }
+        Parent::Call(node) => {
+            let hop = Hop {
+                nested: true,
+                place: (!calls.is_empty()).then(|| node.child_place(&id, function, calls)),
+                acting: Some(node.acting().clone()),
+            };
+            let admitted = app.hub.trees.admit(&node, function).map(Some);
+            (hop, admitted, Some(node))
+        }
+    };
     let mut pending = Pending {
-        id: uuid::Uuid::now_v7().to_string(),
+        tree: node.as_ref().map(|n| n.child_record()),
+        id,
         app,
         function,
         route,
@@ -1018,16 +1091,49 @@ pub(crate) async fn perform(
         clock: Instant::now(),
         ended: false,
     };
-    let attempt = match input {
-        Ok(input) => match load_profile(app, function, profile).await {
-            Ok(profile) => {
-                let id = &pending.id;
-                run(app, function, route, input, profile, timeout_ms, id).await
+    let attempt = async {
+        let child = admitted?;
+        let input = input?;
+        let profile = load_profile(app, function, options.profile).await?;
+        // A nested call has no more time than its parent has left.
+        let timeout_ms = match &child {
+            Some(child) => {
+                let budget = child.budget.as_millis().max(1) as u64;
+                Some(
+                    options
+                        .timeout_ms
+                        .unwrap_or(route.version.limits.timeout_ms)
+                        .min(budget),
+                )
             }
-            Err(e) => Attempt::failed(e),
-        },
-        Err(e) => Attempt::failed(e),
-    };
+            None => options.timeout_ms,
+        };
+        let run = run(
+            app,
+            function,
+            route,
+            input,
+            profile,
+            timeout_ms,
+            (pending.id.as_str(), trace.as_str()),
+            hop,
+        );
+        let attempt = match &node {
+            // A nested call ends with its parent, whatever ends the parent.
+            Some(node) => tokio::select! {
+                attempt = run => attempt,
+                _ = node.ended() => Attempt::failed(ApiError::new(
+                    ErrorCode::Cancelled,
+                    format!("the call of {} that made this call ended first", node.function()),
+                )),
+            },
+            None => run.await,
+        };
+        drop(child);
+        Ok::<_, ApiError>(attempt)
+    }
+    .await
+    .unwrap_or_else(Attempt::failed);
     if origin == Origin::Job
         && let Err(e) = &attempt.result
         && e.code == ErrorCode::NoWorker
@@ -1072,12 +1178,52 @@ async fn load_profile(
     Ok(Some(profile.value))
 }
 
+/// A version's declared callees, checked and in order.
+pub(crate) fn declared_calls(mut calls: Vec<FunctionRef>) -> Result<Vec<FunctionRef>, ApiError> {
+    if calls.len() > swb_api::MAX_CALLS {
+        return Err(ApiError::invalid_input(format!(
+            "a version may declare at most {} functions it calls, not {}",
+            swb_api::MAX_CALLS,
+            calls.len()
+        ))
+        .with_details(json!({ "field": "calls" })));
+    }
+    calls.sort();
+    calls.dedup();
+    Ok(calls)
+}
+
 /// The function a caller may call, or the error to answer.
 pub(crate) fn callable(
     app: &App,
     caller: &Caller,
     f: FunctionRef,
 ) -> Result<FunctionRef, ApiError> {
+    // A nested call is told `forbidden` whether or not the callee exists: what it
+    // may call is what its version declared, which it knows.
+    if let Some(node) = &caller.call {
+        let roles = caller.roles(&app.acl, f.namespace(), Some(f.name()));
+        return if roles.has(Role::Call) {
+            Ok(f)
+        } else if !node.declares(f.namespace(), Some(f.name())) {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{} may not call {f}: its version does not declare it (deploy or serve it with --calls {f})",
+                    node.function()
+                ),
+            ))
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{} may not call {f}: nested calls act for {}, who may not call it",
+                    node.function(),
+                    caller.user.email
+                ),
+            ))
+        };
+    }
     if visible(app, caller, &f)?.has(Role::Call) {
         Ok(f)
     } else {
@@ -1090,6 +1236,7 @@ async fn invoke(
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<InvokeQuery>,
+    headers: axum::http::HeaderMap,
     body: Result<Body, AppError>,
 ) -> Response {
     let function = match function_ref(&ns, &name).and_then(|f| callable(&app, &caller, f)) {
@@ -1120,8 +1267,18 @@ async fn invoke(
         &function,
         &route,
         input,
-        q.profile.as_deref(),
-        q.timeout_ms,
+        CallOptions {
+            profile: q.profile.as_deref(),
+            timeout_ms: q.timeout_ms,
+            trace: headers
+                .get(headers::TRACEPARENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(swb_api::trace::trace_id),
+        },
+        match &caller.call {
+            Some(node) => Parent::Call(node.clone()),
+            None => Parent::Root(Some(caller.clone())),
+        },
     )
     .await;
     let mut response = match result {
@@ -1146,6 +1303,7 @@ async fn invoke(
     response
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     app: &App,
     function: &FunctionRef,
@@ -1153,7 +1311,8 @@ async fn run(
     input: Bytes,
     profile: Option<Value>,
     timeout_ms: Option<u64>,
-    invocation: &str,
+    (invocation, trace): (&str, &str),
+    hop: Hop,
 ) -> Attempt {
     if let Some(schema) = &route.input
         && let Err(e) = check_json(schema, &input, ErrorCode::InvalidInput, "input")
@@ -1161,7 +1320,7 @@ async fn run(
         return Attempt::failed(e);
     }
     let eligible = eligible_for(&app.acl, function);
-    let mut target = route.target.clone().with_invocation(invocation);
+    let mut target = route.target.clone().with_invocation(invocation, trace);
     if let Some(profile) = profile {
         target = target.with_profile(profile);
     }
@@ -1170,8 +1329,12 @@ async fn run(
     }
     let deadline = Instant::now() + Duration::from_millis(target.limits().timeout_ms);
     let requires = &route.version.requires;
-    let call =
-        |input: Bytes| dispatch(app, function, &target, requires, input, deadline, &eligible);
+    let call = |input: Bytes| {
+        let hop = hop.clone();
+        dispatch(
+            app, function, &target, requires, input, deadline, &eligible, hop,
+        )
+    };
     let lost = |r: &Result<Answer, ApiError>| match r {
         Err(e) => e.code == ErrorCode::WorkerLost,
         Ok(a) => a
@@ -1207,6 +1370,7 @@ async fn run(
 
 /// Runs a call on a worker of this server or, when none here suits it, of another
 /// replica of the cluster.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     app: &App,
     function: &FunctionRef,
@@ -1215,12 +1379,13 @@ async fn dispatch(
     input: Bytes,
     deadline: Instant,
     eligible: crate::hub::Eligible<'_>,
+    hop: Hop,
 ) -> Result<Answer, ApiError> {
     if let Some(cluster) = &app.cluster
         && !app.hub.has_suitable(target, requires, eligible)
     {
         return cluster
-            .forward(function, target, requires, input, deadline)
+            .forward(function, target, requires, input, deadline, hop)
             .await;
     }
     app.hub
@@ -1231,6 +1396,7 @@ async fn dispatch(
             input,
             deadline,
             eligible,
+            hop,
         )
         .await
 }
@@ -1333,14 +1499,70 @@ async fn show_invocation(
     caller: Caller,
     Path(id): Path<String>,
 ) -> AppResult<axum::Json<InvocationRecord>> {
+    Ok(axum::Json(readable_record(&app, &caller, &id).await?))
+}
+
+/// A record the caller may read; `not_found` for one they may not, as if absent.
+async fn readable_record(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+) -> Result<InvocationRecord, ApiError> {
     let not_found = || ApiError::not_found(format!("invocation {id}"));
-    let record = app.store.invocation(&id).await?.ok_or_else(not_found)?;
+    let record = app
+        .store
+        .invocation(id)
+        .await
+        .map_err(crate::error::store_error)?
+        .ok_or_else(not_found)?;
     if let Some(visible) = caller.record_namespaces(&app.acl)
         && !visible.contains(record.function.namespace())
     {
-        return Err(not_found().into());
+        return Err(not_found());
     }
-    Ok(axum::Json(record))
+    Ok(record)
+}
+
+/// The most records a call tree answer holds.
+const MAX_TREE: usize = 10_000;
+/// Replicas' clocks may differ by this much: a tree's records are looked for this
+/// long after its root ended.
+const CLOCK_SLACK_MS: i64 = 5_000;
+
+async fn invocation_tree(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<axum::Json<InvocationTree>> {
+    let record = readable_record(&app, &caller, &id).await?;
+    let root = match &record.tree {
+        Some(place) => place.root.clone(),
+        None => record.id.clone(),
+    };
+    // Every nested call ends before its root does (or is cancelled when it ends).
+    let end = match app.store.invocation(&root).await? {
+        Some(r) => r.started_at + (r.duration_us / 1000) as i64,
+        None => now_ms(),
+    };
+    let ms = (end + CLOCK_SLACK_MS) as u64;
+    let until = format!(
+        "{:08x}-{:04x}-ffff-ffff-ffffffffffff",
+        ms >> 16,
+        ms & 0xffff
+    );
+    let visible = caller.record_namespaces(&app.acl);
+    let invocations = app
+        .store
+        .invocation_tree(&root, &until, MAX_TREE)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            visible
+                .as_ref()
+                .is_none_or(|v| v.contains(r.function.namespace()))
+        })
+        .collect();
+    Ok(axum::Json(InvocationTree { root, invocations }))
 }
 
 /// Admins see every worker, others those they connected; in cluster mode, on every

@@ -66,6 +66,39 @@ pub struct Identity {
     /// The scopes as written when the token was created.
     pub scope_text: Vec<String>,
     pub expires_at: Option<i64>,
+    /// For a call token: the running call whose nested calls it makes. The caller
+    /// is then the tree's root caller, allowed only to call what that call declared.
+    pub call: Option<Arc<crate::tree::Node>>,
+}
+
+impl Caller {
+    /// The tree's identity, as the call token of `node` presents it.
+    pub fn nested(&self, node: Arc<crate::tree::Node>) -> Caller {
+        Caller(Arc::new(Identity {
+            user: self.user.clone(),
+            token_id: self.token_id.clone(),
+            scopes: self.scopes.clone(),
+            scope_text: self.scope_text.clone(),
+            expires_at: self.expires_at,
+            call: Some(node),
+        }))
+    }
+
+    /// The identity a call tree acts for, as it travelled (between replicas).
+    pub fn acting(acting: &crate::tree::Acting) -> Result<Caller, ApiError> {
+        Ok(Caller(Arc::new(Identity {
+            user: acting.user.clone(),
+            token_id: acting.token_id.clone(),
+            scopes: acting
+                .scopes
+                .iter()
+                .map(|s| Scope::parse(s))
+                .collect::<Result<_, _>>()?,
+            scope_text: acting.scopes.clone(),
+            expires_at: None,
+            call: None,
+        })))
+    }
 }
 
 impl std::ops::Deref for Caller {
@@ -95,6 +128,7 @@ impl Verified {
                 scopes,
                 scope_text: row.scopes,
                 expires_at: row.expires_at,
+                call: None,
             }))),
             Err(e) => {
                 tracing::error!(token = %row.id, error = %e.message, "stored token has a bad scope");
@@ -112,13 +146,16 @@ impl Verified {
 
 pub struct Authenticator {
     store: Arc<dyn Store>,
+    /// The running calls whose tokens (`swb_call-…`) make nested calls.
+    trees: Arc<crate::tree::Trees>,
     cache: Mutex<LruCache<String, Arc<Verified>>>,
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, trees: Arc<crate::tree::Trees>) -> Self {
         Self {
             store,
+            trees,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHE_ENTRIES).expect("non-zero"),
             )),
@@ -144,6 +181,12 @@ impl Authenticator {
             .trim();
         let (id, secret) =
             swb_api::token::parse(token).ok_or_else(|| unauthenticated("malformed token"))?;
+        if id.starts_with(swb_api::token::CALL_ID_PREFIX) {
+            return self
+                .trees
+                .authenticate(id, secret)
+                .ok_or_else(|| unauthenticated("invalid call token, or its call has ended"));
+        }
         let invalid = || unauthenticated("invalid or revoked token");
         let token = self.row(id).await?.ok_or_else(invalid)?;
         if !bool::from(hash_secret(secret).ct_eq(&token.secret_hash)) || token.revoked {

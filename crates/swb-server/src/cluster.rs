@@ -22,6 +22,7 @@
 use crate::App;
 use crate::api::eligible_for;
 use crate::hub::{ANSWER_GRACE, Answer, Target, no_worker};
+use crate::tree::Hop;
 use async_nats::{Client, ConnectOptions, Event, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -80,6 +81,9 @@ struct Forward {
     target: Target,
     requires: BTreeMap<String, String>,
     timeout_ms: u64,
+    /// The call's tree (whether nested; where, if it may call further).
+    #[serde(default)]
+    hop: Hop,
     #[serde(skip)]
     input: Bytes,
 }
@@ -344,6 +348,7 @@ impl Cluster {
         requires: &BTreeMap<String, String>,
         input: Bytes,
         deadline: Instant,
+        hop: Hop,
     ) -> Result<Answer, ApiError> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let id = uuid::Uuid::now_v7().to_string();
@@ -353,6 +358,7 @@ impl Cluster {
             target: target.clone(),
             requires: requires.clone(),
             timeout_ms: remaining.as_millis() as u64,
+            hop,
             input,
         }
         .encode();
@@ -525,6 +531,7 @@ async fn serve_forwarded(app: Arc<App>, mut sub: Subscriber) {
                         call.input,
                         deadline,
                         &eligible,
+                        call.hop,
                     );
                     let answer = tokio::select! {
                         answer = run => Some(answer),

@@ -43,6 +43,8 @@ pub struct Config {
     pub job_retention: Duration,
     /// A running job's lease (renewed every third of it while the attempt runs).
     pub job_lease: Duration,
+    /// The bounds of call trees (functions calling functions).
+    pub trees: crate::tree::TreeLimits,
 }
 
 impl Config {
@@ -69,6 +71,7 @@ impl Config {
             job_result_inline_bytes: 1 << 20,
             job_retention: Duration::from_secs(7 * 24 * 3600),
             job_lease: Duration::from_secs(30),
+            trees: crate::tree::TreeLimits::default(),
         }
     }
 }

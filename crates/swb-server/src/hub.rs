@@ -7,6 +7,7 @@
 
 use crate::auth::Caller;
 use crate::metrics as m;
+use crate::tree::{Hop, Slot, Trees};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -61,6 +62,8 @@ pub enum Target {
         profile: Option<serde_json::Value>,
         /// The call's invocation record, which the worker may name (`SWB_CALL_ID`).
         invocation: Option<String>,
+        /// Its W3C `traceparent` (`TRACEPARENT`).
+        traceparent: Option<String>,
     },
 }
 
@@ -79,11 +82,18 @@ impl Target {
         self
     }
 
-    /// The same call, naming its invocation record to a remote function's worker
-    /// (hosted calls share their prebuilt form and do not carry it).
-    pub fn with_invocation(mut self, id: &str) -> Self {
-        if let Target::Remote { invocation, .. } = &mut self {
+    /// The same call, naming its invocation record and trace context to a remote
+    /// function's worker (hosted calls share their prebuilt form and do not carry
+    /// them).
+    pub fn with_invocation(mut self, id: &str, trace: &str) -> Self {
+        if let Target::Remote {
+            invocation,
+            traceparent,
+            ..
+        } = &mut self
+        {
             *invocation = Some(id.to_owned());
+            *traceparent = Some(swb_api::trace::traceparent(trace, id));
         }
         self
     }
@@ -154,7 +164,10 @@ struct Worker {
     connected_at: i64,
     last_heartbeat_at: AtomicI64,
     alive: AtomicBool,
+    /// Calls sent and not yet answered.
     in_flight: AtomicU32,
+    /// Of those, calls waiting for nested calls (their slots lent to nested calls).
+    lent: AtomicU32,
     cache: Mutex<CacheStats>,
     code: Mutex<CodeTable>,
     calls: Mutex<HashMap<CallId, oneshot::Sender<Answer>>>,
@@ -210,13 +223,24 @@ impl Worker {
             .cloned()
     }
 
-    /// Takes one unit of capacity if any is free.
-    fn try_reserve(&self) -> bool {
+    /// Takes one unit of capacity if any is free: for a call from outside, counting
+    /// every call the worker holds; for a nested call, not counting those waiting
+    /// for nested calls of their own (they lent their slots).
+    fn try_reserve(&self, nested: bool) -> bool {
         self.in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.capacity).then_some(n + 1)
+                (self.busy(n, nested) < self.capacity).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    /// The slots in use, as a call (nested or not) sees them, with `in_flight` = `n`.
+    fn busy(&self, n: u32, nested: bool) -> u32 {
+        if nested {
+            n.saturating_sub(self.lent.load(Ordering::Acquire))
+        } else {
+            n
+        }
     }
 
     /// The error of a call this worker did not answer in time (deadline and grace).
@@ -259,6 +283,8 @@ impl Worker {
 
 pub struct Hub {
     store: Arc<dyn Store>,
+    /// The calls of this replica's workers that may make nested calls.
+    pub trees: Arc<Trees>,
     heartbeat: Duration,
     workers: RwLock<Vec<Arc<Worker>>>,
     /// Round-robin turns, one counter per hosted module and per remote function, so
@@ -266,7 +292,7 @@ pub struct Hub {
     /// connected or called.
     turns: Turns,
     /// Signalled when capacity frees up or a worker joins.
-    freed: Freed,
+    freed: Arc<Freed>,
     /// Signalled when a worker reports on code or leaves.
     compiled: Notify,
     /// Bumped when a worker joins or leaves.
@@ -283,13 +309,14 @@ pub struct Offers {
 }
 
 impl Hub {
-    pub fn new(store: Arc<dyn Store>, heartbeat: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, heartbeat: Duration, trees: Arc<Trees>) -> Self {
         Self {
             store,
+            trees,
             heartbeat,
             workers: RwLock::new(Vec::new()),
             turns: Turns::default(),
-            freed: Freed::default(),
+            freed: Arc::default(),
             compiled: Notify::new(),
             membership: watch::Sender::new(0),
         }
@@ -390,6 +417,7 @@ impl Hub {
             last_heartbeat_at: AtomicI64::new(now),
             alive: AtomicBool::new(true),
             in_flight: AtomicU32::new(0),
+            lent: AtomicU32::new(0),
             cache: Mutex::new(CacheStats::default()),
             code: Mutex::new(CodeTable {
                 state: cached.into_iter().map(|d| (d, CodeState::Ready)).collect(),
@@ -650,6 +678,7 @@ impl Hub {
     /// one with the code ready (hosted), otherwise the next in round robin. Waits for
     /// capacity until `deadline`; the call's own deadline (its `timeout_ms`) counts
     /// from when a worker takes it, so time spent waiting for one does not eat it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call(
         &self,
         function: &FunctionRef,
@@ -658,11 +687,30 @@ impl Hub {
         input: Bytes,
         deadline: Instant,
         eligible: Eligible<'_>,
+        hop: Hop,
     ) -> Result<Answer, ApiError> {
+        // The tree's identity, parsed before a slot is taken.
+        let acting = match (&hop.place, hop.acting) {
+            (Some(place), None) => Some(Caller::acting(&place.acting)?),
+            (_, acting) => acting,
+        };
         let worker = self
-            .acquire(function, &target, requires, deadline, eligible)
+            .acquire(function, &target, requires, deadline, eligible, hop.nested)
             .await?;
         let deadline = Instant::now() + Duration::from_millis(target.limits().timeout_ms);
+        // A call that may call further is registered here, where its worker is and
+        // its nested calls come back to: its worker gets a token for them.
+        let registered = match (hop.place, acting, &target) {
+            (Some(place), Some(acting), Target::Remote { .. }) => {
+                let slot = Box::new(Lent {
+                    worker: worker.clone(),
+                    freed: self.freed.clone(),
+                });
+                Some(self.trees.register(place, acting, deadline, slot))
+            }
+            _ => None,
+        };
+        let (token, _registered) = registered.unzip();
         let call = worker.next_call.fetch_add(1, Ordering::Relaxed);
         let msg = match target {
             Target::Hosted(hosted) => {
@@ -691,12 +739,15 @@ impl Hub {
                 limits,
                 profile,
                 invocation,
+                traceparent,
             } => ServerMsg::Call {
                 call,
                 function,
                 limits,
                 profile,
                 invocation,
+                token,
+                traceparent,
                 input,
             },
         };
@@ -755,9 +806,10 @@ impl Hub {
         requires: &BTreeMap<String, String>,
         deadline: Instant,
         eligible: Eligible<'_>,
+        nested: bool,
     ) -> Result<Arc<Worker>, ApiError> {
         // The common case, a worker with room, registers no waiter.
-        if let Some(w) = self.try_acquire(function, target, requires, eligible)? {
+        if let Some(w) = self.try_acquire(function, target, requires, eligible, nested)? {
             return Ok(w);
         }
         let waiting = self.freed.waiting();
@@ -765,7 +817,7 @@ impl Hub {
             // Registered before looking again, so a slot freed in between is seen.
             let mut freed = pin!(waiting.notified());
             freed.as_mut().enable();
-            if let Some(w) = self.try_acquire(function, target, requires, eligible)? {
+            if let Some(w) = self.try_acquire(function, target, requires, eligible, nested)? {
                 return Ok(w);
             }
             if timeout_at(deadline, freed).await.is_err() {
@@ -787,8 +839,9 @@ impl Hub {
         target: &Target,
         requires: &BTreeMap<String, String>,
         eligible: Eligible<'_>,
+        nested: bool,
     ) -> Result<Option<Arc<Worker>>, ApiError> {
-        match self.pick(target, requires, eligible) {
+        match self.pick(target, requires, eligible, nested) {
             Pick::Worker(w) => Ok(Some(w)),
             Pick::Busy => Ok(None),
             Pick::NoneConnected => Err(no_worker(function, target, requires)),
@@ -807,13 +860,14 @@ impl Hub {
         target: &Target,
         requires: &BTreeMap<String, String>,
         eligible: Eligible<'_>,
+        nested: bool,
     ) -> Pick {
         let workers = self.workers.read().expect("workers lock");
         let (mut suitable, mut failed) = (0, Vec::new());
         // Of each kind with room, how many, and the first.
         let mut kinds = [(Fit::Ready, 0, None), (Fit::Cold, 0, None)];
         for w in workers.iter() {
-            match w.fit(target, requires, eligible) {
+            match w.fit(target, requires, eligible, nested) {
                 Fit::Unsuitable => continue,
                 Fit::Failed(error) => failed.push(WorkerFailure {
                     worker: w.name.clone(),
@@ -833,7 +887,7 @@ impl Hub {
             let Some(first) = first else { continue };
             // The only one of its kind needs no second look at the workers.
             if count == 1 {
-                if first.try_reserve() {
+                if first.try_reserve(nested) {
                     return Pick::Worker(first.clone());
                 }
                 continue;
@@ -842,11 +896,11 @@ impl Hub {
             let of_kind = || {
                 workers
                     .iter()
-                    .filter(|w| w.fit(target, requires, eligible) == fit)
+                    .filter(|w| w.fit(target, requires, eligible, nested) == fit)
             };
             let skip = turn % count;
             for w in of_kind().skip(skip).chain(of_kind().take(skip)) {
-                if w.try_reserve() {
+                if w.try_reserve(nested) {
                     return Pick::Worker(w.clone());
                 }
             }
@@ -880,6 +934,7 @@ impl Worker {
         target: &Target,
         requires: &BTreeMap<String, String>,
         eligible: Eligible<'_>,
+        nested: bool,
     ) -> Fit {
         if !self.suits(target, eligible, requires) {
             return Fit::Unsuitable;
@@ -890,7 +945,9 @@ impl Worker {
         };
         match state {
             Some(CodeState::Failed(e)) => Fit::Failed(e),
-            _ if self.in_flight.load(Ordering::Acquire) >= self.capacity => Fit::Full,
+            _ if self.busy(self.in_flight.load(Ordering::Acquire), nested) >= self.capacity => {
+                Fit::Full
+            }
             Some(CodeState::Ready) => Fit::Ready,
             _ => Fit::Cold,
         }
@@ -992,6 +1049,23 @@ impl Drop for CancelOnDrop<'_> {
             let _ = self.worker.tx.send(ServerMsg::Cancel { call: self.call });
             self.freed.signal();
         }
+    }
+}
+
+/// A call's slot on its worker, lent to its nested calls while it waits for them.
+struct Lent {
+    worker: Arc<Worker>,
+    freed: Arc<Freed>,
+}
+
+impl Slot for Lent {
+    fn lend(&self) {
+        self.worker.lent.fetch_add(1, Ordering::AcqRel);
+        self.freed.signal();
+    }
+
+    fn reclaim(&self) {
+        self.worker.lent.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -1132,7 +1206,14 @@ mod tests {
     async fn hub_beating(beat: Duration) -> (Arc<Hub>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
-        (Arc::new(Hub::new(Arc::new(store), beat)), dir)
+        (
+            Arc::new(Hub::new(
+                Arc::new(store),
+                beat,
+                Arc::new(Trees::new(Default::default())),
+            )),
+            dir,
+        )
     }
 
     fn none() -> &'static BTreeMap<String, String> {
@@ -1217,6 +1298,7 @@ mod tests {
                 Bytes::new(),
                 soon(),
                 &any,
+                Hop::default(),
             )
             .await
             .unwrap_err();
@@ -1231,7 +1313,15 @@ mod tests {
         let mut cold = FakeWorker::join(&hub, "cold", 4, vec![]).await;
         let mut warm = FakeWorker::join(&hub, "warm", 4, vec![d]).await;
         for _ in 0..4 {
-            let call = hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any);
+            let call = hub.call(
+                function(),
+                hosted(d),
+                none(),
+                Bytes::new(),
+                soon(),
+                &any,
+                Hop::default(),
+            );
             let (answer, ()) = tokio::join!(call, warm.answer("ok"));
             assert_eq!(answer.unwrap().worker, "warm");
         }
@@ -1249,8 +1339,24 @@ mod tests {
         let mut b = FakeWorker::join(&hub, "b", 4, vec![]).await;
         let two_calls = async {
             tokio::join!(
-                hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any),
-                hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any),
+                hub.call(
+                    function(),
+                    hosted(d),
+                    none(),
+                    Bytes::new(),
+                    soon(),
+                    &any,
+                    Hop::default()
+                ),
+                hub.call(
+                    function(),
+                    hosted(d),
+                    none(),
+                    Bytes::new(),
+                    soon(),
+                    &any,
+                    Hop::default()
+                ),
             )
         };
         // Each worker must receive one of the two calls for both to be answered.
@@ -1268,8 +1374,16 @@ mod tests {
         let first = {
             let hub = hub.clone();
             tokio::spawn(async move {
-                hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any)
-                    .await
+                hub.call(
+                    function(),
+                    hosted(d),
+                    none(),
+                    Bytes::new(),
+                    soon(),
+                    &any,
+                    Hop::default(),
+                )
+                .await
             })
         };
         // The first call occupies the only slot…
@@ -1280,7 +1394,15 @@ mod tests {
         // …so a second call with a short deadline gives up with no_worker.
         let deadline = Instant::now() + Duration::from_millis(50);
         let e = hub
-            .call(function(), hosted(d), none(), Bytes::new(), deadline, &any)
+            .call(
+                function(),
+                hosted(d),
+                none(),
+                Bytes::new(),
+                deadline,
+                &any,
+                Hop::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
@@ -1310,8 +1432,16 @@ mod tests {
         let call = |requires: BTreeMap<String, String>| {
             let hub = hub.clone();
             tokio::spawn(async move {
-                hub.call(function(), hosted(d), &requires, Bytes::new(), later, &any)
-                    .await
+                hub.call(
+                    function(),
+                    hosted(d),
+                    &requires,
+                    Bytes::new(),
+                    later,
+                    &any,
+                    Hop::default(),
+                )
+                .await
             })
         };
         // Both workers busy; then a call for b waits, then one for a.
@@ -1346,8 +1476,16 @@ mod tests {
         let call = || {
             let hub = hub.clone();
             tokio::spawn(async move {
-                hub.call(function(), hosted(d), none(), Bytes::new(), later, &any)
-                    .await
+                hub.call(
+                    function(),
+                    hosted(d),
+                    none(),
+                    Bytes::new(),
+                    later,
+                    &any,
+                    Hop::default(),
+                )
+                .await
             })
         };
         let _first = call();
@@ -1376,8 +1514,16 @@ mod tests {
         let call = {
             let hub = hub.clone();
             tokio::spawn(async move {
-                hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any)
-                    .await
+                hub.call(
+                    function(),
+                    hosted(d),
+                    none(),
+                    Bytes::new(),
+                    soon(),
+                    &any,
+                    Hop::default(),
+                )
+                .await
             })
         };
         assert!(matches!(
@@ -1404,7 +1550,15 @@ mod tests {
         } = broken;
         drop(from_server);
         for _ in 0..4 {
-            let call = hub.call(function(), hosted(d), none(), Bytes::new(), soon(), &any);
+            let call = hub.call(
+                function(),
+                hosted(d),
+                none(),
+                Bytes::new(),
+                soon(),
+                &any,
+                Hop::default(),
+            );
             let (answer, ()) = tokio::join!(call, fine.answer("ok"));
             assert_eq!(answer.unwrap().worker, "fine");
         }
@@ -1446,7 +1600,15 @@ mod tests {
             WorkerCodeStatus::Failed
         );
         let e = hub
-            .call(function(), hosted(d), none(), Bytes::new(), soon(), &any)
+            .call(
+                function(),
+                hosted(d),
+                none(),
+                Bytes::new(),
+                soon(),
+                &any,
+                Hop::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);

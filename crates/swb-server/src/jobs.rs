@@ -2,12 +2,13 @@
 //! runs them like invokes, and records exactly one result per job.
 
 use crate::App;
-use crate::api::{Origin, callable, perform};
+use crate::api::{CallOptions, Origin, Parent, callable, perform};
 use crate::auth::Caller;
 use crate::cluster::Change;
 use crate::error::{AppResult, store_error};
 use crate::extract::{Json, MAX_PAGE, Path, Query, cursor, page_limit};
 use crate::openapi::Uuid;
+use crate::tree::Acting;
 use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -218,6 +219,12 @@ async fn run(app: &App, row: JobRow) -> JobFinish {
         }
         (None, None) => Ok(Bytes::new()),
     };
+    // Nested calls act for whoever submitted the job (`None`: it may make none).
+    let acting = row
+        .acting
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<Acting>(a).ok())
+        .and_then(|a| Caller::acting(&a).ok());
     let cancel = Arc::new(Notify::new());
     app.jobs.running.lock().expect("running lock").insert(
         job.id.clone(),
@@ -232,8 +239,12 @@ async fn run(app: &App, row: JobRow) -> JobFinish {
         &job.function,
         &route,
         input,
-        row.profile.as_deref(),
-        row.timeout_ms,
+        CallOptions {
+            profile: row.profile.as_deref(),
+            timeout_ms: row.timeout_ms,
+            trace: None,
+        },
+        Parent::Root(acting),
     );
     let done = tokio::select! {
         done = call => Some(done),
@@ -392,10 +403,20 @@ async fn validate(app: &App, caller: &Caller, req: SubmitJob) -> Result<NewJob, 
         max_attempts,
         timeout_ms: req.timeout_ms,
         created_at: now_ms(),
+        // Kept only where nested calls may need it.
+        acting: (!route.version.calls.is_empty())
+            .then(|| serde_json::to_string(&Acting::of(caller)).expect("acting serializes")),
     })
 }
 
 async fn submit(app: &App, caller: &Caller, reqs: Vec<SubmitJob>) -> AppResult<Vec<JobAccepted>> {
+    if caller.call.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a call token makes nested calls, not jobs (a job would outlive its call)",
+        )
+        .into());
+    }
     let mut jobs = Vec::with_capacity(reqs.len());
     for req in reqs {
         jobs.push(validate(app, caller, req).await?);

@@ -20,6 +20,7 @@ mod openapi;
 mod recorder;
 mod routes;
 mod sessions;
+mod tree;
 mod ws;
 
 pub use api::{openapi_document, routes};
@@ -27,6 +28,7 @@ pub use auth::{Authenticator, Caller, issue_token};
 pub use config::{Config, hostname};
 pub use conn::HttpLimits;
 pub use hub::{FromWorker, Hub, ToWorker, from_channel};
+pub use tree::{MAX_DEPTH_CAP, TreeLimits};
 
 use anyhow::Context;
 use std::future::Future;
@@ -163,15 +165,16 @@ impl Server {
         let (cluster, links) = cluster.unzip();
         let (jobs, finishes) = jobs::JobQueue::new();
         let openapi = api::openapi_document(&config).to_string().into();
+        let trees = Arc::new(tree::Trees::new(config.trees));
         let app = Arc::new(App {
             openapi,
             acl,
             blobs,
             bodies: budget::BodyBudget::new(config.max_body_memory_bytes),
             jobs,
-            hub: Arc::new(Hub::new(store.clone(), config.heartbeat)),
+            hub: Arc::new(Hub::new(store.clone(), config.heartbeat, trees.clone())),
             routes: routes::Routes::new(store.clone(), &config),
-            auth: Authenticator::new(store.clone()),
+            auth: Authenticator::new(store.clone(), trees),
             metrics: metrics::handle(),
             recorder,
             store,

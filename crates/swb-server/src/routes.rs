@@ -129,6 +129,7 @@ impl Routes {
                 limits,
                 profile: None,
                 invocation: None,
+                traceparent: None,
             },
         };
         Ok(Route {

@@ -159,6 +159,7 @@ impl App {
                 self.config.max_timeout_ms
             )));
         }
+        let calls = crate::api::declared_calls(served.calls.clone())?;
         let existing = self.store.function(function).await.map_err(store_error)?;
         if let Some(row) = &existing {
             if row.kind == FunctionKind::Hosted {
@@ -178,6 +179,7 @@ impl App {
             if active.interface == served.interface
                 && active.idempotent == served.idempotent
                 && active.limits.timeout_ms == timeout_ms
+                && active.calls == calls
             {
                 return Ok(());
             }
@@ -211,6 +213,7 @@ impl App {
                     env: Default::default(),
                     requires: Default::default(),
                     idempotent: served.idempotent,
+                    calls,
                     created_at: 0,
                 },
             )

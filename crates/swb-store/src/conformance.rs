@@ -25,6 +25,7 @@ pub fn hosted(digest: Digest, description: &str) -> VersionInfo {
         env: Default::default(),
         requires: Default::default(),
         idempotent: false,
+        calls: vec![],
         created_at: 0,
     }
 }
@@ -250,7 +251,57 @@ fn record(id: &str, function: &str, outcome: Outcome) -> InvocationRecord {
             Outcome::Ok(_) => None,
         },
         stderr_tail: "tail".into(),
+        tree: None,
     }
+}
+
+/// A call tree's records come back together, in order, from every function's
+/// batches; records of other trees and of before the root are left out.
+pub async fn invocation_trees(store: &dyn Store) {
+    use swb_api::CallPlace;
+    let place = |parent: &str, depth: u32| CallPlace {
+        root: "t1".into(),
+        parent: parent.into(),
+        depth,
+        via: f("alice/f"),
+        acting_for: "a@example.com".into(),
+        trace: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+    };
+    let mut root = record("t1", "alice/f", Outcome::OK);
+    root.tree = None;
+    let mut child = record("t2", "bob/g", Outcome::OK);
+    child.tree = Some(place("t1", 1));
+    let mut grandchild = record(
+        "t4",
+        "alice/f",
+        Outcome::Error(ErrorCode::CallDepthExceeded),
+    );
+    grandchild.tree = Some(place("t2", 2));
+    let mut other = record("t3", "bob/g", Outcome::OK);
+    other.tree = Some(CallPlace {
+        root: "t0".into(),
+        ..place("t0", 1)
+    });
+    let before = record("t0", "alice/f", Outcome::OK);
+    store
+        .record_invocations(&[before, root, other, grandchild])
+        .await
+        .unwrap();
+    store.record_invocations(&[child]).await.unwrap();
+    let tree = store.invocation_tree("t1", "t9", 100).await.unwrap();
+    let ids: Vec<_> = tree.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["t1", "t2", "t4"]);
+    assert_eq!(tree[2].tree, Some(place("t2", 2)));
+    assert_eq!(tree[1].function, f("bob/g"));
+    // Bounded by `until` and by `limit`.
+    assert_eq!(
+        store.invocation_tree("t1", "t3", 100).await.unwrap().len(),
+        2
+    );
+    assert_eq!(store.invocation_tree("t1", "t9", 1).await.unwrap().len(), 1);
+    // The record read alone has its place too.
+    let read = store.invocation("t4").await.unwrap().unwrap();
+    assert_eq!(read.tree.unwrap().depth, 2);
 }
 
 pub async fn invocations(store: &dyn Store) {
@@ -637,6 +688,7 @@ pub async fn concurrent_claims(store: &dyn Store) {
             max_attempts: 1,
             timeout_ms: None,
             created_at: 1,
+            acting: None,
         })
         .collect();
     store.submit_jobs(&jobs).await.unwrap();
@@ -680,6 +732,7 @@ pub async fn job_batches(store: &dyn Store) {
             max_attempts: 1,
             timeout_ms: None,
             created_at: 1,
+            acting: None,
         })
         .collect();
     let out = store.submit_jobs(&jobs).await.unwrap();
@@ -747,6 +800,7 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
         max_attempts: 3,
         timeout_ms: Some(1000),
         created_at: 1,
+        acting: Some("{\"who\":1}".into()),
     };
     let out = store
         .submit_jobs(&[job("j1", Some("k")), job("j2", None), job("j3", None)])
@@ -780,6 +834,8 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
             .collect::<Vec<_>>(),
         ["j1", "j2"]
     );
+    // Whom a job acts for comes back with its claim.
+    assert_eq!(claimed[0].acting.as_deref(), Some("{\"who\":1}"));
     assert!(
         claimed
             .iter()
@@ -1055,6 +1111,11 @@ macro_rules! conformance_suite {
             async fn job_batches() {
                 let (store, _guard) = $make;
                 super::job_batches(&store).await;
+            }
+            #[tokio::test]
+            async fn invocation_trees() {
+                let (store, _guard) = $make;
+                super::invocation_trees(&store).await;
             }
             #[tokio::test]
             async fn jobs_blobs_profiles() {

@@ -30,7 +30,7 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: String,
     pub email: String,
@@ -126,6 +126,8 @@ pub struct NewJob {
     pub max_attempts: u32,
     pub timeout_ms: Option<u64>,
     pub created_at: i64,
+    /// Whom the job's nested calls act for (opaque JSON, the server's).
+    pub acting: Option<String>,
 }
 
 /// A job with what running it needs.
@@ -133,6 +135,8 @@ pub struct NewJob {
 pub struct JobRow {
     pub job: Job,
     pub owner_id: String,
+    /// Whom the job's nested calls act for, as submitted.
+    pub acting: Option<String>,
     pub input: Option<Bytes>,
     pub input_blob: Option<Digest>,
     pub profile: Option<String>,
@@ -322,6 +326,15 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first.
     async fn invocations(&self, query: &InvocationQuery) -> Result<Vec<InvocationRecord>>;
     async fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>>;
+    /// The records of a call tree: the root `root` and every nested call under it
+    /// whose record id is at most `until` (a call tree's records are no newer than
+    /// its root's end), oldest first, at most `limit`.
+    async fn invocation_tree(
+        &self,
+        root: &str,
+        until: &str,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>>;
     /// Keeps the newest `keep` records, returns how many were removed.
     async fn prune_invocations(&self, keep: u64) -> Result<u64>;
 }

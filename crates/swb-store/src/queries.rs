@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 use std::collections::{HashMap, HashSet};
 use swb_api::timestamp::now_ms;
 use swb_api::{
-    ApiError, AuditEvent, BlobInfo, Digest, ErrorCode, FunctionKind, FunctionRef, FunctionSummary,
+    ApiError, AuditEvent, BlobInfo, CallPlace, Digest, ErrorCode, FunctionKind, FunctionRef, FunctionSummary,
     InvocationRecord, Job, JobStatus, Namespace, Outcome, ProfileInfo, Role, VersionInfo,
 };
 
@@ -30,24 +30,71 @@ const ROWS_PER_STATEMENT: usize = 1_000;
 /// Batches read at a time when listing invocation records.
 const BATCH_PAGE: i64 = 16;
 
-/// An invocation record as its batch stores it (the function is the batch's):
-/// id, version, worker, started_at, duration_us, outcome, error, stderr_tail.
-type StoredRecord = (
-    String,
-    Option<u32>,
-    Option<String>,
-    i64,
-    u64,
-    Outcome,
-    Option<ApiError>,
-    String,
-);
+/// An invocation record as its batch stores it (the function is the batch's), an
+/// array: id, version, worker, started_at, duration_us, outcome, error, stderr_tail
+/// and, for a nested call only, its place in the call tree (batches written before
+/// call trees existed have eight elements).
+struct StoredRecord {
+    id: String,
+    version: Option<u32>,
+    worker: Option<String>,
+    started_at: i64,
+    duration_us: u64,
+    outcome: Outcome,
+    error: Option<ApiError>,
+    stderr_tail: String,
+    tree: Option<CallPlace>,
+}
+
+impl<'de> serde::Deserialize<'de> for StoredRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = StoredRecord;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a stored invocation record (an array of 8 or 9 elements)")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<StoredRecord, A::Error> {
+                use serde::de::Error;
+                let mut n = 0;
+                let mut next = || {
+                    n += 1;
+                    n
+                };
+                macro_rules! field {
+                    () => {{
+                        let i = next();
+                        seq.next_element()?
+                            .ok_or_else(|| A::Error::invalid_length(i - 1, &self))?
+                    }};
+                }
+                Ok(StoredRecord {
+                    id: field!(),
+                    version: field!(),
+                    worker: field!(),
+                    started_at: field!(),
+                    duration_us: field!(),
+                    outcome: field!(),
+                    error: field!(),
+                    stderr_tail: field!(),
+                    tree: seq.next_element::<Option<CallPlace>>()?.flatten(),
+                })
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
 
 fn encode_batch(records: &[&InvocationRecord]) -> String {
     let rows: Vec<_> = records
         .iter()
         .map(|r| {
-            (
+            let head = (
                 &r.id,
                 r.version,
                 &r.worker,
@@ -56,7 +103,12 @@ fn encode_batch(records: &[&InvocationRecord]) -> String {
                 r.outcome,
                 &r.error,
                 &r.stderr_tail,
-            )
+            );
+            let mut row = serde_json::to_value(head).expect("records serialize");
+            if let (Some(tree), Some(row)) = (&r.tree, row.as_array_mut()) {
+                row.push(serde_json::to_value(tree).expect("records serialize"));
+            }
+            row
         })
         .collect();
     serde_json::to_string(&rows).expect("records serialize")
@@ -70,21 +122,18 @@ fn decode_batch(row: &DbRow) -> Result<Vec<InvocationRecord>> {
     let records: Vec<StoredRecord> = serde_json::from_str(&body).map_err(corrupt)?;
     Ok(records
         .into_iter()
-        .map(
-            |(id, version, worker, started_at, duration_us, outcome, error, stderr_tail)| {
-                InvocationRecord {
-                    id,
-                    function: function.clone(),
-                    version,
-                    worker,
-                    started_at,
-                    duration_us,
-                    outcome,
-                    error,
-                    stderr_tail,
-                }
-            },
-        )
+        .map(|r| InvocationRecord {
+            id: r.id,
+            function: function.clone(),
+            version: r.version,
+            worker: r.worker,
+            started_at: r.started_at,
+            duration_us: r.duration_us,
+            outcome: r.outcome,
+            error: r.error,
+            stderr_tail: r.stderr_tail,
+            tree: r.tree,
+        })
         .collect())
 }
 
@@ -158,6 +207,7 @@ fn job_from_row(row: &DbRow) -> Result<JobRow> {
             finished_at: row.try_get("finished_at")?,
         },
         owner_id: row.try_get("owner_id")?,
+        acting: row.try_get("acting")?,
         input: input.map(Bytes::from),
         input_blob: digest(text("input_blob")?)?,
         profile: text("profile")?,
@@ -665,7 +715,8 @@ impl Store for Backend {
         for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::<Db>::new(
                 "INSERT INTO jobs (id, owner_id, function, namespace, version, input, input_blob,
-                 profile, idempotency_key, status, max_attempts, timeout_ms, run_after, created_at) ",
+                 profile, idempotency_key, status, max_attempts, timeout_ms, run_after, created_at,
+                 acting) ",
             );
             qb.push_values(chunk, |mut row, j| {
                 row.push_bind(j.id.as_str())
@@ -681,7 +732,8 @@ impl Store for Backend {
                     .push_bind(j.max_attempts as i64)
                     .push_bind(j.timeout_ms.map(|t| t as i64))
                     .push_bind(j.created_at)
-                    .push_bind(j.created_at);
+                    .push_bind(j.created_at)
+                    .push_bind(j.acting.as_deref());
             });
             qb.push(
                 " ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL
@@ -1320,6 +1372,36 @@ impl Store for Backend {
             }
         }
         Ok(None)
+    }
+
+    async fn invocation_tree(
+        &self,
+        root: &str,
+        until: &str,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>> {
+        // Every call of a tree starts after its root and ends before it: the batches
+        // holding them overlap the root's lifetime.
+        let mut rows = sqlx::query(
+            "SELECT function, body FROM invocation_batches WHERE last_id >= $1 AND first_id <= $2",
+        )
+        .bind(root)
+        .bind(until)
+        .fetch(&self.pool);
+        let mut found = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            found.extend(decode_batch(&row)?.into_iter().filter(|r| {
+                r.id.as_str() <= until
+                    && (r.id == root || r.tree.as_ref().is_some_and(|t| t.root == root))
+            }));
+            if found.len() > limit {
+                break;
+            }
+        }
+        found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        found.dedup_by(|a, b| a.id == b.id);
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn prune_invocations(&self, keep: u64) -> Result<u64> {

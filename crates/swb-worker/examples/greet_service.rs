@@ -4,7 +4,11 @@
 //! SWB_URL=http://127.0.0.1:7070 SWB_TOKEN=$(cat .swb/admin.token) \
 //!   cargo run -p swb-worker --example greet_service
 //! swb fn invoke admin/greet-remote '{"name":"Ada"}'
+//! swb fn invoke admin/greet-remote-all '{"names":["Ada","Grace"]}'
 //! ```
+//!
+//! The second function calls the first through the platform (`ctx.call`): a nested
+//! call, declared, recorded under its caller (`swb inv tree`).
 //!
 //! The function's JSON Schemas are generated from the input and output types, so the
 //! server rejects bad input before it reaches the handler. Set `SWB_FUNCTION` to serve
@@ -21,14 +25,20 @@ struct GreetIn {
     excited: bool,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 struct GreetOut {
     greeting: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct GreetAllIn {
+    names: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let function = std::env::var("SWB_FUNCTION").unwrap_or_else(|_| "admin/greet-remote".into());
+    let callee = function.clone();
     swb_worker::sdk::Service::new("greet-service")
         .function(
             &function,
@@ -41,6 +51,25 @@ async fn main() -> anyhow::Result<()> {
                 Ok(GreetOut {
                     greeting: format!("Hello, {}{mark}", input.name),
                 })
+            },
+        )?
+        .function_calling(
+            &format!("{function}-all"),
+            "Greets everyone, one nested call each",
+            &[&function],
+            move |ctx, input: GreetAllIn| {
+                let callee = callee.clone();
+                async move {
+                    let mut greetings = Vec::new();
+                    for name in input.names {
+                        let input = serde_json::json!({ "name": name }).to_string();
+                        let out = ctx.call(&callee, input).await.map_err(|e| e.to_string())?;
+                        let out: GreetOut =
+                            serde_json::from_slice(&out).map_err(|e| e.to_string())?;
+                        greetings.push(out.greeting);
+                    }
+                    Ok::<_, String>(greetings)
+                }
             },
         )?
         .run_from_env()

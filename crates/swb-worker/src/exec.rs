@@ -104,6 +104,17 @@ impl Handler for Exec {
         if let Some(id) = &ctx.invocation {
             command.env("SWB_CALL_ID", id);
         }
+        if let Some(traceparent) = &ctx.traceparent {
+            command.env("TRACEPARENT", traceparent);
+        }
+        // Nested calls: `swb fn invoke` (or curl) in the command is part of this call.
+        // Otherwise the command gets no token at all (not the worker's own).
+        match &ctx.platform {
+            Some(platform) => command
+                .env("SWB_URL", platform.base_url())
+                .env("SWB_TOKEN", platform.token()),
+            None => command.env_remove("SWB_URL").env_remove("SWB_TOKEN"),
+        };
         command
             .args(&self.args)
             .stdin(Stdio::piped())

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use swb_api::protocol::CallLimits;
-use swb_api::{ApiError, FunctionRef};
+use swb_api::{ApiError, ErrorCode, FunctionRef};
 
 /// What a handler knows about the call it serves.
 #[derive(Debug, Clone)]
@@ -15,6 +15,41 @@ pub struct CallContext {
     pub profile: Option<serde_json::Value>,
     /// The id of the call's invocation record (`swb inv show <id>`).
     pub invocation: Option<String>,
+    /// The call's W3C `traceparent`: its tree's trace, its own span.
+    pub traceparent: Option<String>,
+    /// The server, holding this call's token for nested calls: present when the
+    /// function's version declares functions it calls (`calls`).
+    pub platform: Option<swb_client::Client>,
+}
+
+impl CallContext {
+    /// Calls another catalog function through the platform, as part of this call's
+    /// tree: it acts for this call's caller, may call only what the version declared,
+    /// and has no more time than this call has left. Its failure is a value.
+    pub async fn call(&self, function: &str, input: impl Into<Bytes>) -> Result<Bytes, ApiError> {
+        let function: FunctionRef = function
+            .parse()
+            .map_err(|e| ApiError::invalid_input(format!("bad function name {function:?}: {e}")))?;
+        let platform = self.platform.as_ref().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{} declares no functions it calls; serve it with `calls` naming {function}",
+                    self.function
+                ),
+            )
+        })?;
+        match platform.invoke(&function, None, input).await {
+            Ok(invocation) => Ok(invocation.output),
+            Err(e) => Err(match e.error {
+                swb_client::ClientError::Api(e) => e,
+                other => ApiError::new(
+                    ErrorCode::WorkerLost,
+                    format!("nested call of {function} failed: {other}"),
+                ),
+            }),
+        }
+    }
 }
 
 /// A call's outcome: the output, or an error from the error table, and the tail of

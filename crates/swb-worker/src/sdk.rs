@@ -50,16 +50,16 @@ where
     I: DeserializeOwned + Send + 'static,
     O: Serialize + Send + 'static,
     E: std::fmt::Display + Send + 'static,
-    F: Fn(I) -> Fut + Send + Sync + 'static,
+    F: Fn(CallContext, I) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<O, E>> + Send + 'static,
 {
-    async fn call(&self, _ctx: CallContext, input: Bytes) -> Reply {
+    async fn call(&self, ctx: CallContext, input: Bytes) -> Reply {
         // The server validated the input against the schema generated from `I`.
         let input: I = match serde_json::from_slice(&input) {
             Ok(i) => i,
             Err(e) => return Reply::error(ApiError::invalid_input(format!("bad input: {e}"))),
         };
-        match (self.f)(input).await {
+        match (self.f)(ctx, input).await {
             Ok(out) => match serde_json::to_vec(&out) {
                 Ok(bytes) => Reply::ok(bytes),
                 Err(e) => Reply::error(ApiError::new(ErrorCode::Internal, e.to_string())),
@@ -100,7 +100,7 @@ impl Service {
     /// Serves `function` (`ns/name`) with a typed handler; the interface (JSON Schemas
     /// of input and output) is generated from the types.
     pub fn function<I, O, E, F, Fut>(
-        mut self,
+        self,
         function: &str,
         description: &str,
         f: F,
@@ -112,7 +112,31 @@ impl Service {
         F: Fn(I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, E>> + Send + 'static,
     {
+        self.function_calling(function, description, &[], move |_, i| f(i))
+    }
+
+    /// Serves `function` with a typed handler that also gets its call's context and
+    /// may call the functions in `calls` (`ns/name`) through it:
+    /// `ctx.call("alice/add", input).await`.
+    pub fn function_calling<I, O, E, F, Fut>(
+        mut self,
+        function: &str,
+        description: &str,
+        calls: &[&str],
+        f: F,
+    ) -> anyhow::Result<Self>
+    where
+        I: DeserializeOwned + JsonSchema + Send + 'static,
+        O: Serialize + JsonSchema + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+        F: Fn(CallContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+    {
         let function: FunctionRef = function.parse()?;
+        let calls = calls
+            .iter()
+            .map(|c| c.parse())
+            .collect::<Result<Vec<FunctionRef>, _>>()?;
         let interface = Interface {
             input: Some(serde_json::to_value(schemars::schema_for!(I))?),
             output: Some(serde_json::to_value(schemars::schema_for!(O))?),
@@ -129,6 +153,7 @@ impl Service {
                 replace: true,
                 idempotent: false,
                 timeout_ms: None,
+                calls,
             },
             Arc::new(handler),
         ));

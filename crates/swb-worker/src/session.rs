@@ -11,7 +11,7 @@ use swb_api::protocol::{
 };
 use swb_api::{ApiError, CacheStats, Digest, ErrorCode, FunctionRef};
 use swb_runtime::{CallRequest, CallResult, Runtime, RuntimeConfig};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::timeout;
 
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,8 +31,9 @@ pub fn cpus() -> u32 {
 pub struct WorkerConfig {
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    /// Calls held at once: the server sends no more. Remote calls run as they come;
-    /// Wasm calls run at most [`GUESTS_PER_CPU`] × CPUs at once.
+    /// Calls held at once: the server sends no more, except nested calls taking the
+    /// slots of calls that wait for them. Remote calls run as they come; Wasm calls
+    /// run at most [`GUESTS_PER_CPU`] × CPUs at once.
     pub capacity: u32,
     /// Run hosted (Wasm) functions.
     pub wasm: bool,
@@ -64,8 +65,8 @@ struct Shared {
     runtime: Option<Arc<Runtime>>,
     handlers: HashMap<FunctionRef, Arc<dyn Handler>>,
     out: mpsc::Sender<WorkerMsg>,
-    /// Remote calls running (the capacity; the runtime bounds the guests running).
-    slots: Semaphore,
+    /// The server this session is with, for handlers' nested calls.
+    platform: Option<swb_client::Client>,
     in_flight: AtomicU32,
     /// Calls received and not yet answered (running or waiting for a slot).
     outstanding: AtomicU32,
@@ -114,11 +115,13 @@ impl Worker {
     /// Runs one session (messages go out on `out`, come in from `inbox`) until it
     /// closes, is refused, or `shutdown` resolves (running calls are then allowed to
     /// finish).
+    /// `server` is the server's URL, through which handlers make nested calls.
     pub async fn session(
         &self,
         out: mpsc::Sender<WorkerMsg>,
         mut inbox: impl futures_util::Stream<Item = ServerMsg> + Unpin,
         shutdown: impl std::future::Future<Output = ()>,
+        server: Option<&str>,
     ) -> SessionEnd {
         let hello = WorkerMsg::Hello {
             protocol: PROTOCOL_VERSION,
@@ -160,7 +163,7 @@ impl Worker {
                 .map(|(f, h)| (f.function.clone(), h.clone()))
                 .collect(),
             out,
-            slots: Semaphore::new(self.config.capacity as usize),
+            platform: server.map(|url| swb_client::Client::new(url, "")),
             in_flight: AtomicU32::new(0),
             outstanding: AtomicU32::new(0),
             idle: Notify::new(),
@@ -225,6 +228,8 @@ impl Shared {
                 limits,
                 profile,
                 invocation,
+                token,
+                traceparent,
                 input,
             } => {
                 let cancel = self.accept(call);
@@ -234,6 +239,11 @@ impl Shared {
                     limits,
                     profile,
                     invocation,
+                    traceparent,
+                    platform: token.and_then(|t| {
+                        let platform = self.platform.as_ref()?;
+                        Some(platform.with_token(t.expose()))
+                    }),
                 };
                 tokio::spawn(async move {
                     let run = shared.run_remote(ctx, input);
@@ -304,11 +314,8 @@ impl Shared {
 
     async fn run_remote(&self, ctx: CallContext, input: Bytes) -> Timed {
         let limits = ctx.limits;
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
+        // No semaphore here: the server sends no more calls than the capacity, except
+        // nested calls using the slots of calls waiting for them (which must run).
         let _running = Running::new(&self.in_flight);
         let started = std::time::Instant::now();
         let mut reply = match self.handlers.get(&ctx.function) {

@@ -90,7 +90,7 @@ pub async fn run(
         turn += 1;
         let attempt = async {
             match connect(url, token).await {
-                Ok(socket) => Ok(serve(worker, socket, stopped(stop_rx.clone())).await),
+                Ok(socket) => Ok(serve(worker, socket, server, stopped(stop_rx.clone())).await),
                 Err(e) => Err(e),
             }
         };
@@ -187,7 +187,12 @@ async fn connect(url: &str, token: &str) -> Result<Socket, ConnectError> {
 }
 
 /// Bridges a WebSocket to a session's channels.
-async fn serve(worker: &Worker, socket: Socket, shutdown: impl Future<Output = ()>) -> SessionEnd {
+async fn serve(
+    worker: &Worker,
+    socket: Socket,
+    server: &str,
+    shutdown: impl Future<Output = ()>,
+) -> SessionEnd {
     let (sink, stream) = socket.split();
     let (out, outbox) = mpsc::channel::<WorkerMsg>(256);
     let open = Arc::new(OpenCalls::default());
@@ -216,7 +221,7 @@ async fn serve(worker: &Worker, socket: Socket, shutdown: impl Future<Output = (
             }
         });
     let end = worker
-        .session(out, std::pin::pin!(from_server), shutdown)
+        .session(out, std::pin::pin!(from_server), shutdown, Some(server))
         .await;
     let _ = writer.await;
     end

@@ -70,6 +70,10 @@ pub struct DeployArgs {
     /// Calls are safe to repeat: retry once on another worker if one is lost
     #[arg(long)]
     idempotent: bool,
+    /// A function (ns/name) this one may call through the platform (repeatable);
+    /// nested calls of any other are refused
+    #[arg(long = "calls", value_name = "FUNCTION")]
+    calls: Vec<FunctionRef>,
 }
 
 /// A function's published interface, from files.
@@ -128,6 +132,9 @@ pub struct LogsArgs {
 pub enum InvCmd {
     /// Show one invocation: outcome, error, duration, worker and stderr
     Show { id: String },
+    /// Show the call tree an invocation belongs to: every nested call, with its
+    /// function, version, worker, duration and outcome
+    Tree { id: String },
 }
 
 #[derive(Args)]
@@ -375,6 +382,7 @@ async fn deploy(
                 env: args.env.into_iter().collect(),
                 requires: args.requires.into_iter().collect(),
                 idempotent: args.idempotent,
+                calls: args.calls,
             },
         )
         .await?;
@@ -496,7 +504,10 @@ fn uuid_floor_now() -> String {
 
 pub async fn invocation(global: &Global, cmd: InvCmd) -> anyhow::Result<()> {
     let client = profile::client(global)?;
-    let InvCmd::Show { id } = cmd;
+    let id = match cmd {
+        InvCmd::Show { id } => id,
+        InvCmd::Tree { id } => return tree(global, &client, &id).await,
+    };
     let r = client.invocation(&id).await?;
     if global.json {
         return print_json(&r);
@@ -510,6 +521,11 @@ pub async fn invocation(global: &Global, cmd: InvCmd) -> anyhow::Result<()> {
     println!("started:    {}", time(r.started_at));
     println!("duration:   {:.3} ms", r.duration_us as f64 / 1000.0);
     println!("outcome:    {}", r.outcome.as_str());
+    if let Some(t) = &r.tree {
+        println!("called by:  {} ({}, depth {})", t.via, t.parent, t.depth);
+        println!("root:       {}", t.root);
+        println!("acting for: {}", t.acting_for);
+    }
     if let Some(e) = &r.error {
         println!("error:      {}: {}", e.code, e.message);
         if e.details.as_object().is_some_and(|d| !d.is_empty()) {
@@ -522,6 +538,63 @@ pub async fn invocation(global: &Global, cmd: InvCmd) -> anyhow::Result<()> {
             println!("    | {line}");
         }
     }
+    Ok(())
+}
+
+/// `swb inv tree`: the records of a call tree, drawn under their parents.
+async fn tree(global: &Global, client: &swb_client::Client, id: &str) -> anyhow::Result<()> {
+    let tree = client.invocation_tree(id).await?;
+    if global.json {
+        return print_json(&tree);
+    }
+    let ids: std::collections::HashSet<&str> =
+        tree.invocations.iter().map(|r| r.id.as_str()).collect();
+    let mut children: std::collections::BTreeMap<Option<&str>, Vec<&swb_api::InvocationRecord>> =
+        Default::default();
+    for r in &tree.invocations {
+        // A record whose parent is hidden from the caller is shown at the top.
+        let parent = r
+            .tree
+            .as_ref()
+            .map(|t| t.parent.as_str())
+            .filter(|p| ids.contains(p));
+        children.entry(parent).or_default().push(r);
+    }
+    fn draw(
+        children: &std::collections::BTreeMap<Option<&str>, Vec<&swb_api::InvocationRecord>>,
+        parent: Option<&str>,
+        prefix: &str,
+        top: bool,
+    ) {
+        let Some(list) = children.get(&parent) else {
+            return;
+        };
+        for (i, r) in list.iter().enumerate() {
+            let last = i + 1 == list.len();
+            let (branch, next) = match (top, last) {
+                (true, _) => ("", String::new()),
+                (false, true) => ("└─ ", format!("{prefix}   ")),
+                (false, false) => ("├─ ", format!("{prefix}│  ")),
+            };
+            let version = r.version.map(|v| format!(" v{v}")).unwrap_or_default();
+            let outcome = match &r.error {
+                Some(e) => format!("{}: {}", e.code, e.message),
+                None => r.outcome.as_str().to_owned(),
+            };
+            println!(
+                "{prefix}{branch}{}{version}  {outcome}  {:.3} ms  on {}  {}",
+                r.function,
+                r.duration_us as f64 / 1000.0,
+                r.worker.as_deref().unwrap_or("-"),
+                r.id
+            );
+            draw(children, Some(&r.id), &next, false);
+        }
+    }
+    if tree.invocations.is_empty() {
+        println!("no records of the tree of {id} are visible to you");
+    }
+    draw(&children, None, "", true);
     Ok(())
 }
 

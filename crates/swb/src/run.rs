@@ -59,6 +59,16 @@ pub struct ServerArgs {
     /// pruned (a whole write of up to 1,000 records at a time)
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     keep_invocations: u64,
+    /// Deepest call tree: nested calls (functions calling functions) below a call
+    /// from outside; one deeper fails with call_depth_exceeded
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=swb_server::MAX_DEPTH_CAP as i64))]
+    max_call_depth: u32,
+    /// Nested calls one call may have running at once (limit_exceeded past it)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_child_calls: u32,
+    /// Nested calls one call tree may have running at once on this server
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_tree_calls: u32,
     /// A running job's lease, renewed by its server every third of it for as long
     /// as the attempt runs: a job whose server stops runs again this long after
     #[arg(long, default_value = "30s", value_parser = lease)]
@@ -203,6 +213,11 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
     }
     config.keep_invocations = args.keep_invocations;
     config.job_lease = args.job_lease;
+    config.trees = swb_server::TreeLimits {
+        max_depth: args.max_call_depth,
+        max_children: args.max_child_calls,
+        max_descendants: args.max_tree_calls,
+    };
     config.database_url = args.database_url.clone();
     config.nats_url = args.nats_url.clone();
     config.blob_dir = args.blob_dir.clone();
@@ -317,6 +332,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 },
+                None,
             )
             .await
     });
@@ -374,6 +390,10 @@ pub struct ServeArgs {
     /// Calls are safe to repeat: retry once on another worker if this one is lost
     #[arg(long)]
     idempotent: bool,
+    /// A function (ns/name) the command may call through the platform (repeatable):
+    /// it then gets SWB_URL and SWB_TOKEN, so `swb fn invoke` inside it is a nested call
+    #[arg(long = "calls", value_name = "FUNCTION")]
+    calls: Vec<swb_api::FunctionRef>,
     /// Worker name [default: the host name and a short random suffix]
     #[arg(long)]
     name: Option<String>,
@@ -405,6 +425,7 @@ pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             replace: args.replace,
             idempotent: args.idempotent,
             timeout_ms: args.timeout_ms,
+            calls: args.calls,
         },
         std::sync::Arc::new(swb_worker::Exec::new(program.clone(), rest.to_vec())),
     );

@@ -170,6 +170,13 @@ fn table(digest: &Digest) -> Vec<Row> {
             None,
             [200, 404, 404, 200, 404, 404],
         ),
+        row(
+            M::GET,
+            "/v1/invocations/{id}/tree",
+            "/v1/invocations/{inv}/tree",
+            None,
+            [200, 404, 404, 200, 404, 404],
+        ),
         row(M::GET, "/v1/workers", "/v1/workers", None, [200; 6]),
         // Authenticated but not a WebSocket upgrade: the upgrade itself is refused.
         row(

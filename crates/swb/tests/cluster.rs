@@ -364,3 +364,106 @@ async fn a_replica_without_nats_or_database_says_why() {
         "{err}"
     );
 }
+
+/// A nested call crosses replicas both ways (the caller's worker on one, the
+/// callee's on the other) and stays one tree; a job's tree acts for its submitter,
+/// and cancelling the job stops the nested call it is waiting on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_calls_cross_replicas_and_a_cancelled_job_stops_its_tree() {
+    let r = Replicas::start(2).await;
+    let (a, b) = (r.client(0), r.client(1));
+    let swb = bin().display().to_string();
+    let pid = r.dir.path().join("sleeper.pid");
+    // g and the sleeper on replica B, their caller f on replica A.
+    let _g = r.spawn(
+        "g",
+        &["serve", "admin/g", "--name", "g", "--", "cat"],
+        &r.servers[1].url,
+    );
+    let sleeper = format!("echo $$ > {}; exec sleep 60", pid.display());
+    let _s = r.spawn(
+        "s",
+        &[
+            "serve",
+            "admin/sleeper",
+            "--name",
+            "s",
+            "--timeout-ms",
+            "90000",
+            "--",
+            "sh",
+            "-c",
+            &sleeper,
+        ],
+        &r.servers[1].url,
+    );
+    // f calls g, or the sleeper when its input says so.
+    let script = format!(
+        r#"read -r x; if [ "$x" = '"sleep"' ]; then echo '{{}}' | {swb} fn invoke admin/sleeper -; else echo "$x" | {swb} fn invoke admin/g -; fi"#
+    );
+    let _f = r.spawn(
+        "f",
+        &[
+            "serve",
+            "admin/f",
+            "--name",
+            "f",
+            "--calls",
+            "admin/g",
+            "--calls",
+            "admin/sleeper",
+            "--timeout-ms",
+            "60000",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &r.servers[0].url,
+    );
+    connected(&b, "g").await;
+    connected(&b, "s").await;
+    connected(&a, "f").await;
+
+    // Called through B: f runs on A, its nested call comes back to A and runs on B.
+    let inv = b.invoke(&f("admin/f"), None, "[7]").await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&inv.output).trim(), "[7]");
+    let tree = eventually("the tree", Duration::from_secs(10), || async {
+        let t = a.invocation_tree(&inv.id).await.ok()?;
+        (t.invocations.len() == 2).then_some(t)
+    })
+    .await;
+    assert_eq!(tree.invocations[1].function, f("admin/g"));
+    assert_eq!(tree.invocations[1].tree.as_ref().unwrap().parent, inv.id);
+
+    // A job of f: its nested call acts for the submitter.
+    let ids = submit(&b, vec![common::job("admin/f", serde_json::json!([1]))]).await;
+    let done = all_ended(&a, &ids, Duration::from_secs(30)).await;
+    assert_eq!(
+        done[0].result,
+        Some(serde_json::json!([1])),
+        "{:?}",
+        done[0]
+    );
+
+    // A job waiting on a nested call: cancelling it stops the callee's command.
+    let ids = submit(&a, vec![common::job("admin/f", "sleep".into())]).await;
+    let sleeping = eventually(
+        "the nested command to start",
+        Duration::from_secs(20),
+        || async {
+            std::fs::read_to_string(&pid)
+                .ok()
+                .filter(|p| !p.trim().is_empty())
+        },
+    )
+    .await;
+    let sleeping = sleeping.trim().to_owned();
+    assert!(common::running(&sleeping));
+    b.cancel_job(&ids[0]).await.unwrap();
+    eventually("the nested command to die", Duration::from_secs(5), || {
+        let sleeping = sleeping.clone();
+        async move { (!common::running(&sleeping)).then_some(()) }
+    })
+    .await;
+}

@@ -308,6 +308,27 @@ async fn sigterm_drains_running_calls_and_the_sdk_serves_typed_calls() {
         .unwrap_err();
     let e = assert_code(e.error, ErrorCode::FunctionError);
     assert!(e.message.contains("blank"), "{}", e.message);
+    // A handler calling another function through its context: a nested call.
+    let all = c
+        .client
+        .invoke(
+            &f("admin/greet-remote-all"),
+            None,
+            r#"{"names":["Ada","Grace"]}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(&all.output[..], br#"["Hello, Ada.","Hello, Grace."]"#);
+    let tree = eventually("the call tree", Duration::from_secs(10), || async {
+        let t = c.client.invocation_tree(&all.id).await.ok()?;
+        (t.invocations.len() == 3).then_some(t)
+    })
+    .await;
+    assert!(
+        tree.invocations[1..]
+            .iter()
+            .all(|r| r.function == greet && r.tree.as_ref().is_some_and(|p| p.parent == all.id))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,6 +215,7 @@ fn hello(capacity: u32, name: &str, labels: usize, functions: usize) -> WorkerMs
                 replace: false,
                 idempotent: false,
                 timeout_ms: None,
+                calls: vec![],
             })
             .collect(),
     }

@@ -26,10 +26,11 @@ def frame(name: str) -> bytes:
 
 
 def test_the_worker_writes_its_frames_byte_for_byte() -> None:
-    hello: dict[str, Any] = json.loads(FRAMES["hello"]["header"])
-    assert protocol.hello(
-        hello["name"], hello["labels"], hello["capacity"], hello["functions"]
-    ) == frame("hello")
+    for name in ("hello", "hello declaring calls"):
+        hello: dict[str, Any] = json.loads(FRAMES[name]["header"])
+        assert protocol.hello(
+            hello["name"], hello["labels"], hello["capacity"], hello["functions"]
+        ) == frame(name)
     assert protocol.heartbeat(3) == frame("heartbeat")
     assert protocol.done(7, None, "INFO step 1\n", 1234, b'{"energy":1.5}') == frame("done")
     error = json.loads(FRAMES["done-error"]["header"])["error"]

@@ -42,6 +42,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from . import _codec, _config, protocol
 from .errors import (
     BadOutput,
+    Forbidden,
     FunctionError,
     Internal,
     LimitExceeded,
@@ -64,12 +65,31 @@ class Context:
     (it is left out of the function's schema)."""
 
     def __init__(
-        self, call: int, invocation: str | None, function: str, timeout_ms: int, profile: Any
+        self,
+        call: int,
+        invocation: str | None,
+        function: str,
+        timeout_ms: int,
+        profile: Any,
+        *,
+        server: str | None = None,
+        token: str | None = None,
+        pool: _Pool | None = None,
+        traceparent: str | None = None,
     ) -> None:
         # The call's number in this worker's session (the protocol's).
         self._call = call
+        # Nested calls: the server and this call's own token (absent when the
+        # function declares no `calls`), and the pool a blocked call lends a thread.
+        self._server = server
+        self._token = token
+        self._pool = pool
+        self._client: Any = None
+        self._aclient: Any = None
         #: The id of the call's invocation record (what ``swb inv show`` takes).
         self.call_id = invocation or ""
+        #: The call's W3C ``traceparent``: its tree's trace, its own span.
+        self.traceparent = traceparent or ""
         self.function = function
         self.profile = profile
         #: ``time.monotonic()`` at which the server gives up on the call.
@@ -102,6 +122,67 @@ class Context:
         """Seconds left before the deadline."""
         return max(0.0, self.deadline - time.monotonic())
 
+    def call(self, name: str, input: Any = None, **options: Any) -> Any:
+        """Calls the catalog function ``name`` through the platform, as part of this
+        call's tree: it acts for this call's caller, may call only what the function
+        declared (``calls=`` of :meth:`Worker.function`), and has no more time than
+        this call has left. Its failure raises the error's exception class."""
+        from .client import Client
+
+        if self._client is None:
+            self._client = Client(self._nested_server(name), self._token)
+        if self._pool is None:
+            return self._client.invoke(name, input, **options)
+        # This thread waits: the pool may start another for the calls it waits on.
+        with self._pool.lent():
+            return self._client.invoke(name, input, **options)
+
+    async def acall(self, name: str, input: Any = None, **options: Any) -> Any:
+        """:meth:`call` for async handlers."""
+        from .aio import AsyncClient
+
+        if self._aclient is None:
+            self._aclient = AsyncClient(self._nested_server(name), self._token)
+        return await self._aclient.invoke(name, input, **options)
+
+    def _nested_server(self, name: str) -> str:
+        if self._token is None or self._server is None:
+            raise Forbidden(
+                f"{self.function} declares no functions it calls: serve it with "
+                f"calls=[{name!r}] to call {name}"
+            )
+        return self._server
+
+    def _close(self) -> None:
+        """Releases the connections of nested calls (the call ended)."""
+        if self._client is not None:
+            self._client.close()
+
+    async def _aclose(self) -> None:
+        self._close()
+        if self._aclient is not None:
+            await self._aclient.aclose()
+
+
+class _Pool(ThreadPoolExecutor):
+    """The threads of sync handlers, ``capacity`` of them, and one more for each call
+    waiting in a nested call: the server lends such a call's slot to the calls it
+    waits on, which may come back to this worker and must not wait for its thread."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(max_workers=capacity, thread_name_prefix="switchboard")
+        self._grow = threading.Lock()
+
+    @contextlib.contextmanager
+    def lent(self) -> Any:
+        with self._grow:
+            self._max_workers += 1
+        try:
+            yield
+        finally:
+            with self._grow:
+                self._max_workers -= 1
+
 
 def _duration(value: str | float | None) -> int | None:
     """Milliseconds of ``"5m"``, ``"30s"``, ``"250ms"``, ``"1h"`` or seconds."""
@@ -130,6 +211,7 @@ class Served:
     timeout_ms: int | None
     replace: bool
     isolation: Literal["thread", "process"]
+    calls: list[str] = field(default_factory=list)
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -149,6 +231,8 @@ class Served:
         }
         if self.timeout_ms is not None:
             served["timeout_ms"] = self.timeout_ms
+        if self.calls:
+            served["calls"] = self.calls
         return served
 
     def arguments(self, data: bytes, ctx: Context) -> dict[str, Any]:
@@ -244,7 +328,16 @@ def _done(
 
 def _in_child(served: Served, data: bytes, parent: Context, timeout_ms: int, conn: Any) -> None:
     """A process-isolated call: run it, send back ``(ok, output or error)``."""
-    ctx = Context(0, parent.call_id, served.name, timeout_ms, parent.profile)
+    ctx = Context(
+        0,
+        parent.call_id,
+        served.name,
+        timeout_ms,
+        parent.profile,
+        server=parent._server,
+        token=parent._token,
+        traceparent=parent.traceparent,
+    )
     try:
         result = served.handler(**served.arguments(data, ctx))
         if inspect.iscoroutine(result):
@@ -253,6 +346,7 @@ def _in_child(served: Served, data: bytes, parent: Context, timeout_ms: int, con
     except BaseException as e:
         conn.send((False, _failure(e, 64 << 10)))
     finally:
+        ctx._close()
         conn.close()
         os._exit(0)
 
@@ -301,6 +395,7 @@ class Worker:
         timeout: str | float | None = None,
         replace: bool = False,
         isolation: Literal["thread", "process"] = "thread",
+        calls: list[str] | None = None,
     ) -> Callable[[F], F]:
         """Serves the decorated function as ``name`` (``namespace/name``).
 
@@ -310,7 +405,8 @@ class Worker:
         ``timeout`` (``"5m"``, ``"30s"``, seconds) is each call's deadline;
         ``replace`` publishes a changed interface as a new version instead of
         refusing it; ``isolation="process"`` runs each call in a child process that
-        a cancel or the deadline kills.
+        a cancel or the deadline kills; ``calls`` names the functions it may call
+        through its context (``ctx.call("alice/add", {...})``), any other is refused.
         """
         if "/" not in name:
             raise ValueError(f"a function is named namespace/name, not {name!r}")
@@ -331,6 +427,7 @@ class Worker:
                 timeout_ms=_duration(timeout),
                 replace=replace,
                 isolation=isolation,
+                calls=list(calls or []),
             )
             return fn
 
@@ -381,7 +478,7 @@ class Worker:
                 self._loop.add_signal_handler(sig, self._signalled)
         for fn in self._setup:
             fn()
-        pool = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="switchboard")
+        pool = _Pool(self.capacity)
         try:
             await self._sessions(urls, token, pool)
         finally:
@@ -400,7 +497,7 @@ class Worker:
         log.info("draining: calls under way finish first; a second signal stops at once")
         self._stop.set()
 
-    async def _sessions(self, urls: list[str], token: str, pool: ThreadPoolExecutor) -> None:
+    async def _sessions(self, urls: list[str], token: str, pool: _Pool) -> None:
         """Sessions one after the other, failing over between ``urls`` with backoff."""
         assert self._stop is not None
         step, turn = 0.2, 0
@@ -436,9 +533,11 @@ class Worker:
 class Session:
     """One connection: hello, heartbeats, calls, until it drops or the worker stops."""
 
-    def __init__(self, worker: Worker, url: str, token: str, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, worker: Worker, url: str, token: str, pool: _Pool) -> None:
         self.worker = worker
         self.url = url.rstrip("/") + "/v1/worker/connect"
+        #: Where handlers make nested calls (the server's HTTP address).
+        self.server = url.rstrip("/").replace("ws", "http", 1)
         self.token = token
         self.pool = pool
         #: The calls under way, by id: each one's cancel.
@@ -540,7 +639,17 @@ class Session:
         limits = header.get("limits") or {}
         timeout_ms = int(limits.get("timeout_ms", 60_000))
         invocation = header.get("invocation")
-        ctx = Context(call, invocation, header["function"], timeout_ms, header.get("profile"))
+        ctx = Context(
+            call,
+            invocation,
+            header["function"],
+            timeout_ms,
+            header.get("profile"),
+            server=self.server,
+            token=header.get("token"),
+            pool=self.pool,
+            traceparent=header.get("traceparent"),
+        )
         self.idle.clear()
         if served is not None and served.isolation == "thread" and not served.is_async:
             # A sync handler goes straight to the pool and answers through `answered`:
@@ -567,6 +676,8 @@ class Session:
             frame = _done(ctx, started, limits, output, None)
         except BaseException as e:
             frame = _done(ctx, started, limits, b"", e)
+        finally:
+            ctx._close()
         with self.lock:
             self.answers.append((ctx._call, frame))
             wake = len(self.answers) == 1
@@ -614,9 +725,11 @@ class Session:
             self.calls.pop(ctx._call, None)
             if not self.calls:
                 self.idle.set()
+            await ctx._aclose()
             return
         except BaseException as e:
             error = e
+        await ctx._aclose()
         await self.answer(ctx._call, _done(ctx, started, limits, output, error))
 
     async def in_process(self, served: Served, ctx: Context, data: bytes) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BadOutput",
+    "CallDepthExceeded",
     "Cancelled",
     "Conflict",
     "Forbidden",
@@ -171,6 +172,13 @@ class NoWorker(SwitchboardError):
     code = "no_worker"
 
 
+class CallDepthExceeded(SwitchboardError):
+    """A nested call would go deeper than the call tree allows (a function calling
+    itself without end, or too long a chain); ``details["chain"]`` names it."""
+
+    code = "call_depth_exceeded"
+
+
 class Overloaded(SwitchboardError):
     code = "overloaded"
 
@@ -212,6 +220,7 @@ _CLASSES: dict[str, type[SwitchboardError]] = {
         LeaseExpired,
         Cancelled,
         NoWorker,
+        CallDepthExceeded,
         Overloaded,
         Timeout,
         Internal,
@@ -238,6 +247,7 @@ _STATUS: dict[str, int] = {
     "lease_expired": 502,
     "no_worker": 503,
     "overloaded": 503,
+    "call_depth_exceeded": 508,
     "timeout": 504,
 }
 
