@@ -53,6 +53,9 @@ pub struct HostedCall {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub limits: CallLimits,
+    /// The version declares functions it calls: its guest may use `swb.call`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub calls: bool,
 }
 
 /// A remote function a worker serves, announced in its hello.
@@ -123,6 +126,14 @@ pub enum ServerMsg {
     },
     /// Abandon a call (its caller went away or its deadline passed).
     Cancel { call: CallId },
+    /// The answer to a `nested_call`; payload is the callee's output.
+    NestedDone {
+        nested: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ApiError>,
+        #[serde(skip)]
+        output: Bytes,
+    },
     /// The server ends the session; the worker should not retry with the same settings.
     Refused { error: ApiError },
 }
@@ -161,6 +172,15 @@ pub enum WorkerMsg {
     },
     /// The worker lacks the code of a call it received ("no code" round trip).
     NeedCode { digest: Digest },
+    /// A running call (a hosted guest's `swb.call`) calls a catalog function:
+    /// `nested` names it in the answer (`nested_done`); payload is its input.
+    NestedCall {
+        call: CallId,
+        nested: u64,
+        function: FunctionRef,
+        #[serde(skip)]
+        input: Bytes,
+    },
     /// A call finished; payload is its stdout on success.
     Done {
         call: CallId,
@@ -244,6 +264,8 @@ impl Frame for ServerMsg {
             args: Vec<String>,
             env: Vec<(String, String)>,
             limits: CallLimits,
+            #[serde(default)]
+            calls: bool,
         }
         let m: Invoke = serde_json::from_slice(header)?;
         Ok(Self::Invoke {
@@ -253,6 +275,7 @@ impl Frame for ServerMsg {
                 args: m.args,
                 env: m.env,
                 limits: m.limits,
+                calls: m.calls,
             }),
             input: Bytes::new(),
         })
@@ -261,6 +284,7 @@ impl Frame for ServerMsg {
         match self {
             Self::Code { module, .. } => Some(module),
             Self::Invoke { input, .. } | Self::Call { input, .. } => Some(input),
+            Self::NestedDone { output, .. } => Some(output),
             _ => None,
         }
     }
@@ -268,6 +292,7 @@ impl Frame for ServerMsg {
         match self {
             Self::Code { module, .. } => Some(module),
             Self::Invoke { input, .. } | Self::Call { input, .. } => Some(input),
+            Self::NestedDone { output, .. } => Some(output),
             _ => None,
         }
     }
@@ -300,12 +325,14 @@ impl Frame for WorkerMsg {
     fn payload(&self) -> Option<&Bytes> {
         match self {
             Self::Done { output, .. } => Some(output),
+            Self::NestedCall { input, .. } => Some(input),
             _ => None,
         }
     }
     fn payload_mut(&mut self) -> Option<&mut Bytes> {
         match self {
             Self::Done { output, .. } => Some(output),
+            Self::NestedCall { input, .. } => Some(input),
             _ => None,
         }
     }
@@ -330,6 +357,7 @@ mod tests {
                     stdout_bytes: 2,
                     stderr_bytes: 3,
                 },
+                calls: false,
             }),
             input: Bytes::from_static(b"\x00\xffraw"),
         };

@@ -61,6 +61,7 @@ pub async fn serve_ideal_wasm(addr: &str) -> anyhow::Result<()> {
                     stdout_bytes: 8 << 20,
                     stderr_bytes: 64 << 10,
                 },
+                calls: None,
             };
             let result = w.runtime.call(&w.module, request).await;
             result.output.unwrap_or_default()

@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swb_api::{JobStatus, SubmitJob};
+use swb_api::{DeployRequest, JobStatus, SubmitJob};
 use swb_client::{Client, JobFilter};
 use swb_testkit::{ServerProc, WorkerProc, connected, deploy, guests};
 
@@ -306,6 +306,16 @@ pub async fn run_suite(
     let up = s.server("up", "up")?;
     let up_client = up.client();
     deploy(&up_client, "admin/echo", guests::echo(), |_| {}).await?;
+    // f→g: a hosted echo calling the hosted echo through the platform.
+    let calls_echo =
+        |r: &mut DeployRequest| r.calls = vec!["admin/echo".parse().expect("a valid name")];
+    deploy(
+        &up_client,
+        "admin/echo-nested",
+        guests::calls("admin/echo", 64_000),
+        calls_echo,
+    )
+    .await?;
     // A server with separate worker processes: Wasm, and an SDK echo service.
     let server = s.server("server", "server")?;
     let client = server.client();
@@ -315,6 +325,38 @@ pub async fn run_suite(
     deploy(&client, "admin/echo", guests::echo(), |_| {}).await?;
     let sdk = s.sdk_echo(&server, "sdk.log")?;
     connected(&client, "bench-echo").await;
+    // f on one Wasm worker calling g on another (labels place them).
+    let mut hop_workers = Vec::new();
+    for role in ["caller", "callee"] {
+        let label = format!("role={role}");
+        let w = WorkerProc::start(&s.bin, &server, role, &s.path(role), &["--label", &label])?;
+        connected(&client, role).await;
+        hop_workers.push(w);
+    }
+    let placed = |role: &'static str, calls: &'static [&'static str]| {
+        move |r: &mut DeployRequest| {
+            r.requires.insert("role".into(), role.into());
+            r.calls = calls
+                .iter()
+                .map(|c| c.parse().expect("a valid name"))
+                .collect();
+        }
+    };
+    deploy(
+        &client,
+        "admin/echo-callee",
+        guests::echo(),
+        placed("callee", &[]),
+    )
+    .await?;
+    let via = guests::calls("admin/echo-callee", 64_000);
+    deploy(
+        &client,
+        "admin/echo-cross",
+        via,
+        placed("caller", &["admin/echo-callee"]),
+    )
+    .await?;
     let python_worker = match &opts.python {
         Some(python) => {
             let args = ["-c", PYTHON_ECHO_WORKER];
@@ -329,8 +371,16 @@ pub async fn run_suite(
         Target::new("ideal_http_wasm", &ideal_wasm, "admin/echo", &token),
         Target::new("invoke_hosted_inproc", &up, "admin/echo", &up.token),
         Target::new("invoke_hosted_worker", &server, "admin/echo", &server.token),
+        Target::new("invoke_hosted_nested", &up, "admin/echo-nested", &up.token),
+        Target::new(
+            "invoke_hosted_nested_cross_worker",
+            &server,
+            "admin/echo-cross",
+            &server.token,
+        ),
     ];
     s.load(&hosted, &both).await?;
+    drop(hop_workers);
     let mut remote = vec![
         Target::new("ideal_http_echo", &ideal_echo, "admin/echo", &token),
         Target::new("invoke_remote", &server, "admin/echo-remote", &server.token),

@@ -11,15 +11,25 @@ pub enum InvalidModule {
         "this is a WebAssembly component; Switchboard runs WASI preview 1 command modules (build for wasm32-wasip1)"
     )]
     Component,
-    #[error("module imports {module}::{name}, which is not part of WASI preview 1")]
+    #[error(
+        "module imports {module}::{name}, which is neither WASI preview 1 nor the platform's (swb::call, swb::result)"
+    )]
     ForbiddenImport { module: String, name: String },
     #[error(
-        "module imports a {kind} ({module}::{name}); only WASI preview 1 functions may be imported"
+        "module imports a {kind} ({module}::{name}); only functions (WASI preview 1, swb::call, swb::result) may be imported"
     )]
     NonFunctionImport {
         module: String,
         name: String,
         kind: &'static str,
+    },
+    #[error(
+        "module imports {module}::{name} with the wrong type: it is {expected} (docs/guest-abi.md)"
+    )]
+    BadSignature {
+        module: String,
+        name: String,
+        expected: &'static str,
     },
     #[error("module has no `_start` function: build it as a command (a `main`), not a library")]
     NoStart,
@@ -34,6 +44,7 @@ impl InvalidModule {
             Self::Malformed(_) => "malformed",
             Self::Component => "component",
             Self::ForbiddenImport { .. } | Self::NonFunctionImport { .. } => "forbidden_import",
+            Self::BadSignature { .. } => "bad_import_type",
             Self::NoStart => "no_start",
             Self::NoMemory => "no_memory",
         }
@@ -131,8 +142,14 @@ pub fn inspect(bytes: &[u8]) -> Result<(), InvalidModule> {
     };
     let mut has_start = false;
     let mut has_memory = false;
+    let mut types = Vec::new();
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(malformed)? {
+            Payload::TypeSection(reader) => {
+                for ty in reader.into_iter_err_on_gc_types() {
+                    types.push(ty.map_err(malformed)?);
+                }
+            }
             Payload::Version {
                 encoding: Encoding::Component,
                 ..
@@ -151,8 +168,25 @@ pub fn inspect(bytes: &[u8]) -> Result<(), InvalidModule> {
                     if let Some(kind) = kind {
                         return Err(InvalidModule::NonFunctionImport { module, name, kind });
                     }
-                    if module != WASI_P1_MODULE || !WASI_P1_FUNCTIONS.contains(&import.name) {
+                    let wasi = module == WASI_P1_MODULE && WASI_P1_FUNCTIONS.contains(&import.name);
+                    let platform = module == crate::host::MODULE
+                        && crate::host::FUNCTIONS.contains(&import.name);
+                    if !wasi && !platform {
                         return Err(InvalidModule::ForbiddenImport { module, name });
+                    }
+                    // The platform's functions are checked here, not at the first call.
+                    if let (true, TypeRef::Func(index)) = (platform, import.ty) {
+                        let (params, results, expected) = crate::host::signature(import.name);
+                        let ok = types
+                            .get(index as usize)
+                            .is_some_and(|t| t.params() == params && t.results() == results);
+                        if !ok {
+                            return Err(InvalidModule::BadSignature {
+                                module,
+                                name,
+                                expected,
+                            });
+                        }
                     }
                 }
             }
@@ -187,6 +221,22 @@ mod tests {
 
     fn wat(s: &str) -> Vec<u8> {
         wat::parse_str(s).unwrap()
+    }
+
+    #[test]
+    fn the_platform_s_functions_are_allowed_with_their_types_only() {
+        let module = |ty: &str| {
+            wat(&format!(
+                r#"(module (import "swb" "call" (func {ty})) (memory (export "memory") 1) (func (export "_start")))"#
+            ))
+        };
+        assert_eq!(
+            inspect(&module("(param i32 i32 i32 i32 i32 i32) (result i64)")),
+            Ok(())
+        );
+        let err = inspect(&module("(param i32) (result i32)")).unwrap_err();
+        assert_eq!(err.reason(), "bad_import_type");
+        assert!(err.to_string().contains("(result i64)"), "{err}");
     }
 
     #[test]

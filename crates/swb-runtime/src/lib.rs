@@ -8,9 +8,11 @@
 //! a restarted worker starts warm.
 
 mod capture;
+mod host;
 mod inspect;
 mod runtime;
 
+pub use host::NestedCalls;
 pub use inspect::{InvalidModule, inspect};
 pub use runtime::{
     CallRequest, CallResult, MAX_MEMORY_MB, Prepared, Runtime, RuntimeConfig, RuntimeError,

@@ -1,4 +1,5 @@
 use crate::capture::Capture;
+use crate::host::{self, HasHost, HostState, NestedCalls};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use lru::LruCache;
@@ -48,10 +49,23 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// Instances kept for guests waiting in `swb.call`, per guest that may run: a call
+/// tree this deep (the server's default depth) on every running guest fits.
+const NESTED_RESERVE: u32 = 8;
+/// … but never more than this many in all (each instance reserves address space).
+const MAX_NESTED_INSTANCES: u32 = 1024;
+
 /// Store data of one call.
 struct CallState {
     wasi: WasiP1Ctx,
     memory: MemoryLimiter,
+    host: HostState,
+}
+
+impl HasHost for CallState {
+    fn host(&mut self) -> &mut HostState {
+        &mut self.host
+    }
 }
 
 struct MemoryLimiter {
@@ -119,6 +133,9 @@ pub struct CallRequest<'a> {
     pub args: &'a [String],
     pub env: &'a [(String, String)],
     pub limits: CallLimits,
+    /// Who makes the guest's calls of other functions (`swb.call`); without it
+    /// they fail with `forbidden`.
+    pub calls: Option<Arc<dyn NestedCalls>>,
 }
 
 impl<'a> CallRequest<'a> {
@@ -129,7 +146,14 @@ impl<'a> CallRequest<'a> {
             args: &hosted.args,
             env: &hosted.env,
             limits: hosted.limits,
+            calls: None,
         }
+    }
+
+    /// The same request, its guest's nested calls made by `calls`.
+    pub fn with_calls(mut self, calls: Arc<dyn NestedCalls>) -> Self {
+        self.calls = Some(calls);
+        self
     }
 }
 
@@ -170,7 +194,10 @@ pub struct Runtime {
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
     /// One permit per pooled instance, held by a call for its instance's life.
-    running: tokio::sync::Semaphore,
+    instances: tokio::sync::Semaphore,
+    /// The guests that run at once (`max_instances`): a guest waiting in `swb.call`
+    /// gives its permit up and keeps its instance.
+    running: Arc<tokio::sync::Semaphore>,
     _ticker: Ticker,
 }
 
@@ -179,11 +206,13 @@ impl Runtime {
         if config.max_instances == 0 {
             return Err(setup_err("max_instances must be at least 1"));
         }
+        let instances = config.max_instances
+            + (config.max_instances * NESTED_RESERVE).min(MAX_NESTED_INSTANCES);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_core_instances(config.max_instances)
-            .total_memories(config.max_instances)
-            .total_tables(config.max_instances)
-            .total_stacks(config.max_instances)
+        pool.total_core_instances(instances)
+            .total_memories(instances)
+            .total_tables(instances)
+            .total_stacks(instances)
             .max_memory_size(MAX_MEMORY_MB as usize * 1024 * 1024)
             // Reset the first MiBs of a reused slot with memset instead of madvise:
             // typical guests (a Rust program starts with ~1 MiB) then cost neither page
@@ -202,6 +231,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut CallState| &mut s.wasi)
             .map_err(setup_err)?;
+        host::add_to_linker(&mut linker).map_err(setup_err)?;
 
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -238,7 +268,8 @@ impl Runtime {
             compiles: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
             memory_hits: AtomicU64::new(0),
-            running: tokio::sync::Semaphore::new(config.max_instances as usize),
+            instances: tokio::sync::Semaphore::new(instances as usize),
+            running: Arc::new(tokio::sync::Semaphore::new(config.max_instances as usize)),
             _ticker: Ticker(stop),
         })
     }
@@ -364,12 +395,18 @@ impl Runtime {
     pub async fn call(&self, module: &Prepared, req: CallRequest<'_>) -> CallResult {
         // Dropped after the call's instance (declared first, and the call's future
         // goes first when this one is dropped): a permit never outlives its slot.
-        let _running = self
-            .running
+        let _instance = self
+            .instances
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        AssertUnwindSafe(self.run(module, req))
+        let running = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        AssertUnwindSafe(self.run(module, req, running))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| {
@@ -380,7 +417,12 @@ impl Runtime {
             })
     }
 
-    async fn run(&self, module: &Prepared, req: CallRequest<'_>) -> CallResult {
+    async fn run(
+        &self,
+        module: &Prepared,
+        req: CallRequest<'_>,
+        running: tokio::sync::OwnedSemaphorePermit,
+    ) -> CallResult {
         let started = Instant::now();
         let stdout = Capture::head(req.limits.stdout_bytes as usize);
         let stderr = Capture::tail(req.limits.stderr_bytes as usize);
@@ -395,6 +437,12 @@ impl Runtime {
             memory: MemoryLimiter {
                 max_bytes: req.limits.memory_mb as usize * 1024 * 1024,
                 denied: false,
+            },
+            host: HostState {
+                calls: req.calls,
+                pending: None,
+                running: Some(running),
+                cpus: self.running.clone(),
             },
         };
         let mut store = Store::new(&self.engine, state);

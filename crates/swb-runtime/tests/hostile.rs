@@ -28,6 +28,7 @@ async fn run_with(
         args: &["fixture".into()],
         env: &[],
         limits,
+        calls: None,
     };
     rt.call(&module, request).await
 }
@@ -254,6 +255,7 @@ async fn disk_cache_makes_a_restart_warm() {
         args: &[],
         env: &[],
         limits: LIMITS,
+        calls: None,
     };
     let r = rt.call(&module, request).await;
     assert_eq!(r.output.unwrap(), &b"warm"[..]);

@@ -8,7 +8,7 @@ use crate::cluster::Change;
 use crate::config::Config;
 use crate::error::{AppError, AppResult, error_response};
 use crate::extract::{Body, Json, MAX_PAGE, Path, Query, cursor, page_limit, parse_json};
-use crate::hub::{Answer, Target};
+use crate::hub::{Answer, NestedRequest, Target};
 use crate::openapi::{Doc, Uuid};
 use crate::routes::{Route, compile_schema};
 use crate::tree::{Acting, Hop, Node, Place};
@@ -1366,6 +1366,60 @@ async fn run(
         worker: Some(answer.worker),
         stderr_tail: answer.stderr_tail,
     }
+}
+
+/// Runs the nested calls hosted guests make (`swb.call`), each on its own task, and
+/// answers their workers: the same path as a call token's invoke.
+pub(crate) fn serve_nested(app: Arc<App>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<NestedRequest>();
+    app.hub.run_nested_with(tx);
+    tokio::spawn(async move {
+        while let Some(request) = rx.recv().await {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let NestedRequest {
+                    node,
+                    function,
+                    input,
+                    reply,
+                    nested,
+                } = request;
+                let result = nested_call(&app, node, function, input).await;
+                let (error, output) = match result {
+                    Ok(output) => (None, output),
+                    Err(e) => (Some(e), Bytes::new()),
+                };
+                let _ = reply.send(swb_api::protocol::ServerMsg::NestedDone {
+                    nested,
+                    error,
+                    output,
+                });
+            });
+        }
+    });
+}
+
+/// One nested call of a running call, as its token would make it.
+async fn nested_call(
+    app: &App,
+    node: Arc<Node>,
+    function: FunctionRef,
+    input: Bytes,
+) -> Result<Bytes, ApiError> {
+    let caller = node.acting().nested(node.clone());
+    let function = callable(app, &caller, function)?;
+    let route = app.routes.get(&function, None).await?;
+    let performed = perform(
+        app,
+        Origin::Invoke,
+        &function,
+        &route,
+        Ok(input),
+        CallOptions::default(),
+        Parent::Call(node),
+    )
+    .await;
+    performed.result.map(|(output, _)| output)
 }
 
 /// Runs a call on a worker of this server or, when none here suits it, of another

@@ -7,7 +7,7 @@
 
 use crate::auth::Caller;
 use crate::metrics as m;
-use crate::tree::{Hop, Slot, Trees};
+use crate::tree::{Hop, Node, Slot, Trees};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -83,17 +83,26 @@ impl Target {
     }
 
     /// The same call, naming its invocation record and trace context to a remote
-    /// function's worker (hosted calls share their prebuilt form and do not carry
-    /// them).
+    /// function's worker, or to a hosted guest that may call further (`SWB_CALL_ID`,
+    /// `TRACEPARENT`).
     pub fn with_invocation(mut self, id: &str, trace: &str) -> Self {
-        if let Target::Remote {
-            invocation,
-            traceparent,
-            ..
-        } = &mut self
-        {
-            *invocation = Some(id.to_owned());
-            *traceparent = Some(swb_api::trace::traceparent(trace, id));
+        match &mut self {
+            Target::Remote {
+                invocation,
+                traceparent,
+                ..
+            } => {
+                *invocation = Some(id.to_owned());
+                *traceparent = Some(swb_api::trace::traceparent(trace, id));
+            }
+            // A guest in a call tree learns its place (the others share their
+            // prebuilt call, and pay nothing).
+            Target::Hosted(h) if h.calls => {
+                let env = &mut Arc::make_mut(h).env;
+                env.push(("SWB_CALL_ID".into(), id.to_owned()));
+                env.push(("TRACEPARENT".into(), swb_api::trace::traceparent(trace, id)));
+            }
+            Target::Hosted(_) => {}
         }
         self
     }
@@ -171,6 +180,9 @@ struct Worker {
     cache: Mutex<CacheStats>,
     code: Mutex<CodeTable>,
     calls: Mutex<HashMap<CallId, oneshot::Sender<Answer>>>,
+    /// The calls running here that may call further (hosted guests' `nested_call`
+    /// names them).
+    nodes: Mutex<HashMap<CallId, Arc<Node>>>,
     next_call: AtomicU64,
     tx: ToWorker,
     /// The runtime of the in-process worker of `swb up`: a call whose module it has
@@ -297,6 +309,8 @@ pub struct Hub {
     compiled: Notify,
     /// Bumped when a worker joins or leaves.
     membership: watch::Sender<u64>,
+    /// Where hosted guests' nested calls go to be run (set by the server).
+    nested: std::sync::OnceLock<mpsc::UnboundedSender<NestedRequest>>,
 }
 
 /// What this node's workers can run, as other replicas need to know it.
@@ -319,7 +333,13 @@ impl Hub {
             freed: Arc::default(),
             compiled: Notify::new(),
             membership: watch::Sender::new(0),
+            nested: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Hands hosted guests' nested calls to `run` (the server's call path).
+    pub fn run_nested_with(&self, run: mpsc::UnboundedSender<NestedRequest>) {
+        let _ = self.nested.set(run);
     }
 
     /// Changes whenever a worker joins or leaves.
@@ -424,6 +444,7 @@ impl Hub {
                 entitled: HashSet::new(),
             }),
             calls: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             tx: tx.clone(),
             local,
@@ -551,6 +572,42 @@ impl Hub {
                     });
                 }
                 self.freed.signal();
+            }
+            WorkerMsg::NestedCall {
+                call,
+                nested,
+                function,
+                input,
+            } => {
+                let node = worker.nodes.lock().expect("nodes lock").get(&call).cloned();
+                let refuse = |error: ApiError| {
+                    let _ = worker.tx.send(ServerMsg::NestedDone {
+                        nested,
+                        error: Some(error),
+                        output: Bytes::new(),
+                    });
+                };
+                match (node, self.nested.get()) {
+                    (Some(node), Some(run)) => {
+                        let request = NestedRequest {
+                            node,
+                            function,
+                            input,
+                            reply: worker.tx.clone(),
+                            nested,
+                        };
+                        if run.send(request).is_err() {
+                            refuse(ApiError::new(
+                                ErrorCode::Overloaded,
+                                "the server is stopping",
+                            ));
+                        }
+                    }
+                    _ => refuse(ApiError::new(
+                        ErrorCode::Forbidden,
+                        "this call may make no nested calls (its version declares none, or it ended)",
+                    )),
+                }
             }
             WorkerMsg::Draining => {
                 tracing::info!(worker = %worker.name, "worker is draining");
@@ -700,8 +757,8 @@ impl Hub {
         let deadline = Instant::now() + Duration::from_millis(target.limits().timeout_ms);
         // A call that may call further is registered here, where its worker is and
         // its nested calls come back to: its worker gets a token for them.
-        let registered = match (hop.place, acting, &target) {
-            (Some(place), Some(acting), Target::Remote { .. }) => {
+        let registered = match (hop.place, acting) {
+            (Some(place), Some(acting)) => {
                 let slot = Box::new(Lent {
                     worker: worker.clone(),
                     freed: self.freed.clone(),
@@ -710,11 +767,17 @@ impl Hub {
             }
             _ => None,
         };
-        let (token, _registered) = registered.unzip();
+        let (token, registered) = registered.unzip();
         let call = worker.next_call.fetch_add(1, Ordering::Relaxed);
+        // A hosted guest's nested calls come over its session, naming its call.
+        let _node = registered
+            .as_ref()
+            .map(|r| NodeOf::new(&worker, call, r.node()));
         let msg = match target {
             Target::Hosted(hosted) => {
-                if let Some(runtime) = &worker.local
+                // (A guest that may call further runs over the protocol.)
+                if registered.is_none()
+                    && let Some(runtime) = &worker.local
                     && let Some(module) = runtime.ready(&hosted.digest)
                 {
                     return Ok(self
@@ -1069,6 +1132,39 @@ impl Slot for Lent {
     }
 }
 
+/// A call's entry in its worker's `nodes`, for as long as the call runs.
+struct NodeOf<'a> {
+    worker: &'a Worker,
+    call: CallId,
+}
+
+impl<'a> NodeOf<'a> {
+    fn new(worker: &'a Worker, call: CallId, node: Arc<Node>) -> Self {
+        worker.nodes.lock().expect("nodes lock").insert(call, node);
+        Self { worker, call }
+    }
+}
+
+impl Drop for NodeOf<'_> {
+    fn drop(&mut self) {
+        self.worker
+            .nodes
+            .lock()
+            .expect("nodes lock")
+            .remove(&self.call);
+    }
+}
+
+/// A nested call a hosted guest made (`nested_call`), for the server to run.
+pub struct NestedRequest {
+    pub node: Arc<Node>,
+    pub function: FunctionRef,
+    pub input: Bytes,
+    /// Where the answer goes (`nested_done`).
+    pub reply: ToWorker,
+    pub nested: u64,
+}
+
 /// Ends a call run by [`Hub::run_local`], finished or abandoned: the capacity is
 /// released.
 struct LocalCall<'a> {
@@ -1232,6 +1328,7 @@ mod tests {
                 stdout_bytes: 1024,
                 stderr_bytes: 1024,
             },
+            calls: false,
         }))
     }
 

@@ -117,6 +117,7 @@ impl Routes {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 limits,
+                calls: !version.calls.is_empty(),
             })),
             (FunctionKind::Hosted, None) => {
                 return Err(ApiError::new(

@@ -339,6 +339,12 @@ pub struct Registered {
     node: Arc<Node>,
 }
 
+impl Registered {
+    pub fn node(&self) -> Arc<Node> {
+        self.node.clone()
+    }
+}
+
 impl Drop for Registered {
     fn drop(&mut self) {
         self.node.ended.cancel();

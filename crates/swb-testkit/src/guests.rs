@@ -14,7 +14,12 @@ const PRELUDE: &str = r#"
 "#;
 
 fn module(body: &str) -> Vec<u8> {
-    wat::parse_str(format!("(module {PRELUDE} {body})")).expect("fixture WAT is valid")
+    importing("", body)
+}
+
+/// A module with more imports than the prelude's (imports come first).
+fn importing(imports: &str, body: &str) -> Vec<u8> {
+    wat::parse_str(format!("(module {imports} {PRELUDE} {body})")).expect("fixture WAT is valid")
 }
 
 /// Copies stdin to stdout.
@@ -28,6 +33,57 @@ pub fn echo() -> Vec<u8> {
               (br_if $done (i32.eqz (i32.load (i32.const 24))))
               (call $write (i32.const 1) (i32.const 1024) (i32.load (i32.const 24)))
               (br $again))))"#,
+    )
+}
+
+/// Calls `function` through the platform (`swb.call`) with its own input, into a
+/// buffer of `cap` bytes (a larger answer is fetched with `swb.result`), and writes
+/// the answer to stdout; a failed call's error (JSON) goes to stderr, exit code 1.
+pub fn calls(function: &str, cap: u32) -> Vec<u8> {
+    assert!(cap <= 64_000, "the fixture's buffer holds 64,000 bytes");
+    let escaped: String = function.bytes().map(|b| format!("\\{b:02x}")).collect();
+    importing(
+        r#"(import "swb" "call" (func $call (param i32 i32 i32 i32 i32 i32) (result i64)))
+           (import "swb" "result" (func $result (param i32 i32) (result i32)))"#,
+        &format!(
+            r#"(data (i32.const 65100) "{escaped}")
+           (func (export "_start") (local $n i32) (local $got i32) (local $ret i64) (local $len i32)
+             ;; the input, read whole to 1024
+             (block $done (loop $again
+               (i32.store (i32.const 16) (i32.add (i32.const 1024) (local.get $n)))
+               (i32.store (i32.const 20) (i32.sub (i32.const 64000) (local.get $n)))
+               (if (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)) (then (unreachable)))
+               (local.set $got (i32.load (i32.const 24)))
+               (br_if $done (i32.eqz (local.get $got)))
+               (local.set $n (i32.add (local.get $n) (local.get $got)))
+               (br $again)))
+             (local.set $ret (call $call (i32.const 65100) (i32.const {name_len})
+               (i32.const 1024) (local.get $n) (i32.const 66000) (i32.const {cap})))
+             (local.set $len (i32.wrap_i64 (select (local.get $ret) (i64.sub (i64.const 0) (local.get $ret))
+               (i64.ge_s (local.get $ret) (i64.const 0)))))
+             (if (i32.gt_u (local.get $len) (i32.const {cap}))
+               (then (if (i32.ne (call $result (i32.const 66000) (i32.const 64000)) (local.get $len))
+                 (then (unreachable)))))
+             (if (i64.ge_s (local.get $ret) (i64.const 0))
+               (then (call $write (i32.const 1) (i32.const 66000) (local.get $len)))
+               (else
+                 (call $write (i32.const 2) (i32.const 66000) (local.get $len))
+                 (call $proc_exit (i32.const 1)))))"#,
+            name_len = function.len()
+        ),
+    )
+}
+
+/// Writes its environment to stdout (`K=V` strings, each ending in a NUL byte).
+pub fn prints_env() -> Vec<u8> {
+    importing(
+        r#"(import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+           (import "wasi_snapshot_preview1" "environ_get" (func $environ (param i32 i32) (result i32)))"#,
+        r#"(func (export "_start")
+             ;; count at 32, bytes at 36; pointers at 1024, strings at 8192
+             (if (call $sizes (i32.const 32) (i32.const 36)) (then (unreachable)))
+             (if (call $environ (i32.const 1024) (i32.const 8192)) (then (unreachable)))
+             (call $write (i32.const 1) (i32.const 8192) (i32.load (i32.const 36))))"#,
     )
 }
 

@@ -10,7 +10,7 @@ use swb_api::protocol::{
     CallId, HostedCall, PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg, hello_limits,
 };
 use swb_api::{ApiError, CacheStats, Digest, ErrorCode, FunctionRef};
-use swb_runtime::{CallRequest, CallResult, Runtime, RuntimeConfig};
+use swb_runtime::{CallRequest, CallResult, NestedCalls, Runtime, RuntimeConfig};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::timeout;
 
@@ -75,6 +75,64 @@ struct Shared {
     cancels: Mutex<HashMap<CallId, Arc<Notify>>>,
     waiting_for_code: CodeWaiters,
     reported: Mutex<CacheStats>,
+    /// Guests' calls of other functions, waiting for their answers.
+    nested: Arc<NestedTable>,
+}
+
+/// Nested calls of this session's guests (`swb.call`) awaiting `nested_done`.
+#[derive(Default)]
+struct NestedTable {
+    next: std::sync::atomic::AtomicU64,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Result<Bytes, ApiError>>>>,
+}
+
+/// Makes one hosted call's nested calls over the session.
+struct GuestCalls {
+    call: CallId,
+    out: mpsc::Sender<WorkerMsg>,
+    table: Arc<NestedTable>,
+}
+
+impl NestedCalls for GuestCalls {
+    fn call(
+        &self,
+        function: String,
+        input: Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ApiError>> + Send>> {
+        let (call, out, table) = (self.call, self.out.clone(), self.table.clone());
+        Box::pin(async move {
+            let function: FunctionRef = function.parse().map_err(|e| {
+                ApiError::invalid_input(format!("bad function name {function:?}: {e}"))
+            })?;
+            let nested = table.next.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            table
+                .waiting
+                .lock()
+                .expect("nested lock")
+                .insert(nested, tx);
+            // Forgotten however the call ends (answered, or the guest dropped).
+            let _forget = Forget(&table, nested);
+            let lost = || ApiError::new(ErrorCode::WorkerLost, "the session with the server ended");
+            out.send(WorkerMsg::NestedCall {
+                call,
+                nested,
+                function,
+                input,
+            })
+            .await
+            .map_err(|_| lost())?;
+            rx.await.unwrap_or_else(|_| Err(lost()))
+        })
+    }
+}
+
+struct Forget<'a>(&'a NestedTable, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.lock().expect("nested lock").remove(&self.1);
+    }
 }
 
 impl Worker {
@@ -170,6 +228,7 @@ impl Worker {
             cancels: Mutex::new(HashMap::new()),
             waiting_for_code: Mutex::new(HashMap::new()),
             reported: Mutex::new(CacheStats::default()),
+            nested: Arc::default(),
         });
         let mut ticker = tokio::time::interval(Duration::from_millis(heartbeat_ms));
         let mut shutdown = std::pin::pin!(shutdown);
@@ -218,7 +277,7 @@ impl Shared {
                     // A guest call's state is kilobytes (4.8 KB): boxed, it is
                     // written to the heap once instead of being copied with the
                     // task as it is spawned and again as it ends.
-                    let run = Box::pin(shared.run_hosted(hosted, input));
+                    let run = Box::pin(shared.run_hosted(call, hosted, input));
                     shared.answer_unless_cancelled(call, &cancel, run).await;
                 });
             }
@@ -249,6 +308,21 @@ impl Shared {
                     let run = shared.run_remote(ctx, input);
                     shared.answer_unless_cancelled(call, &cancel, run).await;
                 });
+            }
+            ServerMsg::NestedDone {
+                nested,
+                error,
+                output,
+            } => {
+                let waiting = self
+                    .nested
+                    .waiting
+                    .lock()
+                    .expect("nested lock")
+                    .remove(&nested);
+                if let Some(tx) = waiting {
+                    let _ = tx.send(error.map_or(Ok(output), Err));
+                }
             }
             ServerMsg::Cancel { call } => {
                 if let Some(c) = self.cancels.lock().expect("cancels lock").get(&call) {
@@ -427,13 +501,13 @@ impl Shared {
         }
     }
 
-    async fn run_hosted(&self, hosted: Arc<HostedCall>, input: Bytes) -> Timed {
+    async fn run_hosted(&self, call: CallId, hosted: Arc<HostedCall>, input: Bytes) -> Timed {
         let running = Running::new(&self.in_flight);
-        let mut result = self.execute(&hosted, input.clone()).await;
+        let mut result = self.execute(call, &hosted, input.clone()).await;
         if result.is_none() {
             let wait = Duration::from_millis(hosted.limits.timeout_ms);
             result = Some(match self.fetch_code(hosted.digest, wait).await {
-                Ok(()) => self.execute(&hosted, input).await.unwrap_or_else(|| {
+                Ok(()) => self.execute(call, &hosted, input).await.unwrap_or_else(|| {
                     CallResult::failed(ApiError::new(
                         ErrorCode::Internal,
                         "module vanished from the worker's cache",
@@ -454,7 +528,7 @@ impl Shared {
     }
 
     /// Runs the call on this task; `None` when the module is not available.
-    async fn execute(&self, hosted: &HostedCall, input: Bytes) -> Option<CallResult> {
+    async fn execute(&self, call: CallId, hosted: &HostedCall, input: Bytes) -> Option<CallResult> {
         let Some(runtime) = self.runtime.clone() else {
             return Some(CallResult::failed(ApiError::new(
                 ErrorCode::Internal,
@@ -472,11 +546,15 @@ impl Shared {
                     .flatten()?
             }
         };
-        Some(
-            runtime
-                .call(&module, CallRequest::hosted(hosted, input))
-                .await,
-        )
+        let mut request = CallRequest::hosted(hosted, input);
+        if hosted.calls {
+            request = request.with_calls(Arc::new(GuestCalls {
+                call,
+                out: self.out.clone(),
+                table: self.nested.clone(),
+            }));
+        }
+        Some(runtime.call(&module, request).await)
     }
 }
 

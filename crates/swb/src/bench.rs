@@ -255,6 +255,32 @@ fn summary(lines: &[Line]) {
             range,
         );
     }
+    let p50: fn(&Window) -> f64 = |w| w.p50_us;
+    for (c, name, target, of, ok) in [
+        (
+            32,
+            "invoke_hosted_nested c=32 rps / g alone",
+            ">= 0.5",
+            rps,
+            0.5,
+        ),
+        (
+            1,
+            "invoke_hosted_nested c=1 p50 / g alone",
+            "<= 2.0",
+            p50,
+            2.0,
+        ),
+    ] {
+        if let (Some(fg), Some(g)) = (
+            get("invoke_hosted_nested", c),
+            get("invoke_hosted_inproc", c),
+        ) {
+            let (r, range) = paired(fg, g, of);
+            let met = if c == 32 { r >= ok } else { r <= ok };
+            row(name, r, target, met, range);
+        }
+    }
     if let Some(l) = get("invoke_remote", 32) {
         let (r, range) = paired(l, echo32, rps);
         row(

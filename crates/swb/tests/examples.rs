@@ -91,4 +91,62 @@ async fn the_example_functions_run_as_documented() {
         .await
         .unwrap();
     assert_eq!(&out.output[..], br#"{"greeting":"Hi, Ada."}"#);
+
+    // A hosted function calling another through the platform (swb-guest).
+    let all = std::fs::read(built.join("greet-all.wasm")).unwrap();
+    deploy(&c.client, "admin/greet-all", all, |r| {
+        r.calls = vec!["admin/greet".parse().unwrap()];
+    })
+    .await
+    .unwrap();
+    let out = c
+        .client
+        .invoke(
+            &"admin/greet-all".parse().unwrap(),
+            None,
+            r#"{"names":["Ada","Grace"]}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(&out.output[..], br#"["Hello, Ada.","Hello, Grace."]"#);
+    // … and a remote one, as the README shows (the greeter named by GREETER).
+    let script = r#"import json, sys
+print(json.dumps({"greeting": "Hi, " + json.load(sys.stdin)["name"] + "."}))"#;
+    let _hi = c.serve("hi", "admin/hi", &[], &["python3", "-c", script]);
+    swb_testkit::connected(&c.client, "hi").await;
+    let all = std::fs::read(built.join("greet-all.wasm")).unwrap();
+    deploy(&c.client, "admin/greet-all-hi", all, |r| {
+        r.calls = vec!["admin/hi".parse().unwrap()];
+        r.env.insert("GREETER".into(), "admin/hi".into());
+    })
+    .await
+    .unwrap();
+    let out = c
+        .client
+        .invoke(
+            &"admin/greet-all-hi".parse().unwrap(),
+            None,
+            r#"{"names":["Ada"]}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.output), r#"["Hi, Ada."]"#);
+    // A nested call failing (here: its input refused) is the guest's to report.
+    let e = c
+        .client
+        .invoke(
+            &"admin/greet-all".parse().unwrap(),
+            None,
+            r#"{"names":[""]}"#,
+        )
+        .await
+        .unwrap_err();
+    let e = assert_code(e.error, ErrorCode::FunctionError);
+    assert!(
+        e.details["stderr_tail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_input"),
+        "{e:?}"
+    );
 }

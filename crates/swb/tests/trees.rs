@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use swb_api::{ErrorCode, FunctionRef, Role};
 use swb_client::{Client, InvocationFilter, ShareTarget};
-use swb_testkit::{connected, eventually};
+use swb_testkit::{connected, deploy, eventually, guests};
 
 fn f(name: &str) -> FunctionRef {
     name.parse().unwrap()
@@ -459,4 +459,214 @@ async fn a_callers_trace_reaches_every_call_of_the_tree() {
     let own = swb_api::trace::trace_of(&inv.id);
     assert_eq!(spans[0], swb_api::trace::traceparent(&own, &inv.id));
     assert!(spans[1].starts_with(&format!("00-{own}-")), "{spans:?}");
+}
+
+/// Hosted (Wasm) functions call through `swb.call`: hosted to hosted (an answer
+/// larger than the guest's buffer comes through `swb.result`), hosted to remote,
+/// remote to hosted; undeclared calls are refused and the guest handles the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosted_functions_call_hosted_and_remote_ones() {
+    let c = Cluster::start(true, &[]).await;
+    let calls = |callee: &str| {
+        let callee = f(callee);
+        move |r: &mut swb_api::DeployRequest| r.calls = vec![callee]
+    };
+    deploy(&c.client, "admin/h-echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    deploy(
+        &c.client,
+        "admin/h-small",
+        guests::calls("admin/h-echo", 16),
+        calls("admin/h-echo"),
+    )
+    .await
+    .unwrap();
+    deploy(
+        &c.client,
+        "admin/h-big",
+        guests::calls("admin/h-echo", 64_000),
+        calls("admin/h-echo"),
+    )
+    .await
+    .unwrap();
+    deploy(
+        &c.client,
+        "admin/h-upper",
+        guests::calls("admin/caps", 64_000),
+        calls("admin/caps"),
+    )
+    .await
+    .unwrap();
+    deploy(
+        &c.client,
+        "admin/h-rogue",
+        guests::calls("admin/h-echo", 64_000),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let _caps = c.serve("caps", "admin/caps", &[], &["tr", "a-z", "A-Z"]);
+    let via = sh("$SWB fn invoke admin/h-small -");
+    let _r = c.serve(
+        "r",
+        "admin/r-to-h",
+        &["--calls", "admin/h-small"],
+        &args(&via),
+    );
+    connected(&c.client, "caps").await;
+    connected(&c.client, "r").await;
+
+    let long = format!("\"{}\"", "x".repeat(5000));
+    for (function, input, output) in [
+        ("admin/h-small", long.clone(), long.clone()),
+        ("admin/h-big", "[1,2,3]".to_owned(), "[1,2,3]".to_owned()),
+        (
+            "admin/h-upper",
+            "\"shout\"".to_owned(),
+            "\"SHOUT\"".to_owned(),
+        ),
+    ] {
+        let inv = c.client.invoke(&f(function), None, input).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&inv.output), output, "{function}");
+    }
+    let inv = c
+        .client
+        .invoke(&f("admin/r-to-h"), None, "[4]")
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&inv.output).trim(), "[4]");
+    let tree = eventually(
+        "remote → hosted → hosted",
+        Duration::from_secs(10),
+        || async {
+            let t = c.client.invocation_tree(&inv.id).await.ok()?;
+            (t.invocations.len() == 3).then_some(t)
+        },
+    )
+    .await;
+    let chain: Vec<_> = tree
+        .invocations
+        .iter()
+        .map(|r| r.function.to_string())
+        .collect();
+    assert_eq!(chain, ["admin/r-to-h", "admin/h-small", "admin/h-echo"]);
+    assert_eq!(tree.invocations[2].tree.as_ref().unwrap().depth, 2);
+
+    // A guest that may call further learns its call and its trace.
+    deploy(
+        &c.client,
+        "admin/h-env",
+        guests::prints_env(),
+        calls("admin/h-echo"),
+    )
+    .await
+    .unwrap();
+    let inv = c.client.invoke(&f("admin/h-env"), None, "").await.unwrap();
+    let env = String::from_utf8_lossy(&inv.output).into_owned();
+    let trace = swb_api::trace::trace_of(&inv.id);
+    assert!(
+        env.contains(&format!("SWB_CALL_ID={}\0", inv.id)),
+        "{env:?}"
+    );
+    let parent = swb_api::trace::traceparent(&trace, &inv.id);
+    assert!(env.contains(&format!("TRACEPARENT={parent}\0")), "{env:?}");
+
+    // Undeclared: the guest gets the error as a value (and here reports it).
+    let e = c
+        .client
+        .invoke(&f("admin/h-rogue"), None, "{}")
+        .await
+        .unwrap_err();
+    let e = assert_code(e.error, ErrorCode::FunctionError);
+    assert!(
+        e.details["stderr_tail"]
+            .as_str()
+            .unwrap()
+            .contains("forbidden"),
+        "{e:?}"
+    );
+}
+
+/// At small capacities, hosted trees never wait on themselves: 8 concurrent f→g on
+/// a worker of capacity 4, f→g→h at capacity 3, and a function calling itself ends
+/// in milliseconds at the depth limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosted_trees_at_small_capacities_finish() {
+    let c = Cluster::start(false, &[]).await;
+    let _w = swb_testkit::WorkerProc::start(
+        bin(),
+        &c.server,
+        "small",
+        &c.dir.path().join("cache-small"),
+        &["--capacity", "3"],
+    )
+    .unwrap();
+    connected(&c.client, "small").await;
+    let declared = |callee: &str| {
+        let callee = f(callee);
+        move |r: &mut swb_api::DeployRequest| r.calls = vec![callee]
+    };
+    deploy(&c.client, "admin/t-h", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    deploy(
+        &c.client,
+        "admin/t-g",
+        guests::calls("admin/t-h", 64_000),
+        declared("admin/t-h"),
+    )
+    .await
+    .unwrap();
+    deploy(
+        &c.client,
+        "admin/t-f",
+        guests::calls("admin/t-g", 64_000),
+        declared("admin/t-g"),
+    )
+    .await
+    .unwrap();
+    deploy(
+        &c.client,
+        "admin/t-self",
+        guests::calls("admin/t-self", 64_000),
+        declared("admin/t-self"),
+    )
+    .await
+    .unwrap();
+    for function in ["admin/t-g", "admin/t-f"] {
+        let function = f(function);
+        let results = join_all((0..8).map(|i| {
+            let input = format!("[{i}]");
+            let function = function.clone();
+            let client = c.client.clone();
+            async move { (client.invoke(&function, None, input.clone()).await, input) }
+        }))
+        .await;
+        for (r, input) in results {
+            assert_eq!(r.unwrap().output, input.as_bytes(), "{function}");
+        }
+    }
+    let started = Instant::now();
+    let e = c
+        .client
+        .invoke(&f("admin/t-self"), None, "{}")
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let root = e.invocation_id.unwrap();
+    let tree = eventually("the whole tree", Duration::from_secs(10), || async {
+        let t = c.client.invocation_tree(&root).await.ok()?;
+        (t.invocations.len() == 10).then_some(t)
+    })
+    .await;
+    let deepest = tree.invocations.last().unwrap();
+    assert_eq!(
+        deepest.error.as_ref().unwrap().code,
+        ErrorCode::CallDepthExceeded
+    );
 }
