@@ -243,27 +243,9 @@ async fn recursion_stops_at_the_depth_limit_fast() {
         &args(&again),
     );
     connected(&c.client, "a").await;
-    let started = Instant::now();
-    let e = c
-        .client
-        .invoke(&f("admin/again"), None, "{}")
-        .await
-        .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    let (e, deepest) = recursion_ends_fast(&c.client, "admin/again", 7).await;
     assert_eq!(e.error.code(), Some(ErrorCode::FunctionError), "{e:?}");
-    let root = e.invocation_id.unwrap();
-    let tree = eventually("the whole tree", Duration::from_secs(10), || async {
-        let t = c.client.invocation_tree(&root).await.ok()?;
-        (t.invocations.len() == 7).then_some(t)
-    })
-    .await;
-    let deepest = tree.invocations.last().unwrap();
     let error = deepest.error.clone().unwrap();
-    assert_eq!(error.code, ErrorCode::CallDepthExceeded, "{error:?}");
     assert_eq!(deepest.tree.as_ref().unwrap().depth, 6);
     assert_eq!(error.details["chain"].as_array().unwrap().len(), 7);
     assert!(error.message.contains("over its limit of 5"), "{error:?}");
@@ -395,6 +377,41 @@ async fn wait_dead(file: &Path) {
     .await;
 }
 
+/// Calls `function`, which calls itself: the call fails within seconds, and its
+/// tree holds `levels` records, the deepest refused with `call_depth_exceeded`.
+async fn recursion_ends_fast(
+    client: &Client,
+    function: &str,
+    levels: usize,
+) -> (swb_client::InvokeError, swb_api::InvocationRecord) {
+    let started = Instant::now();
+    let e = client.invoke(&f(function), None, "{}").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let root = e.invocation_id.clone().unwrap();
+    let tree = eventually("the whole tree", Duration::from_secs(10), || async {
+        let t = client.invocation_tree(&root).await.ok()?;
+        (t.invocations.len() == levels).then_some(t)
+    })
+    .await;
+    let deepest = tree.invocations.last().unwrap().clone();
+    let error = deepest.error.as_ref().unwrap();
+    assert_eq!(error.code, ErrorCode::CallDepthExceeded, "{error:?}");
+    (e, deepest)
+}
+
+/// Deploys `name`, a guest calling `callee` (declared) into a buffer of `cap` bytes.
+async fn calling(client: &Client, name: &str, callee: &str, cap: u32) {
+    deploy(client, name, guests::calls(callee, cap), |r| {
+        r.calls = vec![f(callee)];
+    })
+    .await
+    .unwrap();
+}
+
 fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -467,37 +484,12 @@ async fn a_callers_trace_reaches_every_call_of_the_tree() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosted_functions_call_hosted_and_remote_ones() {
     let c = Cluster::start(true, &[]).await;
-    let calls = |callee: &str| {
-        let callee = f(callee);
-        move |r: &mut swb_api::DeployRequest| r.calls = vec![callee]
-    };
     deploy(&c.client, "admin/h-echo", guests::echo(), |_| {})
         .await
         .unwrap();
-    deploy(
-        &c.client,
-        "admin/h-small",
-        guests::calls("admin/h-echo", 16),
-        calls("admin/h-echo"),
-    )
-    .await
-    .unwrap();
-    deploy(
-        &c.client,
-        "admin/h-big",
-        guests::calls("admin/h-echo", 64_000),
-        calls("admin/h-echo"),
-    )
-    .await
-    .unwrap();
-    deploy(
-        &c.client,
-        "admin/h-upper",
-        guests::calls("admin/caps", 64_000),
-        calls("admin/caps"),
-    )
-    .await
-    .unwrap();
+    calling(&c.client, "admin/h-small", "admin/h-echo", 16).await;
+    calling(&c.client, "admin/h-big", "admin/h-echo", 64_000).await;
+    calling(&c.client, "admin/h-upper", "admin/caps", 64_000).await;
     deploy(
         &c.client,
         "admin/h-rogue",
@@ -554,12 +546,9 @@ async fn hosted_functions_call_hosted_and_remote_ones() {
     assert_eq!(tree.invocations[2].tree.as_ref().unwrap().depth, 2);
 
     // A guest that may call further learns its call and its trace.
-    deploy(
-        &c.client,
-        "admin/h-env",
-        guests::prints_env(),
-        calls("admin/h-echo"),
-    )
+    deploy(&c.client, "admin/h-env", guests::prints_env(), |r| {
+        r.calls = vec![f("admin/h-echo")];
+    })
     .await
     .unwrap();
     let inv = c.client.invoke(&f("admin/h-env"), None, "").await.unwrap();
@@ -603,37 +592,12 @@ async fn hosted_trees_at_small_capacities_finish() {
     )
     .unwrap();
     connected(&c.client, "small").await;
-    let declared = |callee: &str| {
-        let callee = f(callee);
-        move |r: &mut swb_api::DeployRequest| r.calls = vec![callee]
-    };
     deploy(&c.client, "admin/t-h", guests::echo(), |_| {})
         .await
         .unwrap();
-    deploy(
-        &c.client,
-        "admin/t-g",
-        guests::calls("admin/t-h", 64_000),
-        declared("admin/t-h"),
-    )
-    .await
-    .unwrap();
-    deploy(
-        &c.client,
-        "admin/t-f",
-        guests::calls("admin/t-g", 64_000),
-        declared("admin/t-g"),
-    )
-    .await
-    .unwrap();
-    deploy(
-        &c.client,
-        "admin/t-self",
-        guests::calls("admin/t-self", 64_000),
-        declared("admin/t-self"),
-    )
-    .await
-    .unwrap();
+    calling(&c.client, "admin/t-g", "admin/t-h", 64_000).await;
+    calling(&c.client, "admin/t-f", "admin/t-g", 64_000).await;
+    calling(&c.client, "admin/t-self", "admin/t-self", 64_000).await;
     for function in ["admin/t-g", "admin/t-f"] {
         let function = f(function);
         let results = join_all((0..8).map(|i| {
@@ -647,26 +611,5 @@ async fn hosted_trees_at_small_capacities_finish() {
             assert_eq!(r.unwrap().output, input.as_bytes(), "{function}");
         }
     }
-    let started = Instant::now();
-    let e = c
-        .client
-        .invoke(&f("admin/t-self"), None, "{}")
-        .await
-        .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    let root = e.invocation_id.unwrap();
-    let tree = eventually("the whole tree", Duration::from_secs(10), || async {
-        let t = c.client.invocation_tree(&root).await.ok()?;
-        (t.invocations.len() == 10).then_some(t)
-    })
-    .await;
-    let deepest = tree.invocations.last().unwrap();
-    assert_eq!(
-        deepest.error.as_ref().unwrap().code,
-        ErrorCode::CallDepthExceeded
-    );
+    recursion_ends_fast(&c.client, "admin/t-self", 10).await;
 }
