@@ -1332,6 +1332,20 @@ mod tests {
         }))
     }
 
+    /// A call of module `d`: no labels, a near deadline, any worker.
+    async fn call(hub: &Hub, d: Digest) -> Result<Answer, ApiError> {
+        hub.call(
+            function(),
+            hosted(d),
+            none(),
+            Bytes::new(),
+            soon(),
+            &any,
+            Hop::default(),
+        )
+        .await
+    }
+
     fn any(_: Option<&Caller>) -> bool {
         true
     }
@@ -1470,18 +1484,7 @@ mod tests {
         let mut w = FakeWorker::join(&hub, "w", 1, vec![d]).await;
         let first = {
             let hub = hub.clone();
-            tokio::spawn(async move {
-                hub.call(
-                    function(),
-                    hosted(d),
-                    none(),
-                    Bytes::new(),
-                    soon(),
-                    &any,
-                    Hop::default(),
-                )
-                .await
-            })
+            tokio::spawn(async move { call(&hub, d).await })
         };
         // The first call occupies the only slot…
         let invoke = w.from_server.recv().await.unwrap();
@@ -1610,18 +1613,7 @@ mod tests {
         let mut w = FakeWorker::join(&hub, "w", 2, vec![d]).await;
         let call = {
             let hub = hub.clone();
-            tokio::spawn(async move {
-                hub.call(
-                    function(),
-                    hosted(d),
-                    none(),
-                    Bytes::new(),
-                    soon(),
-                    &any,
-                    Hop::default(),
-                )
-                .await
-            })
+            tokio::spawn(async move { call(&hub, d).await })
         };
         assert!(matches!(
             w.from_server.recv().await,
@@ -1696,18 +1688,7 @@ mod tests {
             hub.code_status(&d, &any)[0].status,
             WorkerCodeStatus::Failed
         );
-        let e = hub
-            .call(
-                function(),
-                hosted(d),
-                none(),
-                Bytes::new(),
-                soon(),
-                &any,
-                Hop::default(),
-            )
-            .await
-            .unwrap_err();
+        let e = call(&hub, d).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::NoWorker);
         assert_eq!(e.details["workers"][0]["worker"], "w");
     }

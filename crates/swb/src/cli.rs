@@ -438,8 +438,14 @@ fn print_record(r: &InvocationRecord) {
         .as_ref()
         .map(|e| format!("  {}", e.message))
         .unwrap_or_default();
+    // A nested call says who made it (`swb inv tree` shows the whole tree).
+    let via = r
+        .tree
+        .as_ref()
+        .map(|t| format!("  (called by {})", t.via))
+        .unwrap_or_default();
     println!(
-        "{}  {}  v{}  {}  {:>8.1} ms  {}{error}",
+        "{}  {}  v{}  {}  {:>8.1} ms  {}{via}{error}",
         time(r.started_at),
         r.id,
         r.version.map_or("-".into(), |v| v.to_string()),

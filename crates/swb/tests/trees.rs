@@ -97,6 +97,8 @@ async fn a_command_calls_a_function_and_both_calls_form_one_tree() {
     assert_eq!(lines.len(), 2, "{drawn}");
     assert!(lines[0].starts_with("admin/f v1  ok"), "{drawn}");
     assert!(lines[1].starts_with("└─ admin/g v1  ok"), "{drawn}");
+    let logged = cli.ok(&["logs", "admin/g"]);
+    assert!(logged.contains("(called by admin/f)"), "{logged}");
     let shown = cli.ok(&["inv", "show", &g[0].id]);
     assert!(shown.contains("called by:  admin/f"), "{shown}");
     assert!(shown.contains("acting for: admin@localhost"), "{shown}");
