@@ -467,14 +467,36 @@ async fn cross_replica(
     b.token = a.token.clone();
     let sdk = s.sdk_echo(&a, "sdk-a.log")?;
     connected(&a.client(), "bench-echo").await;
-    let target = Target::new(
-        "invoke_remote_cross_replica",
-        &b,
-        "admin/echo-remote",
-        &b.token,
-    );
-    s.load(&[target], c).await?;
-    drop((sdk, a, b));
+    // A nested hop between replicas: a hosted f on B's worker calling the echo
+    // served on A (its call enters B and is carried to A).
+    let wasm = WorkerProc::start(&s.bin, &b, "wasm-b", &s.path("cache-b"), &[])?;
+    connected(&b.client(), "wasm-b").await;
+    let via = guests::calls("admin/echo-remote", 64_000);
+    deploy(
+        &b.client(),
+        "admin/echo-remote-via",
+        via,
+        |r: &mut DeployRequest| {
+            r.calls = vec!["admin/echo-remote".parse().expect("a valid name")];
+        },
+    )
+    .await?;
+    let targets = [
+        Target::new(
+            "invoke_remote_cross_replica",
+            &b,
+            "admin/echo-remote",
+            &b.token,
+        ),
+        Target::new(
+            "invoke_nested_cross_replica",
+            &b,
+            "admin/echo-remote-via",
+            &b.token,
+        ),
+    ];
+    s.load(&targets, c).await?;
+    drop((sdk, wasm, a, b));
     Ok(())
 }
 
