@@ -1046,10 +1046,11 @@ pub(crate) async fn perform(
 ) -> Performed {
     let id = uuid::Uuid::now_v7().to_string();
     let calls = &route.version.calls;
+    // The tree's trace: the caller's, the parent's, or (made only where needed) the
+    // root's own id.
     let trace = match (&parent, options.trace) {
-        (Parent::Call(node), _) => node.place.trace.clone(),
-        (Parent::Root(_), Some(trace)) => trace.to_owned(),
-        (Parent::Root(_), None) => swb_api::trace::trace_of(&id),
+        (Parent::Call(node), _) => Some(node.place.trace.clone()),
+        (Parent::Root(_), trace) => trace.map(str::to_owned),
     };
     let (hop, admitted, node) = match parent {
         Parent::Root(acting) => {
@@ -1057,7 +1058,9 @@ pub(crate) async fn perform(
                 Some(c) if !calls.is_empty() => Some(Place {
                     id: id.clone(),
                     root: id.clone(),
-                    trace: trace.clone(),
+                    trace: trace
+                        .clone()
+                        .unwrap_or_else(|| swb_api::trace::trace_of(&id)),
                     chain: vec![function.clone()],
                     calls: calls.clone(),
                     acting: Acting::of(c),
@@ -1115,7 +1118,7 @@ pub(crate) async fn perform(
             input,
             profile,
             timeout_ms,
-            (pending.id.as_str(), trace.as_str()),
+            (pending.id.as_str(), trace.as_deref()),
             hop,
         );
         let attempt = match &node {
@@ -1311,7 +1314,7 @@ async fn run(
     input: Bytes,
     profile: Option<Value>,
     timeout_ms: Option<u64>,
-    (invocation, trace): (&str, &str),
+    (invocation, trace): (&str, Option<&str>),
     hop: Hop,
 ) -> Attempt {
     if let Some(schema) = &route.input

@@ -85,7 +85,11 @@ impl Target {
     /// The same call, naming its invocation record and trace context to a remote
     /// function's worker, or to a hosted guest that may call further (`SWB_CALL_ID`,
     /// `TRACEPARENT`).
-    pub fn with_invocation(mut self, id: &str, trace: &str) -> Self {
+    pub fn with_invocation(mut self, id: &str, trace: Option<&str>) -> Self {
+        let made = || {
+            let root = trace.map_or_else(|| swb_api::trace::trace_of(id), str::to_owned);
+            swb_api::trace::traceparent(&root, id)
+        };
         match &mut self {
             Target::Remote {
                 invocation,
@@ -93,14 +97,14 @@ impl Target {
                 ..
             } => {
                 *invocation = Some(id.to_owned());
-                *traceparent = Some(swb_api::trace::traceparent(trace, id));
+                *traceparent = Some(made());
             }
             // A guest in a call tree learns its place (the others share their
             // prebuilt call, and pay nothing).
             Target::Hosted(h) if h.calls => {
                 let env = &mut Arc::make_mut(h).env;
                 env.push(("SWB_CALL_ID".into(), id.to_owned()));
-                env.push(("TRACEPARENT".into(), swb_api::trace::traceparent(trace, id)));
+                env.push(("TRACEPARENT".into(), made()));
             }
             Target::Hosted(_) => {}
         }
