@@ -199,6 +199,21 @@ impl Authenticator {
         Ok(caller.clone())
     }
 
+    /// Whether a stored token still stands (exists, not revoked, not expired): a
+    /// job's nested calls act for the token it was submitted with only while it does.
+    pub async fn stands(&self, token_id: &str) -> bool {
+        match self.row(token_id).await {
+            Ok(Some(token)) => {
+                !token.revoked
+                    && token
+                        .caller
+                        .as_ref()
+                        .is_some_and(|c| c.expires_at.is_none_or(|t| t > now_ms()))
+            }
+            _ => false,
+        }
+    }
+
     async fn row(&self, id: &str) -> Result<Option<Arc<Verified>>, ApiError> {
         if let Some(token) = self.cache.lock().expect("auth cache").get(id)
             && token.read_at.elapsed() < CACHE_TTL

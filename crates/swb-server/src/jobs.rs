@@ -220,11 +220,15 @@ async fn run(app: &App, row: JobRow) -> JobFinish {
         (None, None) => Ok(Bytes::new()),
     };
     // Nested calls act for whoever submitted the job (`None`: it may make none).
-    let acting = row
+    let acting = match row
         .acting
         .as_deref()
         .and_then(|a| serde_json::from_str::<Acting>(a).ok())
-        .and_then(|a| Caller::acting(&a).ok());
+    {
+        // … and only while the token it was submitted with stands.
+        Some(a) if app.auth.stands(&a.token_id).await => Caller::acting(&a).ok(),
+        _ => None,
+    };
     let cancel = Arc::new(Notify::new());
     app.jobs.running.lock().expect("running lock").insert(
         job.id.clone(),

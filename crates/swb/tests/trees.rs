@@ -615,3 +615,50 @@ async fn hosted_trees_at_small_capacities_finish() {
     }
     recursion_ends_fast(&c.client, "admin/t-self", 10).await;
 }
+
+/// A job's nested calls act for the token it was submitted with, and only while
+/// that token stands: revoked before the job runs, the job's command gets no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_nested_calls_stop_with_the_token_it_was_submitted_with() {
+    let c = Cluster::start(false, &[]).await;
+    let _g = c.serve("g", "admin/g", &[], &["cat"]);
+    let f_cmd =
+        sh(r#"[ -n "$SWB_TOKEN" ] || { echo "no token" >&2; exit 3; }; $SWB fn invoke admin/g -"#);
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let created = c
+            .client
+            .create_token(&serde_json::from_value(serde_json::json!({ "scopes": ["*"] })).unwrap())
+            .await
+            .unwrap();
+        tokens.push(created);
+    }
+    // f is published, then its worker stops: both jobs wait for a worker.
+    let mut first = c.serve("f0", "admin/f", &["--calls", "admin/g"], &args(&f_cmd));
+    connected(&c.client, "f0").await;
+    first.terminate().unwrap();
+    let mut ids = Vec::new();
+    for t in &tokens {
+        let job = swb_api::SubmitJob {
+            max_attempts: Some(1),
+            ..common::job("admin/f", serde_json::json!([1]))
+        };
+        let client = Client::new(&c.server.url, &t.token);
+        ids.push(client.submit_job(&job).await.unwrap().id);
+    }
+    c.client.revoke_token(&tokens[0].id).await.unwrap();
+    let _f = c.serve("f", "admin/f", &["--calls", "admin/g"], &args(&f_cmd));
+    let done = common::all_ended(&c.client, &ids, Duration::from_secs(30)).await;
+    let revoked = done[0]
+        .error
+        .as_ref()
+        .expect("the revoked token's job fails");
+    assert_eq!(revoked.code, ErrorCode::FunctionError, "{revoked:?}");
+    assert!(format!("{revoked:?}").contains("no token"), "{revoked:?}");
+    assert_eq!(
+        done[1].result,
+        Some(serde_json::json!([1])),
+        "{:?}",
+        done[1]
+    );
+}
