@@ -249,8 +249,33 @@ impl JsonSchema for Digest {
     }
 }
 
+/// The smallest invocation id (UUIDv7) of the millisecond `ms`: ids are
+/// time-ordered text, so this bounds a listing from below.
+pub fn v7_first(ms: u64) -> String {
+    v7_at(ms, "7000-8000-000000000000")
+}
+
+/// The largest id of the millisecond `ms` (no UUIDv7 of it sorts after).
+pub fn v7_last(ms: u64) -> String {
+    v7_at(ms, "ffff-ffff-ffffffffffff")
+}
+
+fn v7_at(ms: u64, rest: &str) -> String {
+    let hex = format!("{:012x}", ms & 0xffff_ffff_ffff);
+    format!("{}-{}-{rest}", &hex[..8], &hex[8..12])
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn v7_bounds_enclose_the_ids_of_their_millisecond() {
+        let id = "01a245c9-12df-7529-85a8-25925ee93709";
+        let ms = u64::from_str_radix(&id[..8], 16).unwrap() << 16
+            | u64::from_str_radix(&id[9..13], 16).unwrap();
+        assert!(v7_first(ms).as_str() <= id && id <= v7_last(ms).as_str());
+        assert!(v7_last(ms - 1) < v7_first(ms) && v7_last(ms) < v7_first(ms + 1));
+    }
+
     use super::*;
 
     #[test]

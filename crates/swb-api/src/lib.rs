@@ -16,7 +16,7 @@ pub mod writer;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use identity::*;
-pub use ids::{Digest, FunctionRef, IdError, Namespace};
+pub use ids::{Digest, FunctionRef, IdError, Namespace, v7_first, v7_last};
 pub use jobs::*;
 pub use rest::*;
 

@@ -8,7 +8,7 @@ use crate::cluster::Change;
 use crate::config::Config;
 use crate::error::{AppError, AppResult, error_response};
 use crate::extract::{Body, Json, MAX_PAGE, Path, Query, cursor, page_limit, parse_json};
-use crate::hub::{Answer, NestedRequest, Target};
+use crate::hub::{Answer, Target};
 use crate::openapi::{Doc, Uuid};
 use crate::routes::{Route, compile_schema};
 use crate::tree::{Acting, Hop, Node, Place};
@@ -1371,35 +1371,20 @@ async fn run(
     }
 }
 
-/// Runs the nested calls hosted guests make (`swb.call`), each on its own task, and
-/// answers their workers: the same path as a call token's invoke.
-pub(crate) fn serve_nested(app: Arc<App>) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<NestedRequest>();
-    app.hub.run_nested_with(tx);
-    tokio::spawn(async move {
-        while let Some(request) = rx.recv().await {
-            let app = app.clone();
-            tokio::spawn(async move {
-                let NestedRequest {
-                    node,
-                    function,
-                    input,
-                    reply,
-                    nested,
-                } = request;
-                let result = nested_call(&app, node, function, input).await;
-                let (error, output) = match result {
-                    Ok(output) => (None, output),
-                    Err(e) => (Some(e), Bytes::new()),
-                };
-                let _ = reply.send(swb_api::protocol::ServerMsg::NestedDone {
-                    nested,
-                    error,
-                    output,
-                });
-            });
-        }
-    });
+/// Runs the nested calls hosted guests make (`swb.call`), each on its own task:
+/// the same path as a call token's invoke.
+pub(crate) fn serve_nested(app: &Arc<App>) {
+    let app_of = Arc::downgrade(app);
+    app.hub
+        .run_nested_with(Arc::new(move |node, function, input| {
+            let app_of = app_of.clone();
+            Box::pin(async move {
+                let app = app_of.upgrade().ok_or_else(|| {
+                    ApiError::new(ErrorCode::Overloaded, "the server is stopping")
+                })?;
+                nested_call(&app, node, function, input).await
+            })
+        }));
 }
 
 /// One nested call of a running call, as its token would make it.
@@ -1601,12 +1586,7 @@ async fn invocation_tree(
         Some(r) => r.started_at + (r.duration_us / 1000) as i64,
         None => now_ms(),
     };
-    let ms = (end + CLOCK_SLACK_MS) as u64;
-    let until = format!(
-        "{:08x}-{:04x}-ffff-ffff-ffffffffffff",
-        ms >> 16,
-        ms & 0xffff
-    );
+    let until = swb_api::v7_last((end + CLOCK_SLACK_MS) as u64);
     let visible = caller.record_namespaces(&app.acl);
     let invocations = app
         .store

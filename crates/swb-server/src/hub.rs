@@ -313,8 +313,8 @@ pub struct Hub {
     compiled: Notify,
     /// Bumped when a worker joins or leaves.
     membership: watch::Sender<u64>,
-    /// Where hosted guests' nested calls go to be run (set by the server).
-    nested: std::sync::OnceLock<mpsc::UnboundedSender<NestedRequest>>,
+    /// Runs hosted guests' nested calls (set by the server).
+    nested: std::sync::OnceLock<NestedRunner>,
 }
 
 /// What this node's workers can run, as other replicas need to know it.
@@ -342,7 +342,7 @@ impl Hub {
     }
 
     /// Hands hosted guests' nested calls to `run` (the server's call path).
-    pub fn run_nested_with(&self, run: mpsc::UnboundedSender<NestedRequest>) {
+    pub fn run_nested_with(&self, run: NestedRunner) {
         let _ = self.nested.set(run);
     }
 
@@ -584,34 +584,25 @@ impl Hub {
                 input,
             } => {
                 let node = worker.nodes.lock().expect("nodes lock").get(&call).cloned();
-                let refuse = |error: ApiError| {
-                    let _ = worker.tx.send(ServerMsg::NestedDone {
-                        nested,
-                        error: Some(error),
-                        output: Bytes::new(),
-                    });
-                };
-                match (node, self.nested.get()) {
-                    (Some(node), Some(run)) => {
-                        let request = NestedRequest {
-                            node,
-                            function,
-                            input,
-                            reply: worker.tx.clone(),
-                            nested,
-                        };
-                        if run.send(request).is_err() {
-                            refuse(ApiError::new(
-                                ErrorCode::Overloaded,
-                                "the server is stopping",
-                            ));
-                        }
-                    }
-                    _ => refuse(ApiError::new(
+                let answer = match (node, self.nested.get()) {
+                    (Some(node), Some(run)) => run(node, function, input),
+                    _ => Box::pin(std::future::ready(Err(ApiError::new(
                         ErrorCode::Forbidden,
                         "this call may make no nested calls (its version declares none, or it ended)",
-                    )),
-                }
+                    )))),
+                };
+                let reply = worker.tx.clone();
+                tokio::spawn(async move {
+                    let (error, output) = match answer.await {
+                        Ok(output) => (None, output),
+                        Err(e) => (Some(e), Bytes::new()),
+                    };
+                    let _ = reply.send(ServerMsg::NestedDone {
+                        nested,
+                        error,
+                        output,
+                    });
+                });
             }
             WorkerMsg::Draining => {
                 tracing::info!(worker = %worker.name, "worker is draining");
@@ -760,18 +751,21 @@ impl Hub {
             .await?;
         let deadline = Instant::now() + Duration::from_millis(target.limits().timeout_ms);
         // A call that may call further is registered here, where its worker is and
-        // its nested calls come back to: its worker gets a token for them.
+        // its nested calls come back to: a remote function's worker gets a token for
+        // them (a guest's come over its session, naming its call).
         let registered = match (hop.place, acting) {
             (Some(place), Some(acting)) => {
                 let slot = Box::new(Lent {
                     worker: worker.clone(),
                     freed: self.freed.clone(),
                 });
-                Some(self.trees.register(place, acting, deadline, slot))
+                let tokened = matches!(target, Target::Remote { .. });
+                Some(self.trees.register(place, acting, deadline, slot, tokened))
             }
             _ => None,
         };
         let (token, registered) = registered.unzip();
+        let token = token.flatten();
         let call = worker.next_call.fetch_add(1, Ordering::Relaxed);
         // A hosted guest's nested calls come over its session, naming its call.
         let _node = registered
@@ -1159,15 +1153,17 @@ impl Drop for NodeOf<'_> {
     }
 }
 
-/// A nested call a hosted guest made (`nested_call`), for the server to run.
-pub struct NestedRequest {
-    pub node: Arc<Node>,
-    pub function: FunctionRef,
-    pub input: Bytes,
-    /// Where the answer goes (`nested_done`).
-    pub reply: ToWorker,
-    pub nested: u64,
-}
+/// Runs a nested call that a running call's guest made (`nested_call`), to its
+/// answer: the server's call path.
+pub type NestedRunner = Arc<
+    dyn Fn(
+            Arc<Node>,
+            FunctionRef,
+            Bytes,
+        ) -> futures_util::future::BoxFuture<'static, Result<Bytes, ApiError>>
+        + Send
+        + Sync,
+>;
 
 /// Ends a call run by [`Hub::run_local`], finished or abandoned: the capacity is
 /// released.

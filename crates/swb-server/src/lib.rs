@@ -182,7 +182,7 @@ impl Server {
             cluster,
         });
         jobs::spawn(app.clone(), finishes);
-        api::serve_nested(app.clone());
+        api::serve_nested(&app);
         if let Some(links) = links {
             cluster::spawn(app.clone(), links);
         }

@@ -110,7 +110,8 @@ pub trait Slot: Send + Sync {
 /// A call running on one of this replica's workers that may make nested calls.
 pub struct Node {
     pub place: Place,
-    secret_hash: [u8; 32],
+    /// `None` for a call that was given no token.
+    secret_hash: Option<[u8; 32]>,
     deadline: Instant,
     /// The tree's identity, parsed once.
     acting: Caller,
@@ -205,23 +206,31 @@ impl Trees {
         self.limits
     }
 
-    /// Registers a call as its worker takes it; returns its token (for the worker)
-    /// and the registration, which ends the call's tree rights when dropped.
+    /// Registers a call as its worker takes it; returns its token, when `tokened`
+    /// (a remote function's worker makes nested calls with it; a guest's come over
+    /// its session and need none), and the registration, which ends the call's tree
+    /// rights when dropped.
     pub fn register(
         self: &Arc<Self>,
         place: Place,
         acting: Caller,
         deadline: Instant,
         slot: Box<dyn Slot>,
-    ) -> (Secret, Registered) {
-        let mut secret = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
-        let secret = hex::encode(secret);
-        let token = Secret::new(format!("{PREFIX}{CALL_ID_PREFIX}{}_{secret}", place.id));
+        tokened: bool,
+    ) -> (Option<Secret>, Registered) {
+        let (token, secret_hash) = if tokened {
+            let mut secret = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+            let secret = hex::encode(secret);
+            let token = Secret::new(format!("{PREFIX}{CALL_ID_PREFIX}{}_{secret}", place.id));
+            (Some(token), Some(Sha256::digest(secret.as_bytes()).into()))
+        } else {
+            (None, None)
+        };
         let id = place.id.clone();
         let node = Arc::new(Node {
             place,
-            secret_hash: Sha256::digest(secret.as_bytes()).into(),
+            secret_hash,
             deadline,
             acting,
             ended: CancellationToken::new(),
@@ -247,7 +256,10 @@ impl Trees {
         let id = id.strip_prefix(CALL_ID_PREFIX)?;
         let node = self.running.lock().expect("trees lock").get(id).cloned()?;
         let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        if !bool::from(hash.ct_eq(&node.secret_hash)) || node.ended.is_cancelled() {
+        let matches = node
+            .secret_hash
+            .is_some_and(|stored| bool::from(hash.ct_eq(&stored)));
+        if !matches || node.ended.is_cancelled() {
             return None;
         }
         Some(node.acting.nested(node.clone()))
@@ -451,8 +463,9 @@ mod tests {
             caller,
             Instant::now() + left,
             Box::new(Counted(lent.clone())),
+            true,
         );
-        (token, registered, lent)
+        (token.expect("a token was asked for"), registered, lent)
     }
 
     fn parts(token: &Secret) -> (String, String) {
@@ -477,6 +490,17 @@ mod tests {
         assert!(!node.declares(&"ada".parse().unwrap(), Some("h")));
         drop(registered);
         assert!(trees.authenticate(&id, &secret).is_none());
+        // A call registered without a token (a guest's) has none to guess.
+        let place = Place {
+            id: "c3".into(),
+            ..node.place.clone()
+        };
+        let caller = Caller::acting(&place.acting).unwrap();
+        let slot = Box::new(Counted(Arc::new(AtomicI32::new(0))));
+        let later = Instant::now() + Duration::from_secs(5);
+        let (none, _guest) = trees.register(place, caller, later, slot, false);
+        assert!(none.is_none());
+        assert!(trees.authenticate("call-c3", &secret).is_none());
         // Its children see it end.
         tokio::time::timeout(Duration::from_secs(1), node.ended())
             .await

@@ -27,9 +27,7 @@ impl CallContext {
     /// tree: it acts for this call's caller, may call only what the version declared,
     /// and has no more time than this call has left. Its failure is a value.
     pub async fn call(&self, function: &str, input: impl Into<Bytes>) -> Result<Bytes, ApiError> {
-        let function: FunctionRef = function
-            .parse()
-            .map_err(|e| ApiError::invalid_input(format!("bad function name {function:?}: {e}")))?;
+        let function = callee(function)?;
         let platform = self.platform.as_ref().ok_or_else(|| {
             ApiError::new(
                 ErrorCode::Forbidden,
@@ -50,6 +48,12 @@ impl CallContext {
             }),
         }
     }
+}
+
+/// The function a nested call names (`ns/name`), or the error its caller gets.
+pub(crate) fn callee(name: &str) -> Result<FunctionRef, ApiError> {
+    name.parse()
+        .map_err(|e| ApiError::invalid_input(format!("bad function name {name:?}: {e}")))
 }
 
 /// A call's outcome: the output, or an error from the error table, and the tail of

@@ -101,9 +101,7 @@ impl NestedCalls for GuestCalls {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ApiError>> + Send>> {
         let (call, out, table) = (self.call, self.out.clone(), self.table.clone());
         Box::pin(async move {
-            let function: FunctionRef = function.parse().map_err(|e| {
-                ApiError::invalid_input(format!("bad function name {function:?}: {e}"))
-            })?;
+            let function = crate::handler::callee(&function)?;
             let nested = table.next.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
             table

@@ -493,19 +493,11 @@ pub async fn logs(global: &Global, args: LogsArgs) -> anyhow::Result<()> {
             filter.after = Some(last.id.clone());
         } else if filter.after.is_none() {
             // Nothing yet: follow from now on.
-            filter.after = Some(uuid_floor_now());
+            filter.after = Some(swb_api::v7_first(swb_api::timestamp::now_ms() as u64));
         }
         filter.limit = Some(1000);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// The smallest invocation id (UUIDv7) of the current millisecond: a cursor that
-/// skips everything older.
-fn uuid_floor_now() -> String {
-    let ms = swb_api::timestamp::now_ms() as u64;
-    let hex = format!("{ms:012x}");
-    format!("{}-{}-7000-8000-000000000000", &hex[..8], &hex[8..12])
 }
 
 pub async fn invocation(global: &Global, cmd: InvCmd) -> anyhow::Result<()> {

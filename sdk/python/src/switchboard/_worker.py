@@ -469,7 +469,7 @@ class Worker:
         """Serves until :meth:`stop` (or, with ``signals``, SIGTERM/SIGINT)."""
         if not self.functions:
             raise ValueError("no functions to serve: decorate one with @worker.function")
-        urls = [u.replace("http", "ws", 1) for u in _config.server_urls(self._urls)]
+        urls = _config.server_urls(self._urls)
         token = _config.token(self._token)
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -535,9 +535,9 @@ class Session:
 
     def __init__(self, worker: Worker, url: str, token: str, pool: _Pool) -> None:
         self.worker = worker
-        self.url = url.rstrip("/") + "/v1/worker/connect"
-        #: Where handlers make nested calls (the server's HTTP address).
-        self.server = url.rstrip("/").replace("ws", "http", 1)
+        #: The server's address, where handlers make nested calls.
+        self.server = url.rstrip("/")
+        self.url = self.server.replace("http", "ws", 1) + "/v1/worker/connect"
         self.token = token
         self.pool = pool
         #: The calls under way, by id: each one's cancel.
@@ -583,7 +583,7 @@ class Session:
             log.info(
                 "worker %s connected to %s, serving %s",
                 w.name,
-                self.url.removesuffix("/v1/worker/connect"),
+                self.server,
                 ", ".join(w.functions),
             )
             beats = asyncio.create_task(self.heartbeats(header["heartbeat_ms"] / 1000))
