@@ -95,6 +95,13 @@ impl FunctionRef {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// A function a running call names (`ctx.call`, `swb.call`): a bad name is that
+    /// call's invalid input.
+    pub fn callee(name: &str) -> Result<Self, crate::ApiError> {
+        name.parse()
+            .map_err(|e| crate::ApiError::invalid_input(format!("bad function name {name:?}: {e}")))
+    }
 }
 
 impl FromStr for FunctionRef {

@@ -244,11 +244,7 @@ impl Client {
         version: Option<u32>,
         input: impl Into<Bytes>,
     ) -> Result<Invocation, InvokeError> {
-        let mut req = self.request(Method::POST, &format!("/v1/functions/{function}/invoke"));
-        if let Some(v) = version {
-            req = req.query(&[("version", v)]);
-        }
-        self.invoke_request(req.body(input.into())).await
+        self.invoke_with(function, version, None, input).await
     }
 
     /// Calls a function with a stored profile.
@@ -258,9 +254,25 @@ impl Client {
         profile: &str,
         input: impl Into<Bytes>,
     ) -> Result<Invocation, InvokeError> {
-        let req = self
-            .request(Method::POST, &format!("/v1/functions/{function}/invoke"))
-            .query(&[("profile", profile)]);
+        self.invoke_with(function, None, Some(profile), input).await
+    }
+
+    /// Calls a version of a function (the active one if `None`) with a stored profile
+    /// (if any).
+    pub async fn invoke_with(
+        &self,
+        function: &FunctionRef,
+        version: Option<u32>,
+        profile: Option<&str>,
+        input: impl Into<Bytes>,
+    ) -> Result<Invocation, InvokeError> {
+        let mut req = self.request(Method::POST, &format!("/v1/functions/{function}/invoke"));
+        if let Some(v) = version {
+            req = req.query(&[("version", v)]);
+        }
+        if let Some(p) = profile {
+            req = req.query(&[("profile", p)]);
+        }
         self.invoke_request(req.body(input.into())).await
     }
 

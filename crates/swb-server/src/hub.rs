@@ -23,7 +23,7 @@ use swb_api::{
     ApiError, CacheStats, CompileReport, Digest, ErrorCode, FunctionRef, FunctionWorker,
     WorkerCodeStatus, WorkerFailure, WorkerInfo,
 };
-use swb_runtime::{CallRequest, Prepared, Runtime};
+use swb_runtime::{CallRequest, NestedCalls, Prepared, Runtime};
 use swb_store::Store;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -766,6 +766,22 @@ impl Hub {
         };
         let (token, registered) = registered.unzip();
         let token = token.flatten();
+        if let Target::Hosted(hosted) = &target
+            && let Some(runtime) = &worker.local
+            && let Some(module) = runtime.ready(&hosted.digest)
+        {
+            // A guest that may call further makes its calls from here.
+            let calls = registered.as_ref().and_then(|r| {
+                let run = self.nested.get()?.clone();
+                Some(Arc::new(LocalCalls {
+                    node: r.node(),
+                    run,
+                }) as Arc<dyn NestedCalls>)
+            });
+            return Ok(self
+                .run_local(&worker, runtime, &module, hosted, input, calls)
+                .await);
+        }
         let call = worker.next_call.fetch_add(1, Ordering::Relaxed);
         // A hosted guest's nested calls come over its session, naming its call.
         let _node = registered
@@ -773,15 +789,6 @@ impl Hub {
             .map(|r| NodeOf::new(&worker, call, r.node()));
         let msg = match target {
             Target::Hosted(hosted) => {
-                // (A guest that may call further runs over the protocol.)
-                if registered.is_none()
-                    && let Some(runtime) = &worker.local
-                    && let Some(module) = runtime.ready(&hosted.digest)
-                {
-                    return Ok(self
-                        .run_local(&worker, runtime, &module, &hosted, input)
-                        .await);
-                }
                 // The worker may now fetch this module: it is sent a call of it.
                 let mut code = worker.code.lock().expect("code lock");
                 code.state
@@ -845,14 +852,17 @@ impl Hub {
         module: &Prepared,
         hosted: &HostedCall,
         input: Bytes,
+        calls: Option<Arc<dyn NestedCalls>>,
     ) -> Answer {
         let _slot = LocalCall {
             worker,
             freed: &self.freed,
         };
-        let done = runtime
-            .call(module, CallRequest::hosted(hosted, input))
-            .await;
+        let mut request = CallRequest::hosted(hosted, input);
+        if let Some(calls) = calls {
+            request = request.with_calls(calls);
+        }
+        let done = runtime.call(module, request).await;
         Answer {
             worker: worker.name.clone(),
             result: done.output,
@@ -1164,6 +1174,42 @@ pub type NestedRunner = Arc<
         + Send
         + Sync,
 >;
+
+/// Makes the nested calls of a guest run by [`Hub::run_local`]: each on a task of
+/// its own (not on the guest's stack), stopped if the guest stops waiting.
+struct LocalCalls {
+    node: Arc<Node>,
+    run: NestedRunner,
+}
+
+impl NestedCalls for LocalCalls {
+    fn call(
+        &self,
+        function: String,
+        input: Bytes,
+    ) -> futures_util::future::BoxFuture<'static, Result<Bytes, ApiError>> {
+        let (node, run) = (self.node.clone(), self.run.clone());
+        Box::pin(async move {
+            let function = FunctionRef::callee(&function)?;
+            let mut task = AbortOnDrop(tokio::spawn(run(node, function, input)));
+            (&mut task.0).await.unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    ErrorCode::Internal,
+                    "a nested call's task ended without an answer",
+                ))
+            })
+        })
+    }
+}
+
+/// A spawned task that stops when nobody waits for it any more.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Ends a call run by [`Hub::run_local`], finished or abandoned: the capacity is
 /// released.

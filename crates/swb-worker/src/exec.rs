@@ -16,6 +16,7 @@ use tokio::process::Command;
 pub struct Exec {
     program: String,
     args: Vec<String>,
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Exec {
@@ -23,7 +24,19 @@ impl Exec {
         Self {
             program: program.into(),
             args,
+            dir: None,
         }
+    }
+
+    /// Runs the command in `dir` (a relative program path is found there too)
+    /// instead of the worker's own folder.
+    pub fn in_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        let dir = dir.into();
+        if self.program.contains('/') {
+            self.program = dir.join(&self.program).to_string_lossy().into_owned();
+        }
+        self.dir = Some(dir);
+        self
     }
 }
 
@@ -31,7 +44,7 @@ impl Exec {
 /// -9` included, when no destructor runs). The signal comes when the thread that
 /// spawned the command ends: commands are spawned by calls on the runtime's worker
 /// threads, which live as long as the process.
-fn die_with_this_process(command: &mut Command) {
+pub fn die_with_this_process(command: &mut Command) {
     let parent = nix::unistd::getpid();
     let arm = move || {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
@@ -98,6 +111,9 @@ async fn read_tail(mut r: impl AsyncRead + Unpin, cap: usize) -> Vec<u8> {
 impl Handler for Exec {
     async fn call(&self, ctx: CallContext, input: Bytes) -> Reply {
         let mut command = Command::new(&self.program);
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
         if let Some(profile) = &ctx.profile {
             command.env("SWB_PROFILE", profile.to_string());
         }

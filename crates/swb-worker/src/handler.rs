@@ -27,7 +27,7 @@ impl CallContext {
     /// tree: it acts for this call's caller, may call only what the version declared,
     /// and has no more time than this call has left. Its failure is a value.
     pub async fn call(&self, function: &str, input: impl Into<Bytes>) -> Result<Bytes, ApiError> {
-        let function = callee(function)?;
+        let function = FunctionRef::callee(function)?;
         let platform = self.platform.as_ref().ok_or_else(|| {
             ApiError::new(
                 ErrorCode::Forbidden,
@@ -51,11 +51,6 @@ impl CallContext {
 }
 
 /// The function a nested call names (`ns/name`), or the error its caller gets.
-pub(crate) fn callee(name: &str) -> Result<FunctionRef, ApiError> {
-    name.parse()
-        .map_err(|e| ApiError::invalid_input(format!("bad function name {name:?}: {e}")))
-}
-
 /// A call's outcome: the output, or an error from the error table, and the tail of
 /// whatever the handler logged (shown in the invocation record).
 #[derive(Debug)]

@@ -11,7 +11,7 @@ pub mod sdk;
 mod session;
 mod ws;
 
-pub use exec::Exec;
+pub use exec::{Exec, die_with_this_process};
 pub use handler::{CallContext, Handler, Reply};
 pub use session::{GUESTS_PER_CPU, SessionEnd, Worker, WorkerConfig, cpus};
 pub use ws::{Backoff, RunError, run};

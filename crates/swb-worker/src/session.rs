@@ -101,7 +101,7 @@ impl NestedCalls for GuestCalls {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ApiError>> + Send>> {
         let (call, out, table) = (self.call, self.out.clone(), self.table.clone());
         Box::pin(async move {
-            let function = crate::handler::callee(&function)?;
+            let function = FunctionRef::callee(&function)?;
             let nested = table.next.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
             table

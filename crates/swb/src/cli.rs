@@ -7,7 +7,7 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use swb_api::timestamp::format as time;
@@ -103,11 +103,28 @@ impl InterfaceArgs {
 #[derive(Args)]
 pub struct InvokeArgs {
     function: FunctionRef,
-    /// The input; `-` reads stdin; omitted means empty input
-    input: Option<String>,
+    #[arg(help = crate::input::HELP, value_name = "INPUT")]
+    input: Vec<String>,
     /// Call this version instead of the active one
     #[arg(long)]
     version: Option<u32>,
+    /// A stored profile to pass to the function (`swb profile`)
+    #[arg(long)]
+    profile: Option<String>,
+    /// Submit a durable job instead of calling now; prints the job's id
+    #[arg(long)]
+    job: bool,
+    /// With --job: an uploaded blob (`swb blob put`) is the input
+    #[arg(
+        long,
+        value_name = "DIGEST",
+        requires = "job",
+        conflicts_with = "input"
+    )]
+    blob: Option<Digest>,
+    /// With --job: wait for it to end and print its result
+    #[arg(long, requires = "job")]
+    wait: bool,
 }
 
 #[derive(Args)]
@@ -187,28 +204,111 @@ pub fn report_error(e: &anyhow::Error, json: bool) {
     if let (Some(id), false) = (invocation, json) {
         eprintln!("see `swb inv show {id}` for the invocation record");
     }
+    if let (Some(hint), false) = (e.downcast_ref::<Hint>(), json) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+/// A suggestion printed after an error.
+#[derive(Debug)]
+pub struct Hint(pub String);
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 pub async fn function(global: &Global, cmd: FnCmd) -> anyhow::Result<()> {
     let client = profile::client(global)?;
+    let named = cmd.function().cloned();
+    let result = run_function(global, &client, cmd).await;
+    match (result, named) {
+        (Err(e), Some(named)) if not_found(&e) => match similar(&client, &named).await {
+            Some(close) => Err(e.context(Hint(format!("did you mean {close}?")))),
+            None => Err(e),
+        },
+        (result, _) => result,
+    }
+}
+
+fn not_found(e: &anyhow::Error) -> bool {
+    let code = e
+        .downcast_ref::<ClientError>()
+        .or_else(|| e.downcast_ref::<InvokeError>().map(|i| &i.error))
+        .and_then(ClientError::code);
+    code == Some(swb_api::ErrorCode::NotFound)
+}
+
+/// The visible function whose name is closest to a misspelt one, if any is close.
+async fn similar(client: &swb_client::Client, named: &FunctionRef) -> Option<FunctionRef> {
+    let wanted = named.to_string();
+    client
+        .functions()
+        .await
+        .ok()?
+        .functions
+        .into_iter()
+        .map(|f| {
+            (
+                strsim::jaro_winkler(&wanted, &f.function.to_string()),
+                f.function,
+            )
+        })
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, f)| f)
+}
+
+impl FnCmd {
+    /// The function the command names.
+    fn function(&self) -> Option<&FunctionRef> {
+        match self {
+            FnCmd::Invoke(a) => Some(&a.function),
+            FnCmd::Show { function }
+            | FnCmd::Versions { function }
+            | FnCmd::Rollback { function, .. }
+            | FnCmd::Rm { function }
+            | FnCmd::Shares { function }
+            | FnCmd::Unshare { function, .. } => Some(function),
+            FnCmd::Deploy(_) | FnCmd::List | FnCmd::Share(_) => None,
+        }
+    }
+}
+
+async fn run_function(
+    global: &Global,
+    client: &swb_client::Client,
+    cmd: FnCmd,
+) -> anyhow::Result<()> {
     match cmd {
         FnCmd::Share(args) => crate::identity::share_function(global, args).await,
         FnCmd::Unshare { function, email } => {
             crate::identity::unshare_function(global, function, email).await
         }
         FnCmd::Shares { function } => crate::identity::function_shares(global, function).await,
-        FnCmd::Deploy(args) => deploy(global, &client, args).await,
+        FnCmd::Deploy(args) => deploy(global, client, args).await,
         FnCmd::Invoke(args) => {
-            let input = match args.input.as_deref() {
-                Some("-") => {
-                    let mut buf = Vec::new();
-                    std::io::stdin().read_to_end(&mut buf)?;
-                    Bytes::from(buf)
-                }
-                Some(s) => Bytes::from(s.to_owned()),
-                None => Bytes::new(),
-            };
-            let inv = client.invoke(&args.function, args.version, input).await?;
+            let input = crate::input::read(client, &args.function, &args.input).await?;
+            if args.job {
+                let input = (!input.is_empty())
+                    .then(|| serde_json::from_slice(&input).context("a job's input must be JSON"))
+                    .transpose()?;
+                let job = swb_api::SubmitJob {
+                    function: args.function.to_string(),
+                    version: args.version,
+                    input,
+                    input_blob: args.blob,
+                    profile: args.profile,
+                    idempotency_key: None,
+                    max_attempts: None,
+                    timeout_ms: None,
+                };
+                return crate::data::submit(global, client, &job, args.wait).await;
+            }
+            let inv = client
+                .invoke_with(&args.function, args.version, args.profile.as_deref(), input)
+                .await?;
             if global.json {
                 let output = serde_json::from_slice::<Value>(&inv.output).unwrap_or_else(|_| {
                     Value::String(String::from_utf8_lossy(&inv.output).into_owned())
@@ -363,31 +463,48 @@ async fn deploy(
         std::fs::read(&args.module)
             .with_context(|| format!("cannot read {}", args.module.display()))?,
     );
-    let digest = Digest::of(&module);
     let interface = args.interface.read()?;
-    if !client.missing(vec![digest]).await?.is_empty() {
+    publish(global, client, &args.name, module, |artefact| {
+        DeployRequest {
+            artefact,
+            interface,
+            limits: LimitsSpec {
+                timeout_ms: args.timeout_ms,
+                memory_mb: args.memory_mb,
+            },
+            args: args.args,
+            env: args.env.into_iter().collect(),
+            requires: args.requires.into_iter().collect(),
+            idempotent: args.idempotent,
+            calls: args.calls,
+        }
+    })
+    .await
+}
+
+/// Uploads a module unless the server has it (saying which, and its size) and
+/// deploys it as `function`'s new version.
+pub async fn publish(
+    global: &Global,
+    client: &swb_client::Client,
+    function: &FunctionRef,
+    module: Bytes,
+    request: impl FnOnce(Digest) -> DeployRequest,
+) -> anyhow::Result<()> {
+    let digest = Digest::of(&module);
+    let size = table::size(module.len() as u64);
+    let uploaded = !client.missing(vec![digest]).await?.is_empty();
+    if uploaded {
         upload(client, digest, module, global.json).await?;
     }
-    let response = client
-        .deploy(
-            &args.name,
-            &DeployRequest {
-                artefact: digest,
-                interface,
-                limits: LimitsSpec {
-                    timeout_ms: args.timeout_ms,
-                    memory_mb: args.memory_mb,
-                },
-                args: args.args,
-                env: args.env.into_iter().collect(),
-                requires: args.requires.into_iter().collect(),
-                idempotent: args.idempotent,
-                calls: args.calls,
-            },
-        )
-        .await?;
+    let response = client.deploy(function, &request(digest)).await?;
     if global.json {
         return print_json(&response);
+    }
+    if uploaded {
+        println!("uploaded the module ({size})");
+    } else {
+        println!("the server has this module already ({size}): nothing uploaded");
     }
     let w = &response.workers;
     println!(
@@ -432,7 +549,7 @@ async fn upload(
     Ok(())
 }
 
-fn print_record(r: &InvocationRecord) {
+pub fn print_record(r: &InvocationRecord) {
     let error = r
         .error
         .as_ref()
@@ -465,30 +582,44 @@ pub async fn logs(global: &Global, args: LogsArgs) -> anyhow::Result<()> {
     let client = profile::client(global)?;
     // A misspelled (or invisible) function is not_found, not an empty log.
     client.function(&args.function).await?;
-    let mut filter = InvocationFilter {
+    let filter = InvocationFilter {
         function: Some(args.function.to_string()),
         outcome: args.outcome,
         after: None,
         limit: Some(args.limit),
     };
-    loop {
-        let list = client.invocations(&filter).await?;
-        if global.json {
-            return print_json(&list);
+    if global.json {
+        return print_json(&client.invocations(&filter).await?);
+    }
+    let json_lines = args.json_lines;
+    let print = |r: &InvocationRecord| {
+        if json_lines {
+            println!("{}", serde_json::to_string(r).expect("a record serialises"));
+        } else {
+            print_record(r);
         }
-        let mut records = list.invocations;
+    };
+    if !args.follow {
+        let mut records = client.invocations(&filter).await?.invocations;
         records.reverse();
-        for r in &records {
-            if args.json_lines {
-                println!("{}", serde_json::to_string(r)?);
-            } else {
-                print_record(r);
-            }
-        }
+        records.iter().for_each(print);
+        return Ok(());
+    }
+    follow(&client, &mut { filter }, print).await
+}
+
+/// Prints the records `filter` selects, oldest first, then each new one as it
+/// arrives, until an error.
+pub async fn follow(
+    client: &swb_client::Client,
+    filter: &mut InvocationFilter,
+    print: impl Fn(&InvocationRecord),
+) -> anyhow::Result<()> {
+    loop {
+        let mut records = client.invocations(filter).await?.invocations;
+        records.reverse();
+        records.iter().for_each(&print);
         std::io::stdout().flush()?;
-        if !args.follow {
-            return Ok(());
-        }
         if let Some(last) = records.last() {
             filter.after = Some(last.id.clone());
         } else if filter.after.is_none() {

@@ -5,7 +5,7 @@ use crate::{Global, profile as config, table};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use swb_api::timestamp::format as time;
 use swb_api::{Digest, FunctionRef, Job, JobStatus, SubmitJob};
@@ -33,8 +33,8 @@ pub enum JobCmd {
 #[derive(Args)]
 pub struct SubmitArgs {
     function: FunctionRef,
-    /// JSON input; `-` reads stdin
-    input: Option<String>,
+    #[arg(help = crate::input::HELP, value_name = "INPUT")]
+    input: Vec<String>,
     /// Use an uploaded blob (see `swb blob put`) as the input
     #[arg(long, value_name = "DIGEST", conflicts_with = "input")]
     blob: Option<Digest>,
@@ -169,42 +169,46 @@ async fn wait_for(client: &swb_client::Client, id: &str, timeout_s: u64) -> anyh
     }
 }
 
+/// Submits a job and prints its id, or with `wait` its end (failing unless it
+/// succeeded).
+pub async fn submit(
+    global: &Global,
+    client: &swb_client::Client,
+    job: &SubmitJob,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let accepted = client.submit_job(job).await?;
+    if wait {
+        let job = wait_for(client, &accepted.id, 3600).await?;
+        print_job(&job, global.json)?;
+        return ended(&job);
+    }
+    if global.json {
+        return print_json(&accepted);
+    }
+    println!("{}", accepted.id);
+    Ok(())
+}
+
 pub async fn job(global: &Global, cmd: JobCmd) -> anyhow::Result<()> {
     let client = config::client(global)?;
     match cmd {
         JobCmd::Submit(a) => {
-            let input = match a.input.as_deref() {
-                Some("-") => {
-                    let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s)?;
-                    Some(s)
-                }
-                other => other.map(str::to_owned),
-            };
-            let input = input
-                .map(|s| serde_json::from_str(&s).context("the input must be JSON"))
+            let input = crate::input::read(&client, &a.function, &a.input).await?;
+            let input = (!input.is_empty())
+                .then(|| serde_json::from_slice(&input).context("the input must be JSON"))
                 .transpose()?;
-            let accepted = client
-                .submit_job(&SubmitJob {
-                    function: a.function.to_string(),
-                    version: None,
-                    input,
-                    input_blob: a.blob,
-                    profile: a.profile,
-                    idempotency_key: a.idempotency_key,
-                    max_attempts: a.max_attempts,
-                    timeout_ms: a.timeout_ms,
-                })
-                .await?;
-            if a.wait {
-                let job = wait_for(&client, &accepted.id, 3600).await?;
-                print_job(&job, global.json)?;
-                return ended(&job);
-            }
-            if global.json {
-                return print_json(&accepted);
-            }
-            println!("{}", accepted.id);
+            let job = SubmitJob {
+                function: a.function.to_string(),
+                version: None,
+                input,
+                input_blob: a.blob,
+                profile: a.profile,
+                idempotency_key: a.idempotency_key,
+                max_attempts: a.max_attempts,
+                timeout_ms: a.timeout_ms,
+            };
+            submit(global, &client, &job, a.wait).await?;
         }
         JobCmd::Status { id } => print_job(&client.job(&id, None).await?, global.json)?,
         JobCmd::Wait { id, timeout } => {
@@ -328,7 +332,7 @@ pub async fn blob(global: &Global, cmd: BlobCmd) -> anyhow::Result<()> {
                 .map(|b| {
                     vec![
                         b.digest.to_string(),
-                        b.size.to_string(),
+                        crate::table::size(b.size),
                         if b.sealed {
                             "sealed".into()
                         } else {

@@ -4,7 +4,9 @@
 mod bench;
 mod cli;
 mod data;
+mod dev;
 mod identity;
+mod input;
 mod profile;
 mod run;
 mod table;
@@ -68,6 +70,18 @@ enum Command {
     Worker(run::WorkerCmd),
     /// Serve a remote function by running a command for each call (the exec adapter)
     Serve(run::ServeArgs),
+    /// Make a project for a new function from a template (rust, python, exec)
+    New(dev::NewArgs),
+    /// Build the project in this folder (its switchboard.toml) and deploy it
+    Deploy(dev::ProjectArgs),
+    /// Work on the project in this folder: deploy or serve it again on every save,
+    /// and print its calls as they happen
+    Dev(dev::ProjectArgs),
+    /// Print a shell completion script: `swb completions bash > ~/.local/share/bash-completion/completions/swb`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Deploy, call and manage functions
     #[command(name = "fn", subcommand)]
     Fn(cli::FnCmd),
@@ -147,6 +161,15 @@ fn main() -> ExitCode {
             Command::Serve(args) => {
                 on_workers(async move { run::serve(&cli.global, args).await }).await
             }
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                let mut out = std::io::stdout();
+                clap_complete::generate(shell, &mut Cli::command(), "swb", &mut out);
+                Ok(())
+            }
+            Command::New(args) => dev::new(&cli.global, args).await,
+            Command::Deploy(args) => dev::deploy(&cli.global, args).await,
+            Command::Dev(args) => dev::dev(&cli.global, args).await,
             Command::Fn(cmd) => cli::function(&cli.global, cmd).await,
             Command::Logs(args) => cli::logs(&cli.global, args).await,
             Command::Inv(cmd) => cli::invocation(&cli.global, cmd).await,

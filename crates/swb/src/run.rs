@@ -174,7 +174,7 @@ fn local_worker_capacity() -> u32 {
 }
 
 /// Resolves on Ctrl-C or SIGTERM; a second one exits the process at once.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     signal().await;
     tracing::info!("shutting down; a second Ctrl-C or SIGTERM exits at once");
     tokio::spawn(async {
@@ -184,7 +184,7 @@ async fn shutdown_signal() {
     });
 }
 
-async fn signal() {
+pub async fn signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -370,8 +370,9 @@ pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The function to serve, as namespace/name (created on first serve)
-    function: swb_api::FunctionRef,
+    /// The function to serve, as namespace/name (created on first serve); without
+    /// it, the project in this folder (its switchboard.toml) is served
+    function: Option<swb_api::FunctionRef>,
     #[command(flatten)]
     interface: crate::cli::InterfaceArgs,
     /// Calls run at once
@@ -400,41 +401,82 @@ pub struct ServeArgs {
     /// Longest wait between reconnection attempts, in milliseconds
     #[arg(long, default_value_t = 30_000)]
     max_backoff_ms: u64,
+    /// The project folder, when no function is named [default: this folder or the
+    /// nearest above it with a switchboard.toml]
+    #[arg(long, conflicts_with = "function")]
+    dir: Option<std::path::PathBuf>,
     /// The command and its arguments: input on stdin, output on stdout
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
-/// `swb serve`: the exec adapter.
+/// One function served by the exec adapter, from flags or from a manifest.
+pub struct ExecServe {
+    pub function: swb_api::protocol::ServedFunction,
+    pub exec: swb_worker::Exec,
+    pub concurrency: u32,
+    pub labels: BTreeMap<String, String>,
+    pub name: Option<String>,
+    pub max_backoff_ms: u64,
+}
+
+/// `swb serve`: the exec adapter, or the project in a folder.
 pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
-    let servers = profile::server_urls(global)?;
-    let token = profile::token(global)?;
-    let interface = args.interface.read()?;
-    let (program, rest) = args.command.split_first().expect("clap requires a command");
-    let worker = Worker::new(WorkerConfig {
-        name: args.name.unwrap_or_else(default_name),
-        labels: args.labels.into_iter().collect(),
-        capacity: args.concurrency,
-        wasm: false,
-        cache_dir: None,
-    })?
-    .serve(
-        swb_api::protocol::ServedFunction {
-            function: args.function.clone(),
-            interface,
+    let Some(function) = args.function else {
+        if !args.command.is_empty() {
+            anyhow::bail!(
+                "name the function to serve with this command: swb serve ns/name -- COMMAND…"
+            );
+        }
+        let dir = args.dir.unwrap_or_else(|| ".".into());
+        return crate::dev::serve(global, &dir, args.name).await;
+    };
+    let Some((program, rest)) = args.command.split_first() else {
+        anyhow::bail!(
+            "give the command that serves {function} after `--`: swb serve {function} -- COMMAND…"
+        );
+    };
+    let spec = ExecServe {
+        function: swb_api::protocol::ServedFunction {
+            function,
+            interface: args.interface.read()?,
             replace: args.replace,
             idempotent: args.idempotent,
             timeout_ms: args.timeout_ms,
             calls: args.calls,
         },
-        std::sync::Arc::new(swb_worker::Exec::new(program.clone(), rest.to_vec())),
-    );
-    tracing::info!(servers = ?servers, function = %args.function, command = %program, "serving");
+        exec: swb_worker::Exec::new(program.clone(), rest.to_vec()),
+        concurrency: args.concurrency,
+        labels: args.labels.into_iter().collect(),
+        name: args.name,
+        max_backoff_ms: args.max_backoff_ms,
+    };
+    serve_exec(global, spec, shutdown_signal()).await
+}
+
+/// Serves one function with the exec adapter until `shutdown`.
+pub async fn serve_exec(
+    global: &Global,
+    spec: ExecServe,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let servers = profile::server_urls(global)?;
+    let token = profile::token(global)?;
+    let function = spec.function.function.clone();
+    let worker = Worker::new(WorkerConfig {
+        name: spec.name.unwrap_or_else(default_name),
+        labels: spec.labels,
+        capacity: spec.concurrency,
+        wasm: false,
+        cache_dir: None,
+    })?
+    .serve(spec.function, std::sync::Arc::new(spec.exec));
+    tracing::info!(servers = ?servers, %function, "serving");
     let backoff = Backoff::new(
         Duration::from_millis(200),
-        Duration::from_millis(args.max_backoff_ms.max(200)),
+        Duration::from_millis(spec.max_backoff_ms.max(200)),
     );
-    swb_worker::run(&worker, &servers, &token, backoff, shutdown_signal()).await?;
+    swb_worker::run(&worker, &servers, &token, backoff, shutdown).await?;
     Ok(())
 }
 

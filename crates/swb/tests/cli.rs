@@ -390,3 +390,89 @@ async fn scripts_can_trust_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_takes_files_typed_pairs_profiles_and_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(bin(), "up", &dir.path().join(".swb"), &[]).unwrap();
+    let cli = Cli::new(&server.url, &server.token, dir.path());
+    let module = dir.path().join("echo.wasm");
+    std::fs::write(&module, guests::echo()).unwrap();
+    let schema = dir.path().join("in.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","properties":{"name":{"type":"string"},"n":{"type":"integer"},
+            "loud":{"type":"boolean"},"tags":{"type":"array"}},"additionalProperties":false}"#,
+    )
+    .unwrap();
+    cli.ok(&[
+        "fn",
+        "deploy",
+        module.to_str().unwrap(),
+        "--name",
+        "admin/echo",
+        "--input-schema",
+        schema.to_str().unwrap(),
+    ]);
+
+    // key=value pairs, typed by the input schema; key:=JSON for any value.
+    let out = cli.ok(&[
+        "fn",
+        "invoke",
+        "admin/echo",
+        "name=42",
+        "n=7",
+        "loud=true",
+        "tags:=[1]",
+    ]);
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        out,
+        serde_json::json!({"name": "42", "n": 7, "loud": true, "tags": [1]})
+    );
+    let bad = cli.run(&["fn", "invoke", "admin/echo", "n=seven"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("n is an integer"));
+    // @FILE reads the input from a file.
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, r#"{"name":"from a file"}"#).unwrap();
+    let at = format!("@{}", input.display());
+    assert_eq!(
+        cli.ok(&["fn", "invoke", "admin/echo", &at]),
+        r#"{"name":"from a file"}"#
+    );
+    // --profile names a stored profile (the echo guest ignores it; an unknown one is refused).
+    cli.ok(&["profile", "set", "admin/echo", "casual", r#"{"x":1}"#]);
+    cli.ok(&[
+        "fn",
+        "invoke",
+        "admin/echo",
+        "--profile",
+        "casual",
+        "name=Ada",
+    ]);
+    let unknown = cli.run(&[
+        "fn",
+        "invoke",
+        "admin/echo",
+        "--profile",
+        "nope",
+        "name=Ada",
+    ]);
+    assert_eq!(unknown.status.code(), Some(1));
+    // --job submits instead; --wait prints the job's end.
+    let job = cli.json(&["fn", "invoke", "admin/echo", "--job", "--wait", "name=Jo"]);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"], serde_json::json!({"name": "Jo"}));
+    // A misspelt name: not_found, with the closest visible function.
+    let typo = cli.run(&["fn", "invoke", "admin/ecko", "{}"]);
+    assert_eq!(typo.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        err.contains("not_found") && err.contains("did you mean admin/echo?"),
+        "{err}"
+    );
+    // Shell completions.
+    let bash = cli.ok(&["completions", "bash"]);
+    assert!(bash.contains("complete") && bash.contains("swb"), "{bash}");
+}

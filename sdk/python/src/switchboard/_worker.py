@@ -404,7 +404,8 @@ class Worker:
         ``idempotent`` lets a call lost with this worker be retried on another;
         ``timeout`` (``"5m"``, ``"30s"``, seconds) is each call's deadline;
         ``replace`` publishes a changed interface as a new version instead of
-        refusing it; ``isolation="process"`` runs each call in a child process that
+        refusing it (``SWB_REPLACE=1`` in the environment does so for every function:
+        ``swb dev`` sets it); ``isolation="process"`` runs each call in a child process that
         a cancel or the deadline kills; ``calls`` names the functions it may call
         through its context (``ctx.call("alice/add", {...})``), any other is refused.
         """
@@ -425,7 +426,7 @@ class Worker:
                 description=description or inspect.getdoc(fn),
                 idempotent=idempotent,
                 timeout_ms=_duration(timeout),
-                replace=replace,
+                replace=replace or os.environ.get("SWB_REPLACE") == "1",
                 isolation=isolation,
                 calls=list(calls or []),
             )
