@@ -800,7 +800,7 @@ async fn detail(app: &App, function: FunctionRef) -> AppResult<FunctionDetail> {
         .cloned()
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "active version is missing"))?;
     let workers = match active.artefact {
-        Some(digest) => app.hub.code_status(&digest, &eligible),
+        Some(digest) => app.hub.code_status(&digest, &active.requires, &eligible),
         None => app.hub.serving(&function, &eligible),
     };
     Ok(FunctionDetail {

@@ -705,11 +705,18 @@ impl Hub {
             .collect()
     }
 
-    /// How each Wasm worker stands with a module.
-    pub fn code_status(&self, digest: &Digest, eligible: Eligible<'_>) -> Vec<FunctionWorker> {
+    /// How each Wasm worker that could run a module (labels included) stands with it.
+    pub fn code_status(
+        &self,
+        digest: &Digest,
+        requires: &BTreeMap<String, String>,
+        eligible: Eligible<'_>,
+    ) -> Vec<FunctionWorker> {
         self.snapshot()
             .iter()
-            .filter(|w| w.may_run(eligible))
+            .filter(|w| {
+                w.may_run(eligible) && requires.iter().all(|(k, v)| w.labels.get(k) == Some(v))
+            })
             .map(|w| {
                 let (status, error) = match w.code_state(digest) {
                     Some(CodeState::Ready) => (WorkerCodeStatus::Ready, None),
@@ -1731,7 +1738,7 @@ mod tests {
         assert_eq!((report.compiled, report.pending), (0, 0));
         assert_eq!(report.failed[0].error, "compile failed: bad");
         assert_eq!(
-            hub.code_status(&d, &any)[0].status,
+            hub.code_status(&d, &BTreeMap::new(), &any)[0].status,
             WorkerCodeStatus::Failed
         );
         let e = call(&hub, d).await.unwrap_err();

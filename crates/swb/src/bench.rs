@@ -75,7 +75,7 @@ pub async fn bench(global: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
     let json = global.json;
     match cmd {
         BenchCmd::Invoke(a) => {
-            let client = profile::client(global)?;
+            let client = profile::client(global).await?;
             // One call first: an unknown function, or one that fails, is said at once
             // rather than after the whole duration.
             let input = bytes::Bytes::from(a.input);

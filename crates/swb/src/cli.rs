@@ -199,6 +199,13 @@ pub fn report_error(e: &anyhow::Error, json: bool) {
                 eprintln!("details: {}", error.details);
             }
         }
+        (Some(ClientError::Transport { url, error }), false) if error.is_connect() => {
+            eprintln!("error: {e:#}");
+            eprintln!(
+                "hint: no server answers at {url}: start one with `swb up`, or point --server \
+                 (SWB_URL) at yours; `swb status` shows what this CLI uses"
+            );
+        }
         _ => eprintln!("error: {e:#}"),
     }
     if let (Some(id), false) = (invocation, json) {
@@ -220,7 +227,7 @@ impl std::fmt::Display for Hint {
 }
 
 pub async fn function(global: &Global, cmd: FnCmd) -> anyhow::Result<()> {
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     let named = cmd.function().cloned();
     let result = run_function(global, &client, cmd).await;
     match (result, named) {
@@ -380,6 +387,15 @@ async fn run_function(
                     println!("limits:      {} ms", a.limits.timeout_ms)
                 }
             }
+            if !a.requires.is_empty() {
+                let labels: Vec<String> =
+                    a.requires.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("requires:    workers labelled {}", labels.join(", "));
+            }
+            if !a.calls.is_empty() {
+                let calls: Vec<String> = a.calls.iter().map(ToString::to_string).collect();
+                println!("calls:       {}", calls.join(", "));
+            }
             for (label, schema) in [
                 ("input", &a.interface.input),
                 ("output", &a.interface.output),
@@ -390,7 +406,7 @@ async fn run_function(
                 }
             }
             if d.workers.is_empty() {
-                println!("workers:     none connected");
+                println!("workers:     none connected can run it");
             }
             for w in &d.workers {
                 let status = serde_json::to_value(w.status)?;
@@ -579,7 +595,7 @@ pub async fn logs(global: &Global, args: LogsArgs) -> anyhow::Result<()> {
     if global.json && (args.follow || args.json_lines) {
         bail!("--json prints one document; follow with --json-lines instead");
     }
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     // A misspelled (or invisible) function is not_found, not an empty log.
     client.function(&args.function).await?;
     let filter = InvocationFilter {
@@ -632,7 +648,7 @@ pub async fn follow(
 }
 
 pub async fn invocation(global: &Global, cmd: InvCmd) -> anyhow::Result<()> {
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     let id = match cmd {
         InvCmd::Show { id } => id,
         InvCmd::Tree { id } => return tree(global, &client, &id).await,
@@ -724,6 +740,78 @@ async fn tree(global: &Global, client: &swb_client::Client, id: &str) -> anyhow:
         println!("no records of the tree of {id} are visible to you");
     }
     draw(&children, None, "", true);
+    Ok(())
+}
+
+/// `swb status`: which servers this CLI uses and whether they answer, which token
+/// and whose it is, and the workers connected.
+pub async fn status(global: &Global) -> anyhow::Result<()> {
+    let urls = profile::server_urls(global)?;
+    let token = profile::token_from(global);
+    let mut report = serde_json::Map::new();
+    let mut servers = Vec::new();
+    let mut reachable = None;
+    for url in &urls {
+        let client = swb_client::Client::new(url, "");
+        let health = client.health().await;
+        if !global.json {
+            match &health {
+                Ok(h) => println!("server   {url}  answers (swb {})", h.version),
+                Err(e) => println!("server   {url}  does not answer: {e}"),
+            }
+        }
+        servers.push(serde_json::json!({
+            "url": url,
+            "answers": health.is_ok(),
+            "version": health.as_ref().ok().map(|h| h.version.clone()),
+        }));
+        if health.is_ok() && reachable.is_none() {
+            reachable = Some(url.clone());
+        }
+    }
+    report.insert("servers".into(), servers.into());
+    let (Some(url), Ok((token, source))) = (reachable, token) else {
+        if global.json {
+            print_json(&report)?;
+        }
+        // Says why: no server answers (exit 3, with the hint), or no token.
+        profile::client(global).await?.health().await?;
+        profile::token(global)?;
+        return Ok(());
+    };
+    let client = swb_client::Client::new(&url, &token);
+    let me = client.me().await?;
+    let workers = client.workers().await?.workers;
+    if global.json {
+        report.insert("token_from".into(), source.into());
+        report.insert("me".into(), serde_json::to_value(&me)?);
+        report.insert("workers".into(), serde_json::to_value(&workers)?);
+        return print_json(&report);
+    }
+    println!(
+        "token    from {source}: {} (scopes: {})",
+        me.token_id,
+        me.scopes.join(" ")
+    );
+    println!(
+        "you      {}{}",
+        me.user.email,
+        if me.user.is_admin {
+            ", administrator"
+        } else {
+            ""
+        }
+    );
+    let busy: Vec<String> = workers
+        .iter()
+        .map(|w| format!("{} {}/{}", w.name, w.in_flight, w.capacity))
+        .collect();
+    println!(
+        "workers  {} connected{}{}",
+        workers.len(),
+        if busy.is_empty() { "" } else { ": " },
+        busy.join(", ")
+    );
     Ok(())
 }
 

@@ -191,7 +191,7 @@ pub async fn submit(
 }
 
 pub async fn job(global: &Global, cmd: JobCmd) -> anyhow::Result<()> {
-    let client = config::client(global)?;
+    let client = config::client(global).await?;
     match cmd {
         JobCmd::Submit(a) => {
             let input = crate::input::read(&client, &a.function, &a.input).await?;
@@ -276,7 +276,7 @@ fn bar(len: u64, quiet: bool, verb: &str) -> indicatif::ProgressBar {
 }
 
 pub async fn blob(global: &Global, cmd: BlobCmd) -> anyhow::Result<()> {
-    let client = config::client(global)?;
+    let client = config::client(global).await?;
     match cmd {
         BlobCmd::Put { file, sealed } => {
             let f = tokio::fs::File::open(&file)
@@ -353,7 +353,7 @@ pub async fn blob(global: &Global, cmd: BlobCmd) -> anyhow::Result<()> {
 }
 
 pub async fn profile(global: &Global, cmd: ProfileCmd) -> anyhow::Result<()> {
-    let client = config::client(global)?;
+    let client = config::client(global).await?;
     match cmd {
         ProfileCmd::Set {
             function,

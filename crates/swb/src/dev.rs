@@ -78,20 +78,16 @@ pub async fn new(global: &Global, args: NewArgs) -> anyhow::Result<()> {
 
 /// `name` in the caller's own namespace.
 async fn own_function(global: &Global, name: &str) -> anyhow::Result<FunctionRef> {
-    let me = profile::client(global)?.me().await.with_context(|| {
+    let me = profile::client(global).await?.me().await.with_context(|| {
         format!("to put {name:?} in your namespace the server must say which it is; or name it namespace/{name}")
     })?;
-    let ns = me
-        .namespaces
-        .first()
-        .with_context(|| format!("you own no namespace: name it namespace/{name}"))?;
-    Ok(FunctionRef::new(&ns.to_string(), name)?)
+    Ok(FunctionRef::new(&me.user.namespace.to_string(), name)?)
 }
 
 /// `swb deploy`: builds the project and deploys it as a new version.
 pub async fn deploy(global: &Global, args: ProjectArgs) -> anyhow::Result<()> {
     let project = args.find()?;
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     deploy_project(global, &client, project).await
 }
 
@@ -233,7 +229,7 @@ fn describe(project: &Project) -> String {
 /// saved change, and prints the function's calls as they happen.
 pub async fn dev(global: &Global, args: ProjectArgs) -> anyhow::Result<()> {
     let mut project = args.find()?;
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     let (changed_tx, mut changed) = mpsc::unbounded_channel();
     let root = project.dir.clone();
     let mut debouncer = notify_debouncer_mini::new_debouncer(

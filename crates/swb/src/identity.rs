@@ -102,7 +102,7 @@ pub struct AuditArgs {
 }
 
 pub async fn me(global: &Global) -> anyhow::Result<()> {
-    let me = profile::client(global)?.me().await?;
+    let me = profile::client(global).await?.me().await?;
     if global.json {
         return print_json(&me);
     }
@@ -122,7 +122,7 @@ pub async fn me(global: &Global) -> anyhow::Result<()> {
 }
 
 pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     match cmd {
         UserCmd::Add { email } => {
             let created = client.create_user(&email).await?;
@@ -226,7 +226,7 @@ async fn shares(global: &Global, client: &Client, target: ShareTarget<'_>) -> an
 }
 
 pub async fn share_function(global: &Global, args: FnShareArgs) -> anyhow::Result<()> {
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     let target = ShareTarget::Function(&args.function);
     let label = args.function.to_string();
     share(
@@ -245,7 +245,7 @@ pub async fn unshare_function(
     function: FunctionRef,
     email: String,
 ) -> anyhow::Result<()> {
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     client
         .unshare(ShareTarget::Function(&function), &email)
         .await?;
@@ -253,12 +253,12 @@ pub async fn unshare_function(
 }
 
 pub async fn function_shares(global: &Global, function: FunctionRef) -> anyhow::Result<()> {
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     shares(global, &client, ShareTarget::Function(&function)).await
 }
 
 pub async fn namespace(global: &Global, cmd: NsCmd) -> anyhow::Result<()> {
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     match cmd {
         NsCmd::Create { name } => {
             let ns = client.create_namespace(&name).await?;
@@ -305,7 +305,7 @@ pub async fn namespace(global: &Global, cmd: NsCmd) -> anyhow::Result<()> {
 }
 
 pub async fn token(global: &Global, cmd: TokenCmd) -> anyhow::Result<()> {
-    let client = profile::client(global)?;
+    let client = profile::client(global).await?;
     match cmd {
         TokenCmd::Create(args) => {
             let created = client
@@ -364,7 +364,10 @@ pub async fn token(global: &Global, cmd: TokenCmd) -> anyhow::Result<()> {
 }
 
 pub async fn audit(global: &Global, args: AuditArgs) -> anyhow::Result<()> {
-    let list = profile::client(global)?.audit(Some(args.limit)).await?;
+    let list = profile::client(global)
+        .await?
+        .audit(Some(args.limit))
+        .await?;
     if global.json {
         return print_json(&list);
     }

@@ -94,6 +94,8 @@ enum Command {
     Login(cli::LoginArgs),
     /// Show who the current token belongs to and what it may do
     Me,
+    /// Which server this CLI uses and whether it answers, whose token, which workers
+    Status,
     /// Manage users (administrators)
     #[command(subcommand)]
     User(identity::UserCmd),
@@ -175,6 +177,7 @@ fn main() -> ExitCode {
             Command::Inv(cmd) => cli::invocation(&cli.global, cmd).await,
             Command::Login(args) => cli::login(&cli.global, args).await,
             Command::Me => identity::me(&cli.global).await,
+            Command::Status => cli::status(&cli.global).await,
             Command::User(cmd) => identity::user(&cli.global, cmd).await,
             Command::Ns(cmd) => identity::namespace(&cli.global, cmd).await,
             Command::Token(cmd) => identity::token(&cli.global, cmd).await,

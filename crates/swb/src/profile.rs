@@ -66,10 +66,6 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(token.trim().to_owned())
 }
 
-pub fn server_url(global: &Global) -> anyhow::Result<String> {
-    Ok(server_urls(global)?.swap_remove(0))
-}
-
 /// Every server given (`--server` repeated or comma-separated, else the saved ones),
 /// in order; never empty.
 pub fn server_urls(global: &Global) -> anyhow::Result<Vec<String>> {
@@ -91,14 +87,19 @@ pub fn server_urls(global: &Global) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn token(global: &Global) -> anyhow::Result<String> {
+    Ok(token_from(global)?.0)
+}
+
+/// The token and where it was found.
+pub fn token_from(global: &Global) -> anyhow::Result<(String, &'static str)> {
     if let Some(t) = &global.token {
-        return Ok(t.clone());
+        return Ok((t.clone(), "--token or SWB_TOKEN"));
     }
     if let Some(t) = load()?.token {
-        return Ok(t);
+        return Ok((t, "the file `swb login` wrote"));
     }
     if let Some(t) = local_admin_token() {
-        return Ok(t);
+        return Ok((t, "./.swb/admin.token"));
     }
     bail!(
         "no API token: pass --token, set SWB_TOKEN, run `swb login`, \
@@ -106,6 +107,22 @@ pub fn token(global: &Global) -> anyhow::Result<String> {
     )
 }
 
-pub fn client(global: &Global) -> anyhow::Result<Client> {
-    Ok(Client::new(&server_url(global)?, &token(global)?))
+/// A client of the first server that answers, in the order given (a cluster's
+/// replicas); with one server, no question is asked first.
+pub async fn client(global: &Global) -> anyhow::Result<Client> {
+    let token = token(global)?;
+    let urls = server_urls(global)?;
+    if let [url] = urls.as_slice() {
+        return Ok(Client::new(url, &token));
+    }
+    for url in &urls {
+        let client = Client::new(url, &token);
+        let answered =
+            tokio::time::timeout(std::time::Duration::from_secs(2), client.health()).await;
+        if matches!(answered, Ok(Ok(_))) {
+            return Ok(client);
+        }
+    }
+    // None answers: the first one's error will say so.
+    Ok(Client::new(&urls[0], &token))
 }

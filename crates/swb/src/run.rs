@@ -1,7 +1,6 @@
 //! The long-running commands: `swb up`, `swb server` and `swb worker`.
 
 use crate::{Global, profile, table};
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -134,9 +133,10 @@ struct WorkerArgs {
     /// others wait at the worker, so that the next call is ready when one ends
     #[arg(long, value_parser = capacity)]
     capacity: Option<u32>,
-    /// Compiled-code cache kept across restarts
-    #[arg(long, default_value = ".swb-worker/code-cache")]
-    cache_dir: PathBuf,
+    /// Compiled-code cache kept across restarts [default: $XDG_CACHE_HOME/swb/code-cache,
+    /// else ~/.cache/swb/code-cache]
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
     /// Longest wait between reconnection attempts, in milliseconds
     #[arg(long, default_value_t = 30_000)]
     max_backoff_ms: u64,
@@ -221,8 +221,15 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
     config.database_url = args.database_url.clone();
     config.nats_url = args.nats_url.clone();
     config.blob_dir = args.blob_dir.clone();
-    let listener =
-        listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    // Before anything is created: a taken port leaves no data folder behind.
+    let listener = listen(args.listen).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (another server may run there: `swb status` tells; --listen picks another address)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot listen on {}: {e}{hint}", args.listen)
+    })?;
     let addr = listener.local_addr()?;
     config.name = args
         .name
@@ -357,7 +364,7 @@ pub async fn worker(global: &Global, cmd: WorkerCmd) -> anyhow::Result<()> {
         labels: args.labels.into_iter().collect(),
         capacity: args.capacity.unwrap_or_else(worker_capacity),
         wasm: true,
-        cache_dir: Some(args.cache_dir),
+        cache_dir: Some(args.cache_dir.unwrap_or_else(user_cache_dir)),
     })?;
     tracing::info!(servers = ?servers, name = worker.name(), "worker starting");
     let backoff = Backoff::new(
@@ -480,6 +487,15 @@ pub async fn serve_exec(
     Ok(())
 }
 
+/// The user's cache folder for compiled code, wherever the worker is started.
+fn user_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".swb-worker"));
+    base.join("swb").join("code-cache")
+}
+
 /// A worker's default name: the host's, and a short random suffix, so that two
 /// workers on one machine are told apart everywhere (`vm-3f2a`, `vm-81c0`).
 fn default_name() -> String {
@@ -487,7 +503,7 @@ fn default_name() -> String {
 }
 
 async fn list_workers(global: &Global) -> anyhow::Result<()> {
-    let list = profile::client(global)?.workers().await?;
+    let list = profile::client(global).await?.workers().await?;
     if global.json {
         return crate::cli::print_json(&list);
     }

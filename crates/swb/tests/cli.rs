@@ -476,3 +476,88 @@ async fn invoke_takes_files_typed_pairs_profiles_and_jobs() {
     let bash = cli.ok(&["completions", "bash"]);
     assert!(bash.contains("complete") && bash.contains("swb"), "{bash}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_what_it_uses_and_fails_over_between_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(bin(), "up", &dir.path().join(".swb"), &[]).unwrap();
+    // A port nothing listens on (bound, then closed).
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+
+    let status = Cli::new(&server.url, &server.token, dir.path()).ok(&["status"]);
+    assert!(
+        status.contains(&format!("{}  answers", server.url)),
+        "{status}"
+    );
+    assert!(
+        status.contains("token    from --token or SWB_TOKEN"),
+        "{status}"
+    );
+    assert!(
+        status.contains("administrator") && status.contains("workers  1 connected: local"),
+        "{status}"
+    );
+
+    // Nothing answers: exit 3 and a hint to start a server.
+    let down = Cli::new(&dead, &server.token, dir.path());
+    for args in [&["status"][..], &["fn", "list"]] {
+        let out = down.run(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("swb up") && err.contains(&dead), "{err}");
+    }
+
+    // `fn show` names the labels a function requires and only the workers that have them.
+    let module = dir.path().join("echo.wasm");
+    std::fs::write(&module, guests::echo()).unwrap();
+    let cli = Cli::new(&server.url, &server.token, dir.path());
+    let m = module.to_str().unwrap();
+    cli.ok(&[
+        "fn",
+        "deploy",
+        m,
+        "--name",
+        "admin/gpu",
+        "--require",
+        "gpu=true",
+    ]);
+    let show = cli.ok(&["fn", "show", "admin/gpu"]);
+    assert!(
+        show.contains("requires:    workers labelled gpu=true"),
+        "{show}"
+    );
+    assert!(
+        show.contains("none connected can run it") && !show.contains("local"),
+        "{show}"
+    );
+    cli.ok(&["fn", "deploy", m, "--name", "admin/any"]);
+    assert!(
+        cli.ok(&["fn", "show", "admin/any"])
+            .contains("worker:      local")
+    );
+
+    // Several servers: the first that answers is used.
+    let both = Cli::new(&format!("{dead},{}", server.url), &server.token, dir.path());
+    assert!(both.ok(&["fn", "list"]).contains("FUNCTION"));
+
+    // `swb up` on a taken port says so and creates nothing.
+    let taken = server.url.trim_start_matches("http://");
+    let data = dir.path().join("second");
+    let out = Command::new(bin())
+        .args([
+            "up",
+            "--listen",
+            taken,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another server may run there"), "{err}");
+    assert!(!data.exists(), "a refused start left {}", data.display());
+}
