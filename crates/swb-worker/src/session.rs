@@ -1,4 +1,5 @@
 use crate::handler::{CallContext, Handler, Reply};
+use crate::wasm::{Guests, NestedTable};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -10,7 +11,6 @@ use swb_api::protocol::{
     CallId, HostedCall, PROTOCOL_VERSION, ServedFunction, ServerMsg, WorkerMsg, hello_limits,
 };
 use swb_api::{ApiError, CacheStats, Digest, ErrorCode, FunctionRef};
-use swb_runtime::{CallRequest, CallResult, NestedCalls, Runtime, RuntimeConfig};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::timeout;
 
@@ -54,7 +54,7 @@ pub enum SessionEnd {
 
 pub struct Worker {
     config: WorkerConfig,
-    runtime: Option<Arc<Runtime>>,
+    guests: Option<Arc<Guests>>,
     functions: Vec<(ServedFunction, Arc<dyn Handler>)>,
 }
 
@@ -62,7 +62,7 @@ type CodeWaiters = Mutex<HashMap<Digest, Vec<oneshot::Sender<Result<(), String>>
 
 /// State shared by a session's tasks.
 struct Shared {
-    runtime: Option<Arc<Runtime>>,
+    guests: Option<Arc<Guests>>,
     handlers: HashMap<FunctionRef, Arc<dyn Handler>>,
     out: mpsc::Sender<WorkerMsg>,
     /// The server this session is with, for handlers' nested calls.
@@ -79,75 +79,18 @@ struct Shared {
     nested: Arc<NestedTable>,
 }
 
-/// Nested calls of this session's guests (`swb.call`) awaiting `nested_done`.
-#[derive(Default)]
-struct NestedTable {
-    next: std::sync::atomic::AtomicU64,
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Result<Bytes, ApiError>>>>,
-}
-
-/// Makes one hosted call's nested calls over the session.
-struct GuestCalls {
-    call: CallId,
-    out: mpsc::Sender<WorkerMsg>,
-    table: Arc<NestedTable>,
-}
-
-impl NestedCalls for GuestCalls {
-    fn call(
-        &self,
-        function: String,
-        input: Bytes,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ApiError>> + Send>> {
-        let (call, out, table) = (self.call, self.out.clone(), self.table.clone());
-        Box::pin(async move {
-            let function = FunctionRef::callee(&function)?;
-            let nested = table.next.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = oneshot::channel();
-            table
-                .waiting
-                .lock()
-                .expect("nested lock")
-                .insert(nested, tx);
-            // Forgotten however the call ends (answered, or the guest dropped).
-            let _forget = Forget(&table, nested);
-            let lost = || ApiError::new(ErrorCode::WorkerLost, "the session with the server ended");
-            out.send(WorkerMsg::NestedCall {
-                call,
-                nested,
-                function,
-                input,
-            })
-            .await
-            .map_err(|_| lost())?;
-            rx.await.unwrap_or_else(|_| Err(lost()))
-        })
-    }
-}
-
-struct Forget<'a>(&'a NestedTable, u64);
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        self.0.waiting.lock().expect("nested lock").remove(&self.1);
-    }
-}
-
 impl Worker {
     pub fn new(config: WorkerConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(config.capacity > 0, "capacity must be at least 1");
-        let runtime = if config.wasm {
-            Some(Arc::new(Runtime::new(RuntimeConfig {
-                cache_dir: config.cache_dir.clone(),
-                max_instances: config.capacity.min(GUESTS_PER_CPU * cpus()),
-                ..RuntimeConfig::default()
-            })?))
+        let guests = if config.wasm {
+            let running = config.capacity.min(GUESTS_PER_CPU * cpus());
+            Some(Arc::new(Guests::new(&config, running)?))
         } else {
             None
         };
         Ok(Self {
             config,
-            runtime,
+            guests,
             functions: Vec::new(),
         })
     }
@@ -164,8 +107,9 @@ impl Worker {
 
     /// The Wasm runtime, shared with the server when the worker runs in its process
     /// (`swb up`): ready modules then run straight from the server's call.
-    pub fn runtime(&self) -> Option<Arc<Runtime>> {
-        self.runtime.clone()
+    #[cfg(feature = "wasm")]
+    pub fn runtime(&self) -> Option<Arc<swb_runtime::Runtime>> {
+        self.guests.as_ref().map(|g| g.runtime.clone())
     }
 
     /// Runs one session (messages go out on `out`, come in from `inbox`) until it
@@ -184,12 +128,12 @@ impl Worker {
             name: self.config.name.clone(),
             labels: self.config.labels.clone(),
             capacity: self.config.capacity,
-            runtimes: self.runtime.iter().map(|_| "wasm".to_string()).collect(),
+            runtimes: self.guests.iter().map(|_| "wasm".to_string()).collect(),
             cached: self
-                .runtime
+                .guests
                 .as_ref()
-                .map(|r| {
-                    let mut cached = r.cached_on_disk();
+                .map(|g| {
+                    let mut cached = g.cached_on_disk();
                     cached.truncate(hello_limits::MAX_CACHED);
                     cached
                 })
@@ -212,7 +156,7 @@ impl Worker {
             _ => return SessionEnd::Closed { welcomed: false },
         };
         let shared = Arc::new(Shared {
-            runtime: self.runtime.clone(),
+            guests: self.guests.clone(),
             handlers: self
                 .functions
                 .iter()
@@ -312,15 +256,7 @@ impl Shared {
                 error,
                 output,
             } => {
-                let waiting = self
-                    .nested
-                    .waiting
-                    .lock()
-                    .expect("nested lock")
-                    .remove(&nested);
-                if let Some(tx) = waiting {
-                    let _ = tx.send(error.map_or(Ok(output), Err));
-                }
+                self.nested.done(nested, error.map_or(Ok(output), Err));
             }
             ServerMsg::Cancel { call } => {
                 if let Some(c) = self.cancels.lock().expect("cancels lock").get(&call) {
@@ -418,7 +354,7 @@ impl Shared {
     }
 
     async fn heartbeat(&self) {
-        let code_cache = self.runtime.as_ref().map(|r| r.stats()).unwrap_or_default();
+        let code_cache = self.guests.as_ref().map(|g| g.stats()).unwrap_or_default();
         *self.reported.lock().expect("reported lock") = code_cache;
         let _ = self
             .out
@@ -432,10 +368,10 @@ impl Shared {
     /// Reports the cache counters early when code was compiled or loaded from disk,
     /// so that the server sees cache activity without waiting for a heartbeat.
     async fn report_cache_changes(&self) {
-        let Some(runtime) = &self.runtime else {
+        let Some(guests) = &self.guests else {
             return;
         };
-        let now = runtime.stats();
+        let now = guests.stats();
         let before = *self.reported.lock().expect("reported lock");
         if now.compiles != before.compiles || now.disk_hits != before.disk_hits {
             self.heartbeat().await;
@@ -443,12 +379,8 @@ impl Shared {
     }
 
     async fn compile(&self, digest: Digest, module: Bytes) {
-        let result = match self.runtime.clone() {
-            Some(runtime) => {
-                tokio::task::spawn_blocking(move || runtime.prepare(digest, &module).map(|_| ()))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("compiler crashed: {e}")))
-            }
+        let result = match &self.guests {
+            Some(guests) => guests.compile(digest, module).await,
             None => Err("this worker does not run Wasm".into()),
         };
         if let Err(e) = &result {
@@ -500,59 +432,43 @@ impl Shared {
     }
 
     async fn run_hosted(&self, call: CallId, hosted: Arc<HostedCall>, input: Bytes) -> Timed {
-        let running = Running::new(&self.in_flight);
-        let mut result = self.execute(call, &hosted, input.clone()).await;
-        if result.is_none() {
-            let wait = Duration::from_millis(hosted.limits.timeout_ms);
-            result = Some(match self.fetch_code(hosted.digest, wait).await {
-                Ok(()) => self.execute(call, &hosted, input).await.unwrap_or_else(|| {
-                    CallResult::failed(ApiError::new(
-                        ErrorCode::Internal,
-                        "module vanished from the worker's cache",
-                    ))
-                }),
-                Err(e) => CallResult::failed(e),
-            });
-        }
-        drop(running);
-        let done = result.expect("set above");
-        Timed {
+        let _running = Running::new(&self.in_flight);
+        let failed = |e| Timed {
             reply: Reply {
-                output: done.output,
-                stderr_tail: String::from_utf8_lossy(&done.stderr_tail).into_owned(),
+                output: Err(e),
+                stderr_tail: String::new(),
             },
-            duration: done.duration,
-        }
-    }
-
-    /// Runs the call on this task; `None` when the module is not available.
-    async fn execute(&self, call: CallId, hosted: &HostedCall, input: Bytes) -> Option<CallResult> {
-        let Some(runtime) = self.runtime.clone() else {
-            return Some(CallResult::failed(ApiError::new(
+            duration: Duration::ZERO,
+        };
+        let Some(guests) = &self.guests else {
+            return failed(ApiError::new(
                 ErrorCode::Internal,
                 "this worker does not run Wasm",
-            )));
+            ));
         };
-        let module = match runtime.ready(&hosted.digest) {
-            Some(module) => module,
-            // Loading from the disk cache reads and maps a file.
+        let run = || guests.execute(call, &hosted, input.clone(), &self.out, &self.nested);
+        let done = match run().await {
+            Some(done) => done,
             None => {
-                let (runtime, digest) = (runtime.clone(), hosted.digest);
-                tokio::task::spawn_blocking(move || runtime.lookup(&digest))
-                    .await
-                    .ok()
-                    .flatten()?
+                let wait = Duration::from_millis(hosted.limits.timeout_ms);
+                if let Err(e) = self.fetch_code(hosted.digest, wait).await {
+                    return failed(e);
+                }
+                match run().await {
+                    Some(done) => done,
+                    None => {
+                        return failed(ApiError::new(
+                            ErrorCode::Internal,
+                            "module vanished from the worker's cache",
+                        ));
+                    }
+                }
             }
         };
-        let mut request = CallRequest::hosted(hosted, input);
-        if hosted.calls {
-            request = request.with_calls(Arc::new(GuestCalls {
-                call,
-                out: self.out.clone(),
-                table: self.nested.clone(),
-            }));
+        Timed {
+            reply: done.0,
+            duration: done.1,
         }
-        Some(runtime.call(&module, request).await)
     }
 }
 

@@ -55,9 +55,13 @@ pub fn save(saved: &Saved) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The admin token of a local `swb up`: its `./.swb` here or in a folder above (a
+/// project made with `swb new` beside the server's folder finds it).
 fn local_admin_token() -> Option<String> {
-    let path = swb_server::admin_token_path(&crate::default_data_dir());
-    read_token(&path).ok()
+    let here = std::env::current_dir().ok()?;
+    here.ancestors()
+        .map(|dir| swb_server::admin_token_path(&dir.join(crate::default_data_dir())))
+        .find_map(|path| read_token(&path).ok())
 }
 
 pub fn read_token(path: &Path) -> anyhow::Result<String> {
@@ -103,7 +107,7 @@ pub fn token_from(global: &Global) -> anyhow::Result<(String, &'static str)> {
     }
     bail!(
         "no API token: pass --token, set SWB_TOKEN, run `swb login`, \
-         or run from the directory where `swb up` keeps ./.swb"
+         or run from the folder where `swb up` keeps ./.swb (or one below it)"
     )
 }
 

@@ -360,3 +360,43 @@ fn mistakes_in_a_project_are_named() {
         "{err}"
     );
 }
+
+/// A program serving its own functions with the Rust SDK compiles no wasmtime
+/// (hosted calls are the `wasm` feature, which only `swb` turns on): that is what
+/// keeps its cold build short.
+#[test]
+fn the_rust_sdk_builds_without_wasmtime() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = |features: &[&str]| {
+        let out = Command::new(&cargo)
+            .args([
+                "tree",
+                "--locked",
+                "--offline",
+                "-p",
+                "swb-worker",
+                "-e",
+                "normal,build",
+                "--prefix",
+                "none",
+            ])
+            .args(features)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sdk = tree(&[]);
+    assert!(sdk.contains("swb-client"), "{sdk}");
+    assert!(
+        !sdk.contains("wasmtime") && !sdk.contains("swb-runtime"),
+        "{sdk}"
+    );
+    // The check can fail: with the feature the runtime is there.
+    assert!(tree(&["--features", "wasm"]).contains("wasmtime"));
+}

@@ -350,6 +350,12 @@ def test_url_and_token_are_found_as_the_cli_finds_them(
     (tmp_path / ".swb").mkdir()
     (tmp_path / ".swb" / "admin.token").write_text(served.token + "\n")
     assert Client().url == "http://127.0.0.1:7070"
+    # ... also from a folder below it (a project beside the server's folder).
+    below = tmp_path / "hello" / "src"
+    below.mkdir(parents=True)
+    monkeypatch.chdir(below)
+    assert Client().url == "http://127.0.0.1:7070"
+    monkeypatch.chdir(tmp_path)
     # swb login's file.
     config = tmp_path / ".config" / "swb" / "config.json"
     config.parent.mkdir(parents=True)

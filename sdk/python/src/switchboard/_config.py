@@ -3,7 +3,7 @@
 Arguments first, then ``SWB_URL`` / ``SWB_TOKEN``, then the file ``swb login`` writes
 (``$SWB_CONFIG``, else ``$XDG_CONFIG_HOME/swb/config.json``, else
 ``~/.config/swb/config.json``), then the admin token a local ``swb up`` keeps in
-``./.swb/admin.token``; the server defaults to ``http://127.0.0.1:7070``.
+``./.swb/admin.token`` (here or in a folder above); the server defaults to ``http://127.0.0.1:7070``.
 """
 
 from __future__ import annotations
@@ -67,13 +67,15 @@ def token(token: str | None = None) -> str:
     saved = _saved().get("token")
     if saved:
         return saved
-    try:
-        local = Path(".swb", "admin.token").read_text().strip()
-    except OSError:
-        local = ""
-    if local:
-        return local
+    # A local `swb up`'s admin token: ./.swb here or in a folder above.
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        try:
+            local = (folder / ".swb" / "admin.token").read_text().strip()
+        except OSError:
+            continue
+        if local:
+            return local
     raise Unauthenticated(
         "no API token: pass token=, set SWB_TOKEN, run `swb login`, "
-        "or run from the directory where `swb up` keeps ./.swb"
+        "or run from the folder where `swb up` keeps ./.swb (or one below it)"
     )
