@@ -45,6 +45,21 @@ pub const TEMPLATES: &[Template] = &[
         ],
     },
     Template {
+        name: "c",
+        about: "a hosted function in C (WASI module, built with clang and wasi-libc)",
+        files: &[
+            file!("c", "switchboard.toml" => "switchboard.toml"),
+            file!("c", "main.c" => "main.c"),
+            file!("c", "count.h" => "count.h"),
+            file!("c", "test.c" => "test.c"),
+            file!("c", "test.sh" => "test.sh", true),
+            file!("c", "input.schema.json" => "input.schema.json"),
+            file!("c", "output.schema.json" => "output.schema.json"),
+            file!("c", "README.md" => "README.md"),
+            file!("c", "gitignore" => ".gitignore"),
+        ],
+    },
+    Template {
         name: "python",
         about: "a remote function in Python with the SDK, its interface from type hints",
         files: &[
@@ -142,7 +157,7 @@ mod tests {
         }
         let unknown = Template::named("cobol").err().expect("no such template");
         assert!(
-            unknown.to_string().contains("rust, python, exec"),
+            unknown.to_string().contains("rust, c, python, exec"),
             "{unknown}"
         );
     }

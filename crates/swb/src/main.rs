@@ -70,7 +70,7 @@ enum Command {
     Worker(run::WorkerCmd),
     /// Serve a remote function by running a command for each call (the exec adapter)
     Serve(run::ServeArgs),
-    /// Make a project for a new function from a template (rust, python, exec)
+    /// Make a project for a new function from a template (rust, c, python, exec)
     New(dev::NewArgs),
     /// Build the project in this folder (its switchboard.toml) and deploy it
     Deploy(dev::ProjectArgs),

@@ -291,6 +291,39 @@ async fn a_rust_project_deploys_with_schemas_from_its_types() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_project_deploys_and_counts() {
+    let c = Cluster::start(true, &[]).await;
+    let cli = Cli::new(&c.server.url, &c.server.token, c.dir.path());
+    let dir = c.dir.path().join("wc");
+    new_project(&cli, "c", "admin/wc", &dir);
+    run_in(&dir, "./test.sh", &[], None);
+    let deployed = cli.ok(&["deploy", "--dir", dir.to_str().unwrap()]);
+    assert!(
+        deployed.contains("deployed admin/wc version 1"),
+        "{deployed}"
+    );
+    answers(
+        &c.client,
+        "admin/wc",
+        json!("one two\nthree"),
+        json!({"bytes": 13, "words": 3, "lines": 1}),
+        "the C template to count",
+    )
+    .await;
+    // The input schema says a string: an object never reaches the module.
+    let f: FunctionRef = "admin/wc".parse().unwrap();
+    let wrong = c
+        .client
+        .invoke(&f, None, r#"{"text":"x"}"#)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        common::api_error(wrong.error).code,
+        swb_api::ErrorCode::InvalidInput
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_project_is_served_with_the_sdk() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = std::env::var("SWB_TEST_PYTHON")
@@ -356,7 +389,9 @@ fn mistakes_in_a_project_are_named() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("rust") && err.contains("python") && err.contains("exec"),
+        ["rust", "c", "python", "exec"]
+            .iter()
+            .all(|t| err.contains(t)),
         "{err}"
     );
 }
