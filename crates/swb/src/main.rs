@@ -11,7 +11,7 @@ mod profile;
 mod run;
 mod table;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,9 +41,9 @@ struct Cli {
 
 #[derive(Args, Clone)]
 pub struct Global {
-    /// Server URL [default: from `swb login`, else http://127.0.0.1:7070]. Workers
-    /// (`swb worker`, `swb serve`) take several, repeated or comma-separated, and fail
-    /// over between them; other commands use the first
+    /// Server URL [default: from `swb login`, else http://127.0.0.1:7070]. Several,
+    /// repeated or comma-separated, are a cluster's replicas: workers (`swb worker`,
+    /// `swb serve`) fail over between them, other commands use the first that answers
     #[arg(
         long,
         global = true,
@@ -52,7 +52,7 @@ pub struct Global {
         value_delimiter = ','
     )]
     server: Vec<String>,
-    /// API token [default: from `swb login`, else ./.swb/admin.token]
+    /// API token [default: from `swb login`, else .swb/admin.token here or in a folder above]
     #[arg(long, global = true, env = "SWB_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Print machine-readable JSON instead of text
@@ -164,7 +164,6 @@ fn main() -> ExitCode {
                 on_workers(async move { run::serve(&cli.global, args).await }).await
             }
             Command::Completions { shell } => {
-                use clap::CommandFactory;
                 let mut out = std::io::stdout();
                 clap_complete::generate(shell, &mut Cli::command(), "swb", &mut out);
                 Ok(())
