@@ -504,6 +504,20 @@ pub struct InvocationRecord {
     /// Where a nested call sits in its call tree; absent for a call from outside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<CallPlace>,
+    /// Who made a call from outside (their e-mail; a nested call's is its tree's
+    /// `acting_for`): they may read this record even without `deploy` on the
+    /// function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+}
+
+impl InvocationRecord {
+    /// Whether the user with this e-mail made the call (from outside), or the call
+    /// acts for them (nested).
+    pub fn made_by(&self, email: &str) -> bool {
+        self.caller.as_deref() == Some(email)
+            || self.tree.as_ref().is_some_and(|t| t.acting_for == email)
+    }
 }
 
 /// A nested call's place in its call tree, and whom it acts for.

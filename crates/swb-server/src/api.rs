@@ -963,6 +963,8 @@ struct Pending<'a> {
     ended: bool,
     /// A nested call's place in its tree.
     tree: Option<CallPlace>,
+    /// Who made a call from outside.
+    caller: Option<String>,
 }
 
 impl Pending<'_> {
@@ -990,6 +992,7 @@ impl Pending<'_> {
             error,
             stderr_tail,
             tree: self.tree.clone(),
+            caller: self.caller.clone(),
         }
     }
 }
@@ -1052,6 +1055,10 @@ pub(crate) async fn perform(
         (Parent::Call(node), _) => Some(node.place.trace.clone()),
         (Parent::Root(_), trace) => trace.map(str::to_owned),
     };
+    let caller = match &parent {
+        Parent::Root(Some(c)) => Some(c.user.email.clone()),
+        _ => None,
+    };
     let (hop, admitted, node) = match parent {
         Parent::Root(acting) => {
             let place = match &acting {
@@ -1086,6 +1093,7 @@ pub(crate) async fn perform(
     };
     let mut pending = Pending {
         tree: node.as_ref().map(|n| n.child_record()),
+        caller,
         id,
         app,
         function,
@@ -1523,13 +1531,25 @@ async fn list_invocations(
         })
         .transpose()?;
     let limit = page_limit(q.limit, 50)?;
+    let mut namespaces = caller.record_namespaces(&app.acl);
+    let mut own = None;
+    // A function's records are its deployers'; one who may only call it reads the
+    // records of their own calls.
+    if let (Some(f), Some(visible)) = (&function, &namespaces)
+        && !visible.contains(f.namespace())
+        && self::visible(&app, &caller, f).is_ok()
+    {
+        namespaces = None;
+        own = Some(caller.user.email.clone());
+    }
     let invocations = app
         .store
         .invocations(&InvocationQuery {
             function,
-            namespaces: caller.record_namespaces(&app.acl),
+            namespaces,
             outcome,
             after: cursor(q.after, "after")?,
+            caller: own,
             limit,
         })
         .await?;
@@ -1557,12 +1577,26 @@ async fn readable_record(
         .await
         .map_err(crate::error::store_error)?
         .ok_or_else(not_found)?;
-    if let Some(visible) = caller.record_namespaces(&app.acl)
-        && !visible.contains(record.function.namespace())
-    {
+    if !may_read(
+        caller,
+        caller.record_namespaces(&app.acl).as_deref(),
+        &record,
+    ) {
         return Err(not_found());
     }
     Ok(record)
+}
+
+/// Whether the caller may read a record: the deployers of its function may (`visible`:
+/// their namespaces, `None` for all), and so may whoever made the call or whom it
+/// acts for.
+fn may_read(
+    caller: &Caller,
+    visible: Option<&[swb_api::Namespace]>,
+    record: &InvocationRecord,
+) -> bool {
+    visible.is_none_or(|v| v.contains(record.function.namespace()))
+        || record.made_by(&caller.user.email)
 }
 
 /// The most records a call tree answer holds.
@@ -1593,11 +1627,7 @@ async fn invocation_tree(
         .invocation_tree(&root, &until, MAX_TREE)
         .await?
         .into_iter()
-        .filter(|r| {
-            visible
-                .as_ref()
-                .is_none_or(|v| v.contains(r.function.namespace()))
-        })
+        .filter(|r| may_read(&caller, visible.as_deref(), r))
         .collect();
     Ok(axum::Json(InvocationTree { root, invocations }))
 }

@@ -252,6 +252,7 @@ fn record(id: &str, function: &str, outcome: Outcome) -> InvocationRecord {
         },
         stderr_tail: "tail".into(),
         tree: None,
+        caller: None,
     }
 }
 
@@ -269,6 +270,7 @@ pub async fn invocation_trees(store: &dyn Store) {
     };
     let mut root = record("t1", "alice/f", Outcome::OK);
     root.tree = None;
+    root.caller = Some("a@example.com".into());
     let mut child = record("t2", "bob/g", Outcome::OK);
     child.tree = Some(place("t1", 1));
     let mut grandchild = record(
@@ -302,6 +304,30 @@ pub async fn invocation_trees(store: &dyn Store) {
     // The record read alone has its place too.
     let read = store.invocation("t4").await.unwrap().unwrap();
     assert_eq!(read.tree.unwrap().depth, 2);
+    assert_eq!(read.caller, None);
+    // A call from outside keeps its caller; listing by caller finds the calls they
+    // made and those acting for them.
+    let read = store.invocation("t1").await.unwrap().unwrap();
+    assert_eq!(read.caller.as_deref(), Some("a@example.com"));
+    let theirs = store
+        .invocations(&InvocationQuery {
+            caller: Some("a@example.com".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = theirs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["t4", "t3", "t2", "t1"]);
+    let nobody = store
+        .invocations(&InvocationQuery {
+            caller: Some("z@example.com".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(nobody.is_empty());
 }
 
 pub async fn invocations(store: &dyn Store) {

@@ -196,6 +196,8 @@ pub struct InvocationQuery {
     pub outcome: Option<Outcome>,
     /// Only records with an id greater than this (for following new records).
     pub after: Option<String>,
+    /// Only the calls this user (by e-mail) made, or that act for them.
+    pub caller: Option<String>,
     pub limit: u32,
 }
 

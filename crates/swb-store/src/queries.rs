@@ -32,8 +32,9 @@ const BATCH_PAGE: i64 = 16;
 
 /// An invocation record as its batch stores it (the function is the batch's), an
 /// array: id, version, worker, started_at, duration_us, outcome, error, stderr_tail
-/// and, for a nested call only, its place in the call tree (batches written before
-/// call trees existed have eight elements).
+/// then its place in the call tree (a nested call's; else null) and its caller (a
+/// call from outside's): batches written before call trees have eight elements,
+/// before callers nine, and a record with neither ends at its eighth.
 struct StoredRecord {
     id: String,
     version: Option<u32>,
@@ -44,6 +45,7 @@ struct StoredRecord {
     error: Option<ApiError>,
     stderr_tail: String,
     tree: Option<CallPlace>,
+    caller: Option<String>,
 }
 
 impl<'de> serde::Deserialize<'de> for StoredRecord {
@@ -53,7 +55,7 @@ impl<'de> serde::Deserialize<'de> for StoredRecord {
             type Value = StoredRecord;
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a stored invocation record (an array of 8 or 9 elements)")
+                f.write_str("a stored invocation record (an array of 8 to 10 elements)")
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
@@ -83,6 +85,7 @@ impl<'de> serde::Deserialize<'de> for StoredRecord {
                     error: field!(),
                     stderr_tail: field!(),
                     tree: seq.next_element::<Option<CallPlace>>()?.flatten(),
+                    caller: seq.next_element::<Option<String>>()?.flatten(),
                 })
             }
         }
@@ -105,8 +108,13 @@ fn encode_batch(records: &[&InvocationRecord]) -> String {
                 &r.stderr_tail,
             );
             let mut row = serde_json::to_value(head).expect("records serialize");
-            if let (Some(tree), Some(row)) = (&r.tree, row.as_array_mut()) {
-                row.push(serde_json::to_value(tree).expect("records serialize"));
+            if let Some(row) = row.as_array_mut()
+                && (r.tree.is_some() || r.caller.is_some())
+            {
+                row.push(serde_json::to_value(&r.tree).expect("records serialize"));
+                if let Some(caller) = &r.caller {
+                    row.push(caller.as_str().into());
+                }
             }
             row
         })
@@ -133,6 +141,7 @@ fn decode_batch(row: &DbRow) -> Result<Vec<InvocationRecord>> {
             error: r.error,
             stderr_tail: r.stderr_tail,
             tree: r.tree,
+            caller: r.caller,
         })
         .collect())
 }
@@ -1345,6 +1354,7 @@ impl Store for Backend {
                 found.extend(decode_batch(row)?.into_iter().filter(|r| {
                     query.outcome.is_none_or(|o| o == r.outcome)
                         && query.after.as_ref().is_none_or(|a| r.id > *a)
+                        && query.caller.as_ref().is_none_or(|c| r.made_by(c))
                 }));
                 // Sorted, a record written twice sits beside its copy.
                 found.sort_unstable_by(|a, b| b.id.cmp(&a.id));

@@ -666,6 +666,9 @@ pub async fn invocation(global: &Global, cmd: InvCmd) -> anyhow::Result<()> {
     println!("started:    {}", time(r.started_at));
     println!("duration:   {:.3} ms", r.duration_us as f64 / 1000.0);
     println!("outcome:    {}", r.outcome.as_str());
+    if let Some(caller) = &r.caller {
+        println!("caller:     {caller}");
+    }
     if let Some(t) = &r.tree {
         println!("called by:  {} ({}, depth {})", t.via, t.parent, t.depth);
         println!("root:       {}", t.root);

@@ -7,7 +7,7 @@ mod common;
 use common::{Cli, Cluster, assert_code, bin};
 use std::path::Path;
 use std::time::Duration;
-use swb_api::ErrorCode;
+use swb_api::{ErrorCode, FunctionRef};
 use swb_client::Client;
 use swb_testkit::{WorkerProc, connected, deploy, eventually, guests};
 
@@ -205,4 +205,71 @@ async fn sharing_tokens_and_workers_follow_the_rules() {
     let admin_token_hits = files_containing(c.dir.path(), &c.server.token);
     assert_eq!(admin_token_hits.len(), 1, "{admin_token_hits:?}");
     assert!(admin_token_hits[0].ends_with("admin.token"));
+}
+
+/// A function's records are its deployers'; one who may only call it reads the
+/// records of their own calls, through the API and `swb logs`, and no one else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_read_the_records_of_their_own_calls() {
+    let c = Cluster::start(true, &[]).await;
+    let admin = Cli::new(&c.server.url, &c.server.token, c.dir.path());
+    let url = c.server.url.clone();
+    let user = |email: &str| {
+        let made = admin.json(&["user", "add", email]);
+        made["token"].as_str().unwrap().to_owned()
+    };
+    let (alice_token, bob_token) = (user("alice@example.com"), user("bob@example.com"));
+    let alice = Client::new(&url, &alice_token);
+    let bob = Client::new(&url, &bob_token);
+    deploy(&alice, "alice/echo", guests::echo(), |_| {})
+        .await
+        .unwrap();
+    Cli::new(&url, &alice_token, c.dir.path()).ok(&[
+        "fn",
+        "share",
+        "alice/echo",
+        "bob@example.com",
+    ]);
+    let echo: FunctionRef = "alice/echo".parse().unwrap();
+    let hers = alice
+        .invoke(&echo, None, "alice's secret input")
+        .await
+        .unwrap()
+        .id;
+    let his = bob.invoke(&echo, None, "bob's").await.unwrap().id;
+
+    let filter = |function: Option<&str>| swb_client::InvocationFilter {
+        function: function.map(str::to_owned),
+        outcome: None,
+        after: None,
+        limit: Some(50),
+    };
+    // Records are written in batches: wait for both.
+    let owner_view = eventually("both records", Duration::from_secs(10), || async {
+        let list = alice.invocations(&filter(Some("alice/echo"))).await.ok()?;
+        (list.invocations.len() == 2).then_some(list)
+    })
+    .await;
+    assert_eq!(
+        owner_view.invocations[0].caller.as_deref(),
+        Some("bob@example.com")
+    );
+    assert_eq!(
+        owner_view.invocations[1].caller.as_deref(),
+        Some("alice@example.com")
+    );
+    let bob_view = bob.invocations(&filter(Some("alice/echo"))).await.unwrap();
+    let ids: Vec<_> = bob_view.invocations.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [his.as_str()]);
+    assert_eq!(bob.invocation(&his).await.unwrap().id, his);
+    assert_code(
+        bob.invocation(&hers).await.unwrap_err(),
+        ErrorCode::NotFound,
+    );
+    // Without naming the function, bob's list holds the namespaces he deploys to.
+    let all = bob.invocations(&filter(None)).await.unwrap();
+    assert!(all.invocations.is_empty(), "{:?}", all.invocations);
+    // `swb logs` as bob: his call only.
+    let logs = Cli::new(&url, &bob_token, c.dir.path()).ok(&["logs", "alice/echo"]);
+    assert!(logs.contains(&his) && !logs.contains(&hers), "{logs}");
 }
