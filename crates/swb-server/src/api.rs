@@ -1537,7 +1537,7 @@ async fn list_invocations(
     // records of their own calls.
     if let (Some(f), Some(visible)) = (&function, &namespaces)
         && !visible.contains(f.namespace())
-        && self::visible(&app, &caller, f).is_ok()
+        && reads_own(&app, &caller, f)
     {
         namespaces = None;
         own = Some(caller.user.email.clone());
@@ -1578,6 +1578,7 @@ async fn readable_record(
         .map_err(crate::error::store_error)?
         .ok_or_else(not_found)?;
     if !may_read(
+        app,
         caller,
         caller.record_namespaces(&app.acl).as_deref(),
         &record,
@@ -1589,14 +1590,21 @@ async fn readable_record(
 
 /// Whether the caller may read a record: the deployers of its function may (`visible`:
 /// their namespaces, `None` for all), and so may whoever made the call or whom it
-/// acts for.
+/// acts for, with their unscoped token (a scoped one is narrowed to what it names,
+/// and calling is not reading records) while they may still call the function.
 fn may_read(
+    app: &App,
     caller: &Caller,
     visible: Option<&[swb_api::Namespace]>,
     record: &InvocationRecord,
 ) -> bool {
     visible.is_none_or(|v| v.contains(record.function.namespace()))
-        || record.made_by(&caller.user.email)
+        || reads_own(app, caller, &record.function) && record.made_by(&caller.user.email)
+}
+
+/// Whether the caller reads the records of their own calls of `function`.
+fn reads_own(app: &App, caller: &Caller, function: &FunctionRef) -> bool {
+    caller.is_unscoped() && visible(app, caller, function).is_ok_and(|r| r.has(Role::Call))
 }
 
 /// The most records a call tree answer holds.
@@ -1627,7 +1635,7 @@ async fn invocation_tree(
         .invocation_tree(&root, &until, MAX_TREE)
         .await?
         .into_iter()
-        .filter(|r| may_read(&caller, visible.as_deref(), r))
+        .filter(|r| may_read(&app, &caller, visible.as_deref(), r))
         .collect();
     Ok(axum::Json(InvocationTree { root, invocations }))
 }
