@@ -71,6 +71,16 @@ async fn answers(client: &Client, function: &str, input: Value, expected: Value,
     .await;
 }
 
+/// A call the function's input schema refuses: `invalid_input`, never run.
+async fn refuses(client: &Client, function: &str, input: &'static str) {
+    let f: FunctionRef = function.parse().unwrap();
+    let e = client.invoke(&f, None, input).await.unwrap_err();
+    assert_eq!(
+        common::api_error(e.error).code,
+        swb_api::ErrorCode::InvalidInput
+    );
+}
+
 fn new_project(cli: &Cli, template: &str, function: &str, dir: &Path) -> String {
     cli.ok(&["new", template, function, "--dir", dir.to_str().unwrap()])
 }
@@ -131,15 +141,7 @@ async fn an_exec_project_is_served_and_restarted_on_every_save() {
     )
     .await;
     // The manifest's schema is published: a wrong input never reaches the command.
-    let wrong = c
-        .client
-        .invoke(&"admin/words".parse().unwrap(), None, r#"{"txt":"x"}"#)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        common::api_error(wrong.error).code,
-        swb_api::ErrorCode::InvalidInput
-    );
+    refuses(&c.client, "admin/words", r#"{"txt":"x"}"#).await;
 
     // A saved change restarts it; the next calls run the new command.
     std::fs::write(
@@ -279,15 +281,7 @@ async fn a_rust_project_deploys_with_schemas_from_its_types() {
     let detail = c.client.function(&f).await.unwrap();
     let input = detail.active.interface.input.expect("an input schema");
     assert_eq!(input["required"], json!(["name"]), "{input}");
-    let wrong = c
-        .client
-        .invoke(&f, None, r#"{"nam":"Ada"}"#)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        common::api_error(wrong.error).code,
-        swb_api::ErrorCode::InvalidInput
-    );
+    refuses(&c.client, "admin/greeter", r#"{"nam":"Ada"}"#).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,16 +305,7 @@ async fn a_c_project_deploys_and_counts() {
     )
     .await;
     // The input schema says a string: an object never reaches the module.
-    let f: FunctionRef = "admin/wc".parse().unwrap();
-    let wrong = c
-        .client
-        .invoke(&f, None, r#"{"text":"x"}"#)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        common::api_error(wrong.error).code,
-        swb_api::ErrorCode::InvalidInput
-    );
+    refuses(&c.client, "admin/wc", r#"{"text":"x"}"#).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
