@@ -14,6 +14,10 @@ use tokio::sync::{mpsc, watch};
 
 #[derive(Args)]
 pub struct ServerArgs {
+    /// The client flags, taken by the global ones' names so that a server's help
+    /// does not list them (a server takes none).
+    #[command(flatten)]
+    _client: HiddenClientFlags,
     /// Directory for the database and the admin token
     #[arg(long, env = "SWB_DATA_DIR", default_value = ".swb")]
     data_dir: PathBuf,
@@ -415,6 +419,18 @@ pub struct ServeArgs {
     /// The command and its arguments: input on stdin, output on stdout
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// `--server`, `--token` and `--json` on a server command: accepted as anywhere
+/// (they are global), not shown in its help.
+#[derive(Args)]
+struct HiddenClientFlags {
+    #[arg(long, hide = true, env = "SWB_URL", value_delimiter = ',')]
+    server: Vec<String>,
+    #[arg(long, hide = true, env = "SWB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, hide = true)]
+    json: bool,
 }
 
 /// One function served by the exec adapter, from flags or from a manifest.

@@ -501,6 +501,26 @@ async fn the_cli_says_what_it_uses_and_fails_over_between_servers() {
         "{status}"
     );
 
+    // A server's help lists no client flags; a client command's does.
+    let help = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for server in ["up", "server"] {
+        let h = help(&[server]);
+        assert!(
+            !h.contains("--token") && !h.contains("--json") && h.contains("--listen"),
+            "{h}"
+        );
+    }
+    let h = help(&["fn", "list"]);
+    assert!(h.contains("--token") && h.contains("--server"), "{h}");
+
     // Nothing answers: exit 3 and a hint to start a server.
     let down = Cli::new(&dead, &server.token, dir.path());
     for args in [&["status"][..], &["fn", "list"]] {
