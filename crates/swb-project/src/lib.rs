@@ -7,6 +7,7 @@ mod manifest;
 mod run;
 mod template;
 
-pub use manifest::{Build, FILE, Kind, Limits, Manifest, ManifestError, Project, Schemas, Serve};
-pub use run::status;
+pub use manifest::{
+    Build, FILE, Kind, Limits, Manifest, ManifestError, Project, Schemas, Serve, read_schema,
+};
 pub use template::{TEMPLATES, Template};

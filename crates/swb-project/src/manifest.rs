@@ -174,6 +174,13 @@ impl Project {
         })
     }
 
+    /// What the project publishes (its manifest was checked for it when parsed).
+    pub fn kind(&self) -> Kind {
+        self.manifest
+            .kind()
+            .expect("a parsed manifest says what it publishes")
+    }
+
     /// A path of the manifest, in the project folder.
     pub fn path(&self, relative: &Path) -> PathBuf {
         self.dir.join(relative)
@@ -184,7 +191,7 @@ impl Project {
     pub fn interface(&self) -> anyhow::Result<Interface> {
         use anyhow::Context;
         let s = &self.manifest.schemas;
-        let mut generated = match &s.command {
+        let generated = match &s.command {
             Some(command) => {
                 let out = crate::run::output(&self.dir, command)
                     .context("the schemas command ([schemas] command) failed")?;
@@ -196,18 +203,14 @@ impl Project {
             }
             None => (None, None),
         };
-        let file = |path: &Option<PathBuf>| -> anyhow::Result<Option<Value>> {
-            let Some(path) = path else { return Ok(None) };
-            let path = self.path(path);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("{} is not JSON", path.display())
-            })?))
+        let file = |path: &Option<PathBuf>| {
+            path.as_ref()
+                .map(|p| read_schema(&self.path(p)))
+                .transpose()
         };
         Ok(Interface {
-            input: file(&s.input)?.or(generated.0.take()),
-            output: file(&s.output)?.or(generated.1.take()),
+            input: file(&s.input)?.or(generated.0),
+            output: file(&s.output)?.or(generated.1),
             description: self.manifest.description.clone(),
         })
     }
@@ -226,6 +229,13 @@ impl Project {
         paths.push(self.dir.join(FILE));
         paths
     }
+}
+
+/// A JSON Schema from a file.
+pub fn read_schema(path: &Path) -> anyhow::Result<Value> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 impl Manifest {

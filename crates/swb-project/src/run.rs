@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 /// Runs `command` with `sh -c` in `dir`, its output going to ours; fails naming
 /// the command and its exit status.
-pub fn status(dir: &Path, command: &str) -> anyhow::Result<()> {
+pub(crate) fn status(dir: &Path, command: &str) -> anyhow::Result<()> {
     let status = shell(dir, command)
         .status()
         .with_context(|| format!("cannot run `{command}`"))?;
@@ -18,7 +18,7 @@ pub fn status(dir: &Path, command: &str) -> anyhow::Result<()> {
 
 /// Runs `command` with `sh -c` in `dir` and returns what it printed (its stderr goes
 /// to ours).
-pub fn output(dir: &Path, command: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn output(dir: &Path, command: &str) -> anyhow::Result<Vec<u8>> {
     let out = shell(dir, command)
         .stdout(Stdio::piped())
         .output()

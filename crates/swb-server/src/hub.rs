@@ -218,8 +218,13 @@ impl Worker {
         // while the session has not yet been removed: no call may go there.
         kind && !self.draining.load(Ordering::Acquire)
             && !self.tx.is_closed()
-            && requires.iter().all(|(k, v)| self.labels.get(k) == Some(v))
+            && self.has_labels(requires)
             && eligible(self.caller.as_ref())
+    }
+
+    /// Whether this worker carries every label a function requires.
+    fn has_labels(&self, requires: &BTreeMap<String, String>) -> bool {
+        requires.iter().all(|(k, v)| self.labels.get(k) == Some(v))
     }
 
     fn is_entitled(&self, digest: &Digest) -> bool {
@@ -714,9 +719,7 @@ impl Hub {
     ) -> Vec<FunctionWorker> {
         self.snapshot()
             .iter()
-            .filter(|w| {
-                w.may_run(eligible) && requires.iter().all(|(k, v)| w.labels.get(k) == Some(v))
-            })
+            .filter(|w| w.may_run(eligible) && w.has_labels(requires))
             .map(|w| {
                 let (status, error) = match w.code_state(digest) {
                     Some(CodeState::Ready) => (WorkerCodeStatus::Ready, None),
@@ -1198,23 +1201,15 @@ impl NestedCalls for LocalCalls {
         let (node, run) = (self.node.clone(), self.run.clone());
         Box::pin(async move {
             let function = FunctionRef::callee(&function)?;
-            let mut task = AbortOnDrop(tokio::spawn(run(node, function, input)));
-            (&mut task.0).await.unwrap_or_else(|_| {
+            let task =
+                tokio_util::task::AbortOnDropHandle::new(tokio::spawn(run(node, function, input)));
+            task.await.unwrap_or_else(|_| {
                 Err(ApiError::new(
                     ErrorCode::Internal,
                     "a nested call's task ended without an answer",
                 ))
             })
         })
-    }
-}
-
-/// A spawned task that stops when nobody waits for it any more.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

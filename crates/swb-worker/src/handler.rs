@@ -50,7 +50,6 @@ impl CallContext {
     }
 }
 
-/// The function a nested call names (`ns/name`), or the error its caller gets.
 /// A call's outcome: the output, or an error from the error table, and the tail of
 /// whatever the handler logged (shown in the invocation record).
 #[derive(Debug)]

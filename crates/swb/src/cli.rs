@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use swb_api::timestamp::format as time;
 use swb_api::{
@@ -93,8 +93,16 @@ pub struct InterfaceArgs {
 impl InterfaceArgs {
     pub fn read(self) -> anyhow::Result<Interface> {
         Ok(Interface {
-            input: self.input_schema.as_deref().map(read_schema).transpose()?,
-            output: self.output_schema.as_deref().map(read_schema).transpose()?,
+            input: self
+                .input_schema
+                .as_deref()
+                .map(swb_project::read_schema)
+                .transpose()?,
+            output: self
+                .output_schema
+                .as_deref()
+                .map(swb_project::read_schema)
+                .transpose()?,
             description: self.description,
         })
     }
@@ -171,19 +179,21 @@ pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
 /// reached (or answered what is not Switchboard), 1 for everything else: a call, a
 /// job or a request that failed. Usage errors exit with 2 (clap's).
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    let client = e
-        .downcast_ref::<ClientError>()
-        .or_else(|| e.downcast_ref::<InvokeError>().map(|i| &i.error));
-    match client {
+    match client_error(e) {
         Some(ClientError::Transport { .. } | ClientError::Protocol { .. }) => 3,
         _ => 1,
     }
 }
 
+/// The server's (or the connection's) error a command failed with, if that is how
+/// it failed.
+fn client_error(e: &anyhow::Error) -> Option<&ClientError> {
+    e.downcast_ref::<ClientError>()
+        .or_else(|| e.downcast_ref::<InvokeError>().map(|i| &i.error))
+}
+
 pub fn report_error(e: &anyhow::Error, json: bool) {
-    let api = e
-        .downcast_ref::<ClientError>()
-        .or_else(|| e.downcast_ref::<InvokeError>().map(|i| &i.error));
+    let api = client_error(e);
     let invocation = e
         .downcast_ref::<InvokeError>()
         .and_then(|i| i.invocation_id.clone());
@@ -239,12 +249,9 @@ pub async fn function(global: &Global, cmd: FnCmd) -> anyhow::Result<()> {
     }
 }
 
-fn not_found(e: &anyhow::Error) -> bool {
-    let code = e
-        .downcast_ref::<ClientError>()
-        .or_else(|| e.downcast_ref::<InvokeError>().map(|i| &i.error))
-        .and_then(ClientError::code);
-    code == Some(swb_api::ErrorCode::NotFound)
+/// Whether a command failed because the server said `not_found`.
+pub fn not_found(e: &anyhow::Error) -> bool {
+    client_error(e).and_then(ClientError::code) == Some(swb_api::ErrorCode::NotFound)
 }
 
 /// The visible function whose name is closest to a misspelt one, if any is close.
@@ -296,15 +303,11 @@ async fn run_function(
         FnCmd::Shares { function } => crate::identity::function_shares(global, function).await,
         FnCmd::Deploy(args) => deploy(global, client, args).await,
         FnCmd::Invoke(args) => {
-            let input = crate::input::read(client, &args.function, &args.input).await?;
             if args.job {
-                let input = (!input.is_empty())
-                    .then(|| serde_json::from_slice(&input).context("a job's input must be JSON"))
-                    .transpose()?;
                 let job = swb_api::SubmitJob {
                     function: args.function.to_string(),
                     version: args.version,
-                    input,
+                    input: crate::input::read_json(client, &args.function, &args.input).await?,
                     input_blob: args.blob,
                     profile: args.profile,
                     idempotency_key: None,
@@ -313,6 +316,7 @@ async fn run_function(
                 };
                 return crate::data::submit(global, client, &job, args.wait).await;
             }
+            let input = crate::input::read(client, &args.function, &args.input).await?;
             let inv = client
                 .invoke_with(&args.function, args.version, args.profile.as_deref(), input)
                 .await?;
@@ -463,11 +467,6 @@ async fn run_function(
             Ok(())
         }
     }
-}
-
-fn read_schema(path: &Path) -> anyhow::Result<Value> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 async fn deploy(
@@ -754,6 +753,7 @@ pub async fn status(global: &Global) -> anyhow::Result<()> {
     let mut report = serde_json::Map::new();
     let mut servers = Vec::new();
     let mut reachable = None;
+    let mut first_error = None;
     for url in &urls {
         let client = swb_client::Client::new(url, "");
         let health = client.health().await;
@@ -768,19 +768,27 @@ pub async fn status(global: &Global) -> anyhow::Result<()> {
             "answers": health.is_ok(),
             "version": health.as_ref().ok().map(|h| h.version.clone()),
         }));
-        if health.is_ok() && reachable.is_none() {
-            reachable = Some(url.clone());
+        match health {
+            Ok(_) if reachable.is_none() => reachable = Some(url.clone()),
+            Err(e) if first_error.is_none() => first_error = Some(e),
+            _ => {}
         }
     }
     report.insert("servers".into(), servers.into());
-    let (Some(url), Ok((token, source))) = (reachable, token) else {
-        if global.json {
-            print_json(&report)?;
+    // Why it cannot go on: no server answers (exit 3, with the hint), or no token.
+    let found = match (reachable, first_error) {
+        (Some(url), _) => token.map(|t| (url, t)),
+        (None, Some(e)) => Err(e.into()),
+        (None, None) => unreachable!("server_urls is never empty"),
+    };
+    let (url, (token, source)) = match found {
+        Ok(found) => found,
+        Err(e) => {
+            if global.json {
+                print_json(&report)?;
+            }
+            return Err(e);
         }
-        // Says why: no server answers (exit 3, with the hint), or no token.
-        profile::client(global).await?.health().await?;
-        profile::token(global)?;
-        return Ok(());
     };
     let client = swb_client::Client::new(&url, &token);
     let me = client.me().await?;

@@ -194,14 +194,10 @@ pub async fn job(global: &Global, cmd: JobCmd) -> anyhow::Result<()> {
     let client = config::client(global).await?;
     match cmd {
         JobCmd::Submit(a) => {
-            let input = crate::input::read(&client, &a.function, &a.input).await?;
-            let input = (!input.is_empty())
-                .then(|| serde_json::from_slice(&input).context("the input must be JSON"))
-                .transpose()?;
             let job = SubmitJob {
                 function: a.function.to_string(),
                 version: None,
-                input,
+                input: crate::input::read_json(&client, &a.function, &a.input).await?,
                 input_blob: a.blob,
                 profile: a.profile,
                 idempotency_key: a.idempotency_key,

@@ -1,7 +1,7 @@
 //! The developer loop: `swb new`, `swb deploy`, `swb serve` of a project folder,
 //! and `swb dev` (rebuild, redeploy or restart on every save, with the logs).
 
-use crate::cli::{follow, print_record, publish};
+use crate::cli::{follow, not_found, print_record, publish};
 use crate::run::{ExecServe, serve_exec};
 use crate::{Global, profile};
 use anyhow::{Context, bail};
@@ -97,7 +97,7 @@ async fn deploy_project(
     project: Project,
 ) -> anyhow::Result<()> {
     let m = &project.manifest;
-    if m.kind().map_err(anyhow::Error::msg)? != Kind::Hosted {
+    if project.kind() != Kind::Hosted {
         bail!(
             "{} is a remote function: its code stays on your machines, so there is nothing \
              to upload. Serve it from its folder with `swb serve` (or `swb dev` while you work)",
@@ -143,7 +143,7 @@ async fn deploy_project(
 /// or the manifest's program, which serves the function itself.
 pub async fn serve(global: &Global, dir: &Path, name: Option<String>) -> anyhow::Result<()> {
     let project = Project::find(dir)?;
-    match project.manifest.kind().map_err(anyhow::Error::msg)? {
+    match project.kind() {
         Kind::Hosted => bail!(
             "{} is a hosted function: the platform runs it. Publish it with `swb deploy`",
             project.manifest.name
@@ -259,7 +259,7 @@ pub async fn dev(global: &Global, args: ProjectArgs) -> anyhow::Result<()> {
     let stop = crate::run::signal();
     tokio::pin!(stop);
     loop {
-        let kind = project.manifest.kind().map_err(anyhow::Error::msg)?;
+        let kind = project.kind();
         eprintln!("-- {} ({})", project.manifest.name, what(kind));
         // Runs until the next change (a remote function), or once (hosted).
         let running = async {
@@ -341,11 +341,7 @@ async fn calls_of(client: swb_client::Client, function: FunctionRef) {
     };
     loop {
         if let Err(e) = follow(&client, &mut filter, print_record).await
-            && !matches!(
-                e.downcast_ref::<swb_client::ClientError>()
-                    .and_then(|c| c.code()),
-                Some(swb_api::ErrorCode::NotFound)
-            )
+            && !not_found(&e)
         {
             eprintln!("logs: {e:#}");
         }

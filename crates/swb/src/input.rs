@@ -42,6 +42,18 @@ pub async fn read(
     }
 }
 
+/// The input of a job, which is JSON (or none).
+pub async fn read_json(
+    client: &swb_client::Client,
+    function: &FunctionRef,
+    args: &[String],
+) -> anyhow::Result<Option<Value>> {
+    let input = read(client, function, args).await?;
+    (!input.is_empty())
+        .then(|| serde_json::from_slice(&input).context("a job's input must be JSON"))
+        .transpose()
+}
+
 /// `name=Ada` or `n:=3`, not JSON text.
 fn is_pair(s: &str) -> bool {
     !s.starts_with(['{', '[', '"']) && s.split_once('=').is_some_and(|(k, _)| !k.is_empty())

@@ -20,10 +20,15 @@ pub fn config_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SWB_CONFIG") {
         return Some(PathBuf::from(p));
     }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
+    Some(user_dir("XDG_CONFIG_HOME", ".config")?.join("config.json"))
+}
+
+/// The user's `swb` folder of a kind: `$<xdg>/swb`, else `~/<under_home>/swb`.
+pub fn user_dir(xdg: &str, under_home: &str) -> Option<PathBuf> {
+    let base = std::env::var_os(xdg)
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("swb").join("config.json"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))?;
+    Some(base.join("swb"))
 }
 
 pub fn load() -> anyhow::Result<Saved> {
@@ -55,13 +60,13 @@ pub fn save(saved: &Saved) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The admin token of a local `swb up`: its `./.swb` here or in a folder above (a
-/// project made with `swb new` beside the server's folder finds it).
-fn local_admin_token() -> Option<String> {
+/// The admin token of a local `swb up` and its file: its `./.swb` here or in a
+/// folder above (a project made with `swb new` beside the server's folder finds it).
+fn local_admin_token() -> Option<(String, PathBuf)> {
     let here = std::env::current_dir().ok()?;
     here.ancestors()
         .map(|dir| swb_server::admin_token_path(&dir.join(crate::default_data_dir())))
-        .find_map(|path| read_token(&path).ok())
+        .find_map(|path| Some((read_token(&path).ok()?, path)))
 }
 
 pub fn read_token(path: &Path) -> anyhow::Result<String> {
@@ -95,15 +100,15 @@ pub fn token(global: &Global) -> anyhow::Result<String> {
 }
 
 /// The token and where it was found.
-pub fn token_from(global: &Global) -> anyhow::Result<(String, &'static str)> {
+pub fn token_from(global: &Global) -> anyhow::Result<(String, String)> {
     if let Some(t) = &global.token {
-        return Ok((t.clone(), "--token or SWB_TOKEN"));
+        return Ok((t.clone(), "--token or SWB_TOKEN".into()));
     }
     if let Some(t) = load()?.token {
-        return Ok((t, "the file `swb login` wrote"));
+        return Ok((t, "the file `swb login` wrote".into()));
     }
-    if let Some(t) = local_admin_token() {
-        return Ok((t, "./.swb/admin.token"));
+    if let Some((t, path)) = local_admin_token() {
+        return Ok((t, path.display().to_string()));
     }
     bail!(
         "no API token: pass --token, set SWB_TOKEN, run `swb login`, \

@@ -505,11 +505,9 @@ pub async fn serve_exec(
 
 /// The user's cache folder for compiled code, wherever the worker is started.
 fn user_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".swb-worker"));
-    base.join("swb").join("code-cache")
+    profile::user_dir("XDG_CACHE_HOME", ".cache")
+        .unwrap_or_else(|| PathBuf::from(".swb-worker").join("swb"))
+        .join("code-cache")
 }
 
 /// A worker's default name: the host's, and a short random suffix, so that two

@@ -85,7 +85,8 @@ fn new_project(cli: &Cli, template: &str, function: &str, dir: &Path) -> String 
     cli.ok(&["new", template, function, "--dir", dir.to_str().unwrap()])
 }
 
-fn run_in(dir: &Path, program: &str, args: &[&str], path: Option<&str>) {
+/// Runs a program in `dir` (with `PATH` if given), which must succeed; its stdout.
+fn run_in(dir: &Path, program: &str, args: &[&str], path: Option<&str>) -> String {
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(dir);
     if let Some(path) = path {
@@ -99,6 +100,7 @@ fn run_in(dir: &Path, program: &str, args: &[&str], path: Option<&str>) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,28 +390,19 @@ fn mistakes_in_a_project_are_named() {
 fn the_rust_sdk_builds_without_wasmtime() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let tree = |features: &[&str]| {
-        let out = Command::new(&cargo)
-            .args([
-                "tree",
-                "--locked",
-                "--offline",
-                "-p",
-                "swb-worker",
-                "-e",
-                "normal,build",
-                "--prefix",
-                "none",
-            ])
-            .args(features)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let mut args = vec![
+            "tree",
+            "--locked",
+            "--offline",
+            "-p",
+            "swb-worker",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ];
+        args.extend_from_slice(features);
+        run_in(Path::new(env!("CARGO_MANIFEST_DIR")), &cargo, &args, None)
     };
     let sdk = tree(&[]);
     assert!(sdk.contains("swb-client"), "{sdk}");
