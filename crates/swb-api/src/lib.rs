@@ -10,6 +10,7 @@ mod jobs;
 pub mod protocol;
 mod quiet;
 mod rest;
+mod secrets;
 pub mod token;
 pub mod trace;
 pub mod writer;
@@ -19,6 +20,7 @@ pub use identity::*;
 pub use ids::{Digest, FunctionRef, IdError, Namespace, v7_first, v7_last};
 pub use jobs::*;
 pub use rest::*;
+pub use secrets::*;
 
 /// Response headers that carry an invocation's metadata next to the function's output.
 pub mod headers {

@@ -10,7 +10,7 @@
 //! The payload carries the bulk data of the messages that have any (module bytes,
 //! call input, call output) so that it is never re-encoded. See docs/protocol.md.
 
-use crate::{ApiError, CacheStats, Digest, FunctionRef, Interface};
+use crate::{ApiError, CacheStats, Digest, FunctionRef, Interface, SecretValues};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -56,6 +56,9 @@ pub struct HostedCall {
     /// The version declares functions it calls: its guest may use `swb.call`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub calls: bool,
+    /// The secrets granted to the version, added to the guest's environment.
+    #[serde(default, skip_serializing_if = "SecretValues::is_empty")]
+    pub secrets: SecretValues,
 }
 
 /// A remote function a worker serves, announced in its hello.
@@ -76,6 +79,10 @@ pub struct ServedFunction {
     /// The functions this one may call (nested calls); any other is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<FunctionRef>,
+    /// The namespace's secrets its calls receive, by name (granting them takes the
+    /// right to deploy the function).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// Messages from the server to a worker.
@@ -121,6 +128,9 @@ pub enum ServerMsg {
         /// W3C `traceparent` of this call: its tree's trace, its own span.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         traceparent: Option<String>,
+        /// The secrets granted to the function's version (`secrets`).
+        #[serde(default, skip_serializing_if = "SecretValues::is_empty")]
+        secrets: SecretValues,
         #[serde(skip)]
         input: Bytes,
     },
@@ -266,6 +276,8 @@ impl Frame for ServerMsg {
             limits: CallLimits,
             #[serde(default)]
             calls: bool,
+            #[serde(default)]
+            secrets: SecretValues,
         }
         let m: Invoke = serde_json::from_slice(header)?;
         Ok(Self::Invoke {
@@ -276,6 +288,7 @@ impl Frame for ServerMsg {
                 env: m.env,
                 limits: m.limits,
                 calls: m.calls,
+                secrets: m.secrets,
             }),
             input: Bytes::new(),
         })
@@ -358,6 +371,7 @@ mod tests {
                     stderr_bytes: 3,
                 },
                 calls: false,
+                secrets: SecretValues::new(vec![("API_KEY".into(), "s3cr3t".into())]),
             }),
             input: Bytes::from_static(b"\x00\xffraw"),
         };

@@ -267,6 +267,11 @@ pub struct DeployRequest {
     #[serde(default)]
     #[schemars(length(max = MAX_CALLS))]
     pub calls: Vec<FunctionRef>,
+    /// The namespace's secrets this version's calls receive, by name, as
+    /// environment variables; set with `PUT /v1/namespaces/{ns}/secrets/{name}`.
+    #[serde(default)]
+    #[schemars(with = "Vec<crate::SecretName>", length(max = crate::MAX_VERSION_SECRETS))]
+    pub secrets: Vec<String>,
 }
 
 /// How many functions a version may declare it calls.
@@ -308,6 +313,9 @@ pub struct VersionInfo {
     /// The functions this version may call; a nested call of any other is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<FunctionRef>,
+    /// The secrets its calls receive (names only; their values are never shown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     #[serde(with = "timestamp")]
     #[schemars(with = "timestamp::Rfc3339")]
     pub created_at: i64,

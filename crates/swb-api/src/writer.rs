@@ -183,6 +183,7 @@ mod tests {
             invocation: None,
             token: None,
             traceparent: None,
+            secrets: Default::default(),
             input: Bytes::new(),
         };
         open.server_msg(&call);

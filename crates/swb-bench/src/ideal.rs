@@ -55,6 +55,7 @@ pub async fn serve_ideal_wasm(addr: &str) -> anyhow::Result<()> {
                 input: body,
                 args: &[],
                 env: &[],
+                secrets: &[],
                 limits: CallLimits {
                     timeout_ms: 10_000,
                     memory_mb: 128,

@@ -12,8 +12,8 @@ use swb_api::{
     DeployResponse, Digest, ErrorBody, ErrorCode, FunctionDetail, FunctionList, FunctionRef,
     Health, InvocationList, InvocationRecord, InvocationTree, Job, JobAccepted, JobList,
     JobsAccepted, Me, MissingRequest, MissingResponse, Namespace, NamespaceInfo, ProfileInfo,
-    ProfileList, Role, RollbackRequest, ShareInfo, ShareList, ShareRequest, SubmitJob, SubmitJobs,
-    TokenList, UserList, VersionList, WorkerList, headers,
+    ProfileList, Role, RollbackRequest, SecretInfo, SecretList, SetSecret, ShareInfo, ShareList,
+    ShareRequest, SubmitJob, SubmitJobs, TokenList, UserList, VersionList, WorkerList, headers,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -505,6 +505,39 @@ impl Client {
         self.send(self.request(Method::DELETE, &path))
             .await
             .map(drop)
+    }
+
+    /// Sets a secret of `namespace` (or of one of its functions); it is never read back.
+    pub async fn set_secret(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        value: String,
+        function: Option<String>,
+    ) -> Result<SecretInfo> {
+        let path = format!("/v1/namespaces/{namespace}/secrets/{name}");
+        let body = SetSecret { value, function };
+        self.json(self.request(Method::PUT, &path).json(&body))
+            .await
+    }
+
+    pub async fn secrets(&self, namespace: &Namespace) -> Result<SecretList> {
+        let path = format!("/v1/namespaces/{namespace}/secrets");
+        self.json(self.request(Method::GET, &path)).await
+    }
+
+    pub async fn delete_secret(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        function: Option<&str>,
+    ) -> Result<()> {
+        let path = format!("/v1/namespaces/{namespace}/secrets/{name}");
+        let mut req = self.request(Method::DELETE, &path);
+        if let Some(f) = function {
+            req = req.query(&[("function", f)]);
+        }
+        self.send(req).await.map(drop)
     }
 }
 

@@ -46,6 +46,10 @@ pub struct Manifest {
     /// Functions it may call through the platform.
     #[serde(default)]
     pub calls: Vec<FunctionRef>,
+    /// The namespace's secrets its calls receive as environment variables, by name
+    /// (`swb secret set NAME`; hosted and exec).
+    #[serde(default)]
+    pub secrets: Vec<String>,
     /// Calls are safe to repeat (retried once on another worker if one is lost).
     #[serde(default)]
     pub idempotent: bool,
@@ -241,7 +245,15 @@ pub fn read_schema(path: &Path) -> anyhow::Result<Value> {
 impl Manifest {
     pub fn parse(text: &str) -> Result<Self, String> {
         let manifest: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        manifest.kind()?;
+        let kind = manifest.kind()?;
+        for name in &manifest.secrets {
+            swb_api::check_secret_name(name).map_err(|e| format!("secrets: {e}"))?;
+        }
+        if kind == Kind::Program && !manifest.secrets.is_empty() {
+            return Err("secrets: a program grants itself secrets when it serves the function \
+                        (Python: @worker.function(..., secrets=[...])); list them there, not in the manifest"
+                .into());
+        }
         if let Some(serve) = &manifest.serve
             && serve.concurrency == Some(0)
         {
@@ -315,6 +327,12 @@ width = 10
             err("name = \"a/b\"\n[serve]\nexec=[\"a\"]\n[build]\nartefact=\"x\"")
                 .contains("not both")
         );
+        let secrets = "name = \"a/b\"\nsecrets = [\"api-key\"]\n[serve]\nexec=[\"a\"]";
+        assert!(err(secrets).contains("bad secret name"));
+        let program = "name = \"a/b\"\nsecrets = [\"API_KEY\"]\n[serve]\nrun=[\"p\"]";
+        assert!(err(program).contains("secrets=[...]"));
+        let exec = "name = \"a/b\"\nsecrets = [\"API_KEY\"]\n[serve]\nexec=[\"a\"]";
+        assert_eq!(Manifest::parse(exec).unwrap().secrets, ["API_KEY"]);
     }
 
     #[test]

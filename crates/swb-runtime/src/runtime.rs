@@ -132,6 +132,8 @@ pub struct CallRequest<'a> {
     pub input: Bytes,
     pub args: &'a [String],
     pub env: &'a [(String, String)],
+    /// The version's secrets, added to the environment.
+    pub secrets: &'a [(String, String)],
     pub limits: CallLimits,
     /// Who makes the guest's calls of other functions (`swb.call`); without it
     /// they fail with `forbidden`.
@@ -145,6 +147,7 @@ impl<'a> CallRequest<'a> {
             input,
             args: &hosted.args,
             env: &hosted.env,
+            secrets: hosted.secrets.as_slice(),
             limits: hosted.limits,
             calls: None,
         }
@@ -431,7 +434,8 @@ impl Runtime {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .args(req.args)
-            .envs(req.env);
+            .envs(req.env)
+            .envs(req.secrets);
         let state = CallState {
             wasi: wasi.build_p1(),
             memory: MemoryLimiter {

@@ -27,6 +27,7 @@ async fn run_with(
         input: Bytes::from_static(input),
         args: &["fixture".into()],
         env: &[],
+        secrets: &[],
         limits,
         calls: None,
     };
@@ -254,6 +255,7 @@ async fn disk_cache_makes_a_restart_warm() {
         input: Bytes::from_static(b"warm"),
         args: &[],
         env: &[],
+        secrets: &[],
         limits: LIMITS,
         calls: None,
     };

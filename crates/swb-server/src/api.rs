@@ -23,7 +23,6 @@ use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use swb_api::timestamp::now_ms;
@@ -43,7 +42,7 @@ type Op = (Method, &'static str, MethodRouter<Arc<App>>, Doc);
 /// and the authorization tests check that each entry has expectations.
 fn table() -> Vec<Op> {
     use crate::identity as id;
-    use crate::{data, jobs};
+    use crate::{data, jobs, secrets};
     use ErrorCode::*;
     use swb_api as t;
     let sharing = [NotFound, Forbidden];
@@ -328,6 +327,32 @@ fn table() -> Vec<Op> {
                 .query::<id::AuditQuery>()
                 .ok::<t::AuditList>(200, "the events, newest first")
                 .errors(&[Forbidden]),
+        ),
+        (
+            Method::GET,
+            "/v1/namespaces/{ns}/secrets",
+            get(secrets::list_secrets),
+            Doc::new("listSecrets", "A namespace's secrets, by name (never their values)")
+                .ok::<t::SecretList>(200, "the secrets the caller may manage")
+                .errors(&sharing),
+        ),
+        (
+            Method::PUT,
+            "/v1/namespaces/{ns}/secrets/{secret}",
+            put(secrets::set_secret),
+            Doc::new("setSecret", "Set a secret (who may deploy there); it is never read back")
+                .json::<t::SetSecret>()
+                .ok::<t::SecretInfo>(200, "set; the next call of a version granted it receives it")
+                .errors(&[NotFound, Forbidden, Conflict]),
+        ),
+        (
+            Method::DELETE,
+            "/v1/namespaces/{ns}/secrets/{secret}",
+            delete(secrets::delete_secret),
+            Doc::new("deleteSecret", "Delete a secret (calls of versions granted it then fail with conflict)")
+                .query::<t::SecretQuery>()
+                .no_content("deleted")
+                .errors(&sharing),
         ),
         (
             Method::POST,
@@ -655,6 +680,8 @@ async fn deploy(
             compile_schema(schema, at)?;
         }
     }
+    let env = req.env.keys().map(String::as_str);
+    let secrets = crate::secrets::check_grants(&app, &function, req.secrets, env).await?;
     // A digest grants nothing: the caller must reach the artefact (have uploaded
     // it, or deploy where it is pinned). Unreachable and absent read the same.
     let absent = || {
@@ -705,6 +732,7 @@ async fn deploy(
                 requires: req.requires,
                 idempotent: req.idempotent,
                 calls: declared_calls(req.calls)?,
+                secrets,
                 created_at: 0,
             },
         )
@@ -719,7 +747,7 @@ async fn deploy(
         "function.deploy",
         Some(function.namespace()),
         function.to_string(),
-        json!({ "version": version.version, "artefact": req.artefact }),
+        json!({ "version": version.version, "artefact": req.artefact, "secrets": version.secrets }),
     )
     .await;
     // Every replica's workers get the code; the answer reports on this replica's,
@@ -1339,11 +1367,10 @@ async fn run(
         target = target.with_timeout(ms);
     }
     let deadline = Instant::now() + Duration::from_millis(target.limits().timeout_ms);
-    let requires = &route.version.requires;
     let call = |input: Bytes| {
         let hop = hop.clone();
         dispatch(
-            app, function, &target, requires, input, deadline, &eligible, hop,
+            app, function, route, &target, input, deadline, &eligible, hop,
         )
     };
     let lost = |r: &Result<Answer, ApiError>| match r {
@@ -1424,18 +1451,20 @@ async fn nested_call(
 async fn dispatch(
     app: &App,
     function: &FunctionRef,
+    route: &Route,
     target: &Target,
-    requires: &BTreeMap<String, String>,
     input: Bytes,
     deadline: Instant,
     eligible: crate::hub::Eligible<'_>,
     hop: Hop,
 ) -> Result<Answer, ApiError> {
+    let requires = &route.version.requires;
     if let Some(cluster) = &app.cluster
         && !app.hub.has_suitable(target, requires, eligible)
     {
+        let version = route.version.version;
         return cluster
-            .forward(function, target, requires, input, deadline, hop)
+            .forward(function, version, target, requires, input, deadline, hop)
             .await;
     }
     app.hub

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use swb_api::protocol::Frame;
-use swb_api::{ApiError, Digest, ErrorCode, FunctionRef, WorkerInfo};
+use swb_api::{ApiError, Digest, ErrorCode, FunctionRef, Namespace, WorkerInfo};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -63,6 +63,8 @@ pub enum Change {
     JobCancelled { job: String },
     /// Jobs ended: wake those waiting for them.
     JobsEnded { jobs: Vec<String> },
+    /// A namespace's secrets changed: its routes open them again.
+    Secrets { namespace: Namespace },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,7 +80,12 @@ struct Forward {
     #[serde(default)]
     id: String,
     function: FunctionRef,
+    /// The call, without its secrets.
     target: Target,
+    /// The version whose secrets the replica running the call opens itself, when
+    /// it is granted some (secrets never travel between replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secrets_of: Option<u32>,
     requires: BTreeMap<String, String>,
     timeout_ms: u64,
     /// The call's tree (whether nested; where, if it may call further).
@@ -341,9 +348,11 @@ impl Cluster {
     }
 
     /// Runs a call on another replica's worker.
+    #[allow(clippy::too_many_arguments)]
     pub async fn forward(
         &self,
         function: &FunctionRef,
+        version: u32,
         target: &Target,
         requires: &BTreeMap<String, String>,
         input: Bytes,
@@ -355,7 +364,8 @@ impl Cluster {
         let frame = Forward {
             id: id.clone(),
             function: function.clone(),
-            target: target.clone(),
+            target: target.without_secrets(),
+            secrets_of: (!target.secrets().is_empty()).then_some(version),
             requires: requires.clone(),
             timeout_ms: remaining.as_millis() as u64,
             hop,
@@ -517,7 +527,16 @@ async fn serve_forwarded(app: Arc<App>, mut sub: Subscriber) {
                 return;
             };
             let answer = match Forward::decode(msg.payload) {
-                Ok(call) => {
+                Ok(call) => 'run: {
+                    let target = match call.secrets_of {
+                        None => call.target,
+                        Some(version) => {
+                            match app.routes.get(&call.function, Some(version)).await {
+                                Ok(route) => call.target.with_secrets_of(&route.target),
+                                Err(e) => break 'run Err(e),
+                            }
+                        }
+                    };
                     let (stop, stopped) = oneshot::channel();
                     let forwarded = || cluster.forwarded.lock().expect("forwarded lock");
                     forwarded().insert(call.id.clone(), stop);
@@ -526,7 +545,7 @@ async fn serve_forwarded(app: Arc<App>, mut sub: Subscriber) {
                         Instant::now() + std::time::Duration::from_millis(call.timeout_ms);
                     let run = app.hub.call(
                         &call.function,
-                        call.target,
+                        target,
                         &call.requires,
                         call.input,
                         deadline,
@@ -598,6 +617,7 @@ impl App {
             }
             Change::JobCancelled { job } => self.jobs.cancel_running(job),
             Change::JobsEnded { jobs } => self.jobs.notify_ended(jobs.iter().cloned()),
+            Change::Secrets { namespace } => self.routes.invalidate_namespace(namespace),
         }
         Ok(())
     }

@@ -14,6 +14,9 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// Where blob bytes live (replicas must share it) [default: `<data-dir>/blobs`].
     pub blob_dir: Option<PathBuf>,
+    /// The key secrets are sealed with (replicas must share it), created when
+    /// missing [default: `<data-dir>/secrets.key`].
+    pub secrets_key_file: Option<PathBuf>,
     /// Largest request body (artefacts, invoke inputs); a larger declared length is
     /// refused before the body is read.
     pub max_body_bytes: usize,
@@ -55,6 +58,7 @@ impl Config {
             database_url: None,
             nats_url: None,
             blob_dir: None,
+            secrets_key_file: None,
             max_body_bytes: 64 << 20,
             max_body_memory_bytes: 256 << 20,
             http: crate::conn::HttpLimits::new(),

@@ -21,7 +21,7 @@ use swb_api::protocol::{CallId, CallLimits, HostedCall, ServerMsg, WorkerMsg};
 use swb_api::timestamp::now_ms;
 use swb_api::{
     ApiError, CacheStats, CompileReport, Digest, ErrorCode, FunctionRef, FunctionWorker,
-    WorkerCodeStatus, WorkerFailure, WorkerInfo,
+    SecretValues, WorkerCodeStatus, WorkerFailure, WorkerInfo,
 };
 use swb_runtime::{CallRequest, NestedCalls, Prepared, Runtime};
 use swb_store::Store;
@@ -64,6 +64,10 @@ pub enum Target {
         invocation: Option<String>,
         /// Its W3C `traceparent` (`TRACEPARENT`).
         traceparent: Option<String>,
+        /// The secrets granted to the version. Never sent to another replica: one
+        /// that runs a forwarded call opens them itself (`Target::with_secrets_of`).
+        #[serde(skip)]
+        secrets: SecretValues,
     },
 }
 
@@ -116,6 +120,38 @@ impl Target {
         match &mut self {
             Target::Hosted(h) => Arc::make_mut(h).limits.timeout_ms = timeout_ms,
             Target::Remote { limits, .. } => limits.timeout_ms = timeout_ms,
+        }
+        self
+    }
+
+    /// The secrets the call carries.
+    pub fn secrets(&self) -> &SecretValues {
+        match self {
+            Target::Hosted(h) => &h.secrets,
+            Target::Remote { secrets, .. } => secrets,
+        }
+    }
+
+    /// The same call without its secrets: what travels to another replica.
+    pub fn without_secrets(&self) -> Target {
+        let mut target = self.clone();
+        match &mut target {
+            Target::Hosted(h) if !h.secrets.is_empty() => {
+                Arc::make_mut(h).secrets = SecretValues::default();
+            }
+            Target::Hosted(_) => {}
+            Target::Remote { secrets, .. } => *secrets = SecretValues::default(),
+        }
+        target
+    }
+
+    /// The same call with the secrets of `route` (the version's route as this
+    /// replica built it).
+    pub fn with_secrets_of(mut self, route: &Target) -> Self {
+        let values = route.secrets().clone();
+        match &mut self {
+            Target::Hosted(h) => Arc::make_mut(h).secrets = values,
+            Target::Remote { secrets, .. } => *secrets = values,
         }
         self
     }
@@ -818,6 +854,7 @@ impl Hub {
                 profile,
                 invocation,
                 traceparent,
+                secrets,
             } => ServerMsg::Call {
                 call,
                 function,
@@ -826,6 +863,7 @@ impl Hub {
                 invocation,
                 token,
                 traceparent,
+                secrets,
                 input,
             },
         };
@@ -1377,6 +1415,7 @@ mod tests {
                 stderr_bytes: 1024,
             },
             calls: false,
+            secrets: Default::default(),
         }))
     }
 

@@ -19,6 +19,7 @@ pub mod metrics;
 mod openapi;
 mod recorder;
 mod routes;
+mod secrets;
 mod sessions;
 mod tree;
 mod ws;
@@ -45,6 +46,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     routes: routes::Routes,
+    /// The key secrets are sealed with.
+    secrets: Arc<secrets::Keyring>,
     auth: Authenticator,
     acl: acl::Acl,
     blobs: blobs::Blobs,
@@ -166,6 +169,9 @@ impl Server {
         let (jobs, finishes) = jobs::JobQueue::new();
         let openapi = api::openapi_document(&config).to_string().into();
         let trees = Arc::new(tree::Trees::new(config.trees));
+        let key_file = (config.secrets_key_file.clone())
+            .unwrap_or_else(|| config.data_dir.join("secrets.key"));
+        let secrets = Arc::new(secrets::Keyring::open_or_create(&key_file)?);
         let app = Arc::new(App {
             openapi,
             acl,
@@ -173,7 +179,8 @@ impl Server {
             bodies: budget::BodyBudget::new(config.max_body_memory_bytes),
             jobs,
             hub: Arc::new(Hub::new(store.clone(), config.heartbeat, trees.clone())),
-            routes: routes::Routes::new(store.clone(), &config),
+            routes: routes::Routes::new(store.clone(), &config, secrets.clone()),
+            secrets,
             auth: Authenticator::new(store.clone(), trees),
             metrics: metrics::handle(),
             recorder,
@@ -262,7 +269,7 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(
     };
     let issued = issue_token();
     let path = admin_token_path(data_dir);
-    write_secret(&path, &issued.token)
+    write_secret(&path, &issued.token, true)
         .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
     match store.create_user(&user).await {
         Err(StoreError::Conflict(_)) => {
@@ -287,10 +294,16 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+/// Writes a secret to a file only its owner may read; `replace` overwrites one that
+/// exists, otherwise an existing file is an error (another process wrote it first).
+fn write_secret(path: &Path, secret: &str, replace: bool) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    if replace {
+        options.write(true).create(true).truncate(true);
+    } else {
+        options.write(true).create_new(true);
+    }
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;

@@ -204,6 +204,7 @@ fn path_parameter(g: &mut SchemaGenerator, path: &str, name: &str) -> Schema {
         "ns" | "name" | "profile" => g.subschema_for::<Namespace>(),
         "digest" => g.subschema_for::<Digest>(),
         "email" => g.subschema_for::<Email>(),
+        "secret" => g.subschema_for::<swb_api::SecretName>(),
         "id" if path.starts_with("/v1/tokens/") => g.subschema_for::<TokenId>(),
         "id" => g.subschema_for::<Uuid>(),
         other => panic!("path parameter {{{other}}} of {path} has no schema"),
@@ -595,6 +596,31 @@ mod tests {
         ];
         check(&schemas["Namespace"], &names, &|s| {
             s.parse::<Namespace>().is_ok()
+        });
+        let secrets = [
+            "API_KEY",
+            "_X",
+            "A1",
+            "S",
+            "SW",
+            "SWB",
+            "SWB_",
+            "SWB_TOKEN",
+            "SWBX",
+            "SWX_",
+            "SX",
+            "S_",
+            "SW_",
+            "1A",
+            "a",
+            "A-B",
+            "",
+            "A\n",
+            &"A".repeat(128),
+            &"A".repeat(129),
+        ];
+        check(&schemas["SecretName"], &secrets, &|s| {
+            swb_api::check_secret_name(s).is_ok()
         });
         let refs = ["a/b", "a", "a/b/c", "a/", "/b", "A/b", "a/b\n"];
         check(&schemas["FunctionRef"], &refs, &|s| {

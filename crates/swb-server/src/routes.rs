@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::error::store_error;
 use crate::hub::Target;
 use crate::metrics::FunctionMetrics;
+use crate::secrets::Keyring;
 use jsonschema::Validator;
 use lru::LruCache;
 use serde_json::Value;
@@ -13,7 +14,9 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use swb_api::protocol::{CallLimits, HostedCall};
-use swb_api::{ApiError, ErrorCode, FunctionKind, FunctionRef, VersionInfo};
+use swb_api::{
+    ApiError, ErrorCode, FunctionKind, FunctionRef, Namespace, SecretValues, VersionInfo,
+};
 use swb_store::Store;
 
 const ENTRIES: usize = 10_000;
@@ -45,12 +48,15 @@ pub struct Routes {
     generation: AtomicU64,
     stdout_bytes: u64,
     stderr_bytes: u64,
+    /// Opens the secrets a version is granted, once per route.
+    secrets: Arc<Keyring>,
 }
 
 impl Routes {
-    pub fn new(store: Arc<dyn Store>, config: &Config) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: &Config, secrets: Arc<Keyring>) -> Self {
         Self {
             store,
+            secrets,
             cache: Mutex::new(LruCache::new(NonZeroUsize::new(ENTRIES).expect("non-zero"))),
             generation: AtomicU64::new(0),
             stdout_bytes: config.stdout_bytes,
@@ -82,7 +88,11 @@ impl Routes {
             .await
             .map_err(store_error)?
             .ok_or_else(|| ApiError::not_found(format!("version {number} of {function}")))?;
-        let route = Arc::new(self.build(function, info)?);
+        let secrets = self
+            .secrets
+            .resolve(self.store.as_ref(), function, info.version, &info.secrets)
+            .await?;
+        let route = Arc::new(self.build(function, info, secrets)?);
         let mut cache = self.cache.lock().expect("routes lock");
         if self.generation.load(Ordering::Acquire) == generation {
             cache.put(key, route.clone());
@@ -90,7 +100,12 @@ impl Routes {
         Ok(route)
     }
 
-    fn build(&self, function: &FunctionRef, version: VersionInfo) -> Result<Route, ApiError> {
+    fn build(
+        &self,
+        function: &FunctionRef,
+        version: VersionInfo,
+        secrets: SecretValues,
+    ) -> Result<Route, ApiError> {
         let schema = |s: &Option<Value>, at| {
             s.as_ref()
                 .map(|s| compile_schema(s, at))
@@ -118,6 +133,7 @@ impl Routes {
                     .collect(),
                 limits,
                 calls: !version.calls.is_empty(),
+                secrets,
             })),
             (FunctionKind::Hosted, None) => {
                 return Err(ApiError::new(
@@ -131,6 +147,7 @@ impl Routes {
                 profile: None,
                 invocation: None,
                 traceparent: None,
+                secrets,
             },
         };
         Ok(Route {
@@ -148,16 +165,25 @@ impl Routes {
         self.cache.lock().expect("routes lock").clear();
     }
 
+    /// Drops every cached route of a namespace's functions (after its secrets change).
+    pub fn invalidate_namespace(&self, namespace: &Namespace) {
+        self.invalidate_where(|f| f.namespace() == namespace);
+    }
+
     /// Drops every cached route of a function (after deploy, rollback or delete).
     pub fn invalidate(&self, function: &FunctionRef) {
+        self.invalidate_where(|f| f == function);
+    }
+
+    fn invalidate_where(&self, stale: impl Fn(&FunctionRef) -> bool) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut cache = self.cache.lock().expect("routes lock");
-        let stale: Vec<Key> = cache
+        let keys: Vec<Key> = cache
             .iter()
-            .filter(|((f, _), _)| f == function)
+            .filter(|((f, _), _)| stale(f))
             .map(|(k, _)| k.clone())
             .collect();
-        for key in stale {
+        for key in keys {
             cache.pop(&key);
         }
     }

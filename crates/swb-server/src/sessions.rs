@@ -160,6 +160,22 @@ impl App {
             )));
         }
         let calls = crate::api::declared_calls(served.calls.clone())?;
+        let secrets = if served.secrets.is_empty() {
+            Vec::new()
+        } else {
+            // Granting secrets is deploying: serving alone does not reach them.
+            if let Some(caller) = caller
+                && !caller
+                    .roles(&self.acl, function.namespace(), Some(function.name()))
+                    .has(swb_api::Role::Deploy)
+            {
+                return Err(crate::api::forbidden(format_args!(
+                    "grant secrets to {function} (it takes the right to deploy it)"
+                )));
+            }
+            crate::secrets::check_grants(self, function, served.secrets.clone(), std::iter::empty())
+                .await?
+        };
         let existing = self.store.function(function).await.map_err(store_error)?;
         if let Some(row) = &existing {
             if row.kind == FunctionKind::Hosted {
@@ -180,6 +196,7 @@ impl App {
                 && active.idempotent == served.idempotent
                 && active.limits.timeout_ms == timeout_ms
                 && active.calls == calls
+                && active.secrets == secrets
             {
                 return Ok(());
             }
@@ -214,6 +231,7 @@ impl App {
                     requires: Default::default(),
                     idempotent: served.idempotent,
                     calls,
+                    secrets,
                     created_at: 0,
                 },
             )

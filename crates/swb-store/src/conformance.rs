@@ -1,7 +1,7 @@
 //! The store conformance suite. Every backend runs exactly these tests through
 //! `conformance_suite!`, so the backends cannot drift apart.
 
-use crate::{InvocationQuery, Reach, Store, StoreError, User};
+use crate::{InvocationQuery, Reach, SecretRow, Store, StoreError, User};
 use swb_api::timestamp::now_ms;
 use swb_api::{
     ApiError, Digest, ErrorCode, FunctionKind, FunctionRef, Interface, InvocationRecord, Limits,
@@ -26,6 +26,7 @@ pub fn hosted(digest: Digest, description: &str) -> VersionInfo {
         requires: Default::default(),
         idempotent: false,
         calls: vec![],
+        secrets: vec![],
         created_at: 0,
     }
 }
@@ -1095,6 +1096,51 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
     );
 }
 
+/// Secrets: namespace-wide and per function under one name, replaced in place,
+/// deleted one at a time, and gone with their namespace's owner.
+pub async fn secrets(store: &dyn Store) {
+    let carol = User {
+        id: "u9".into(),
+        email: "carol@example.com".into(),
+        namespace: ns("carol"),
+        is_admin: false,
+        created_at: now_ms(),
+    };
+    store.create_user(&carol).await.unwrap();
+    let row = |function: Option<&str>, sealed: &[u8]| SecretRow {
+        namespace: ns("carol"),
+        function: function.map(Into::into),
+        name: "API_KEY".into(),
+        sealed: sealed.to_vec(),
+        updated_at: 5,
+        updated_by: "carol@example.com".into(),
+    };
+    store.put_secret(&row(None, b"\x00one")).await.unwrap();
+    store.put_secret(&row(Some("etl"), b"two")).await.unwrap();
+    store.put_secret(&row(None, b"\xffthree")).await.unwrap();
+    let all = store.secrets(&ns("carol")).await.unwrap();
+    assert_eq!(all, vec![row(None, b"\xffthree"), row(Some("etl"), b"two")]);
+    assert!(store.secrets(&ns("alice")).await.unwrap().is_empty());
+    assert!(
+        !store
+            .delete_secret(&ns("carol"), Some("other"), "API_KEY")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_secret(&ns("carol"), None, "API_KEY")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.secrets(&ns("carol")).await.unwrap(),
+        vec![row(Some("etl"), b"two")]
+    );
+    assert!(store.delete_user("u9").await.unwrap());
+    assert!(store.secrets(&ns("carol")).await.unwrap().is_empty());
+}
+
 macro_rules! conformance_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1147,6 +1193,11 @@ macro_rules! conformance_suite {
             async fn jobs_blobs_profiles() {
                 let (store, _guard) = $make;
                 super::jobs_blobs_profiles(&store).await;
+            }
+            #[tokio::test]
+            async fn secrets() {
+                let (store, _guard) = $make;
+                super::secrets(&store).await;
             }
             #[tokio::test]
             async fn namespaces_shares_and_audit() {

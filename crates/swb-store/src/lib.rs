@@ -112,6 +112,29 @@ pub struct TokenSummary {
     pub revoked_at: Option<i64>,
 }
 
+/// A secret as stored: sealed by the server, never in the clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    pub namespace: Namespace,
+    /// The function it belongs to; `None` for a namespace-wide secret.
+    pub function: Option<String>,
+    pub name: String,
+    /// The server's sealed form of the value (nonce and ciphertext).
+    pub sealed: Vec<u8>,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("namespace", &self.namespace)
+            .field("function", &self.function)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A job to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -279,6 +302,17 @@ pub trait Store: Send + Sync + 'static {
     async fn profile(&self, function: &FunctionRef, name: &str) -> Result<Option<ProfileInfo>>;
     async fn profiles(&self, function: &FunctionRef) -> Result<Vec<ProfileInfo>>;
     async fn delete_profile(&self, function: &FunctionRef, name: &str) -> Result<bool>;
+
+    /// Sets a secret (replacing one of the same namespace, function and name).
+    async fn put_secret(&self, secret: &SecretRow) -> Result<()>;
+    /// Every secret of a namespace (its own and its functions'), by name.
+    async fn secrets(&self, namespace: &Namespace) -> Result<Vec<SecretRow>>;
+    async fn delete_secret(
+        &self,
+        namespace: &Namespace,
+        function: Option<&str>,
+        name: &str,
+    ) -> Result<bool>;
 
     async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
     /// Newest first; `namespaces: None` means all.

@@ -6,7 +6,7 @@
 
 use crate::{
     FunctionRow, InvocationQuery, JobFinish, JobOutcome, JobQuery, JobRow, NamespaceRow, NewJob,
-    NewToken, Reach, Result, Share, Store, StoreError, TokenRow, TokenSummary, User,
+    NewToken, Reach, Result, SecretRow, Share, Store, StoreError, TokenRow, TokenSummary, User,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -1026,6 +1026,62 @@ impl Store for Backend {
             .bind(name)
             .execute(self.writer())
             .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_secret(&self, secret: &SecretRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO secrets (namespace, function, name, sealed, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (namespace, function, name)
+             DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at,
+                           updated_by = excluded.updated_by",
+        )
+        .bind(secret.namespace.as_str())
+        .bind(secret.function.as_deref().unwrap_or(""))
+        .bind(&secret.name)
+        .bind(&secret.sealed[..])
+        .bind(secret.updated_at)
+        .bind(&secret.updated_by)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    async fn secrets(&self, namespace: &Namespace) -> Result<Vec<SecretRow>> {
+        let rows = sqlx::query("SELECT * FROM secrets WHERE namespace = $1 ORDER BY name, function")
+            .bind(namespace.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let function: String = row.try_get("function")?;
+                Ok(SecretRow {
+                    namespace: namespace.clone(),
+                    function: (!function.is_empty()).then_some(function),
+                    name: row.try_get("name")?,
+                    sealed: row.try_get("sealed")?,
+                    updated_at: row.try_get("updated_at")?,
+                    updated_by: row.try_get("updated_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_secret(
+        &self,
+        namespace: &Namespace,
+        function: Option<&str>,
+        name: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM secrets WHERE namespace = $1 AND function = $2 AND name = $3",
+        )
+        .bind(namespace.as_str())
+        .bind(function.unwrap_or(""))
+        .bind(name)
+        .execute(self.writer())
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 

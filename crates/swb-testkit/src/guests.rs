@@ -87,6 +87,28 @@ pub fn prints_env() -> Vec<u8> {
     )
 }
 
+/// Writes its environment to stdout backwards (the last byte first): a test sees
+/// what the guest received without the value itself appearing in the output.
+pub fn prints_env_reversed() -> Vec<u8> {
+    importing(
+        r#"(import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+           (import "wasi_snapshot_preview1" "environ_get" (func $environ (param i32 i32) (result i32)))"#,
+        r#"(func (export "_start") (local $n i32) (local $i i32)
+             ;; count at 32, bytes at 36; pointers at 1024, strings at 8192, output at 65536
+             (if (call $sizes (i32.const 32) (i32.const 36)) (then (unreachable)))
+             (if (call $environ (i32.const 1024) (i32.const 8192)) (then (unreachable)))
+             (local.set $n (i32.load (i32.const 36)))
+             (block $done (loop $next
+               (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+               (i32.store8
+                 (i32.add (i32.const 65536) (local.get $i))
+                 (i32.load8_u (i32.add (i32.const 8191) (i32.sub (local.get $n) (local.get $i)))))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br $next)))
+             (call $write (i32.const 1) (i32.const 65536) (local.get $n)))"#,
+    )
+}
+
 /// Writes `text` to stdout and exits 0.
 pub fn prints(text: &str) -> Vec<u8> {
     let escaped: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();

@@ -123,6 +123,7 @@ impl Handler for Exec {
         if let Some(traceparent) = &ctx.traceparent {
             command.env("TRACEPARENT", traceparent);
         }
+        command.envs(ctx.secrets.iter());
         // Nested calls: `swb fn invoke` (or curl) in the command is part of this call.
         // Otherwise the command gets no token at all (not the worker's own).
         match &ctx.platform {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use swb_api::protocol::CallLimits;
-use swb_api::{ApiError, ErrorCode, FunctionRef};
+use swb_api::{ApiError, ErrorCode, FunctionRef, SecretValues};
 
 /// What a handler knows about the call it serves.
 #[derive(Debug, Clone)]
@@ -17,6 +17,9 @@ pub struct CallContext {
     pub invocation: Option<String>,
     /// The call's W3C `traceparent`: its tree's trace, its own span.
     pub traceparent: Option<String>,
+    /// The namespace's secrets the function's version is granted (`secrets`); its
+    /// `Debug` shows their names only.
+    pub secrets: SecretValues,
     /// The server, holding this call's token for nested calls: present when the
     /// function's version declares functions it calls (`calls`).
     pub platform: Option<swb_client::Client>,

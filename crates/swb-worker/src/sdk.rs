@@ -154,10 +154,21 @@ impl Service {
                 idempotent: false,
                 timeout_ms: None,
                 calls,
+                secrets: Vec::new(),
             },
             Arc::new(handler),
         ));
         Ok(self)
+    }
+
+    /// Grants the function added last the namespace's secrets `names`: each call's
+    /// context holds their values (`ctx.secrets.get("API_KEY")`). Granting takes a
+    /// token that may deploy the function.
+    pub fn secrets(mut self, names: &[&str]) -> Self {
+        if let Some((served, _)) = self.functions.last_mut() {
+            served.secrets = names.iter().map(|n| (*n).to_owned()).collect();
+        }
+        self
     }
 
     /// Connects to `SWB_URL` (several servers: comma-separated, failed over in turn)

@@ -231,6 +231,7 @@ impl Shared {
                 invocation,
                 token,
                 traceparent,
+                secrets,
                 input,
             } => {
                 let cancel = self.accept(call);
@@ -241,6 +242,7 @@ impl Shared {
                     profile,
                     invocation,
                     traceparent,
+                    secrets,
                     platform: token.and_then(|t| {
                         let platform = self.platform.as_ref()?;
                         Some(platform.with_token(t.expose()))

@@ -74,6 +74,10 @@ pub struct DeployArgs {
     /// nested calls of any other are refused
     #[arg(long = "calls", value_name = "FUNCTION")]
     calls: Vec<FunctionRef>,
+    /// A secret of the namespace (`swb secret set NAME`) its calls receive as the
+    /// environment variable NAME (repeatable)
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
 }
 
 /// A function's published interface, from files.
@@ -400,6 +404,9 @@ async fn run_function(
                 let calls: Vec<String> = a.calls.iter().map(ToString::to_string).collect();
                 println!("calls:       {}", calls.join(", "));
             }
+            if !a.secrets.is_empty() {
+                println!("secrets:     {}", a.secrets.join(", "));
+            }
             for (label, schema) in [
                 ("input", &a.interface.input),
                 ("output", &a.interface.output),
@@ -492,6 +499,7 @@ async fn deploy(
             requires: args.requires.into_iter().collect(),
             idempotent: args.idempotent,
             calls: args.calls,
+            secrets: args.secrets,
         }
     })
     .await

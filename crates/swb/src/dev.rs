@@ -127,6 +127,7 @@ async fn deploy_project(
             requires: m.require.clone(),
             idempotent: m.idempotent,
             calls: m.calls.clone(),
+            secrets: m.secrets.clone(),
         }
     })
     .await?;
@@ -180,6 +181,7 @@ fn exec_spec(project: &Project, name: Option<String>, replace: bool) -> anyhow::
             idempotent: m.idempotent,
             timeout_ms: m.limits.timeout_ms,
             calls: m.calls.clone(),
+            secrets: m.secrets.clone(),
         },
         exec: swb_worker::Exec::new(program.clone(), args.to_vec()).in_dir(&project.dir),
         concurrency: serve.concurrency.unwrap_or(4),

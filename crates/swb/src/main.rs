@@ -9,6 +9,7 @@ mod identity;
 mod input;
 mod profile;
 mod run;
+mod secret;
 mod table;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -116,6 +117,9 @@ enum Command {
     /// Stored settings handed to a function on calls that name them
     #[command(subcommand)]
     Profile(data::ProfileCmd),
+    /// Secrets: set from stdin, granted to versions by name, never shown again
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
     /// Benchmarks: the suite (with the ideal measured in the same run) and a load generator
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
             Command::Job(cmd) => data::job(&cli.global, cmd).await,
             Command::Blob(cmd) => data::blob(&cli.global, cmd).await,
             Command::Profile(cmd) => data::profile(&cli.global, cmd).await,
+            Command::Secret(cmd) => secret::secret(&cli.global, cmd).await,
             Command::Bench(cmd) => bench::bench(&cli.global, cmd).await,
             Command::IdealEcho(a) => {
                 on_workers(async move { swb_bench::serve_ideal_echo(&a.listen).await }).await

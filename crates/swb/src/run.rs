@@ -88,6 +88,11 @@ pub struct ServerArgs {
     /// file system) [default: <data-dir>/blobs]
     #[arg(long, env = "SWB_BLOB_DIR")]
     blob_dir: Option<PathBuf>,
+    /// The key secrets are sealed with (64 hex digits, mode 0600), created when
+    /// missing; keep it apart from the database's backups, and give every replica
+    /// of a cluster the same one [default: <data-dir>/secrets.key]
+    #[arg(long, env = "SWB_SECRETS_KEY_FILE", value_name = "FILE")]
+    secrets_key_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -225,6 +230,7 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
     config.database_url = args.database_url.clone();
     config.nats_url = args.nats_url.clone();
     config.blob_dir = args.blob_dir.clone();
+    config.secrets_key_file = args.secrets_key_file.clone();
     // Before anything is created: a taken port leaves no data folder behind.
     let listener = listen(args.listen).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -406,6 +412,11 @@ pub struct ServeArgs {
     /// it then gets SWB_URL and SWB_TOKEN, so `swb fn invoke` inside it is a nested call
     #[arg(long = "calls", value_name = "FUNCTION")]
     calls: Vec<swb_api::FunctionRef>,
+    /// A secret of the namespace (`swb secret set NAME`) each run of the command
+    /// receives as the environment variable NAME (repeatable; granting takes a token
+    /// that may deploy the function)
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
     /// Worker name [default: the host name and a short random suffix]
     #[arg(long)]
     name: Option<String>,
@@ -467,6 +478,7 @@ pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             idempotent: args.idempotent,
             timeout_ms: args.timeout_ms,
             calls: args.calls,
+            secrets: args.secrets,
         },
         exec: swb_worker::Exec::new(program.clone(), rest.to_vec()),
         concurrency: args.concurrency,

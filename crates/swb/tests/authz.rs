@@ -355,6 +355,31 @@ fn table(digest: &Digest) -> Vec<Row> {
             [204, 403, 404, 204, 403, 404],
         ),
     ]);
+    // Secrets: those who may deploy there manage them; nobody else sees they exist.
+    let sn = "/v1/namespaces/{ns}/secrets/{secret}";
+    rows.extend([
+        row(
+            M::GET,
+            "/v1/namespaces/{ns}/secrets",
+            "/v1/namespaces/alice/secrets",
+            None,
+            [200, 404, 404, 200, 404, 404],
+        ),
+        row(
+            M::PUT,
+            sn,
+            "/v1/namespaces/alice/secrets/API_KEY",
+            Some(json!({"value": "v"})),
+            [200, 404, 404, 200, 404, 404],
+        ),
+        row(
+            M::DELETE,
+            sn,
+            "/v1/namespaces/alice/secrets/VICTIM?function=victim-{c}",
+            None,
+            [204, 404, 404, 204, 404, 404],
+        ),
+    ]);
     rows.push(row(
         M::PUT,
         "/v1/artefacts/{digest}",
@@ -442,6 +467,11 @@ async fn every_route_answers_every_caller_as_the_table_says() {
         let value = serde_json::json!({ "c": c });
         alice
             .put_profile(&echo, &format!("victim-{c}"), &value)
+            .await
+            .unwrap();
+        let of = Some(format!("victim-{c}"));
+        alice
+            .set_secret(&alice_ns, "VICTIM", c.into(), of)
             .await
             .unwrap();
     }

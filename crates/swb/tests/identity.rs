@@ -4,30 +4,11 @@
 
 mod common;
 
-use common::{Cli, Cluster, assert_code, bin};
-use std::path::Path;
+use common::{Cli, Cluster, assert_code, bin, files_containing};
 use std::time::Duration;
 use swb_api::{ErrorCode, FunctionRef};
 use swb_client::Client;
 use swb_testkit::{WorkerProc, connected, deploy, eventually, guests};
-
-fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
-            {
-                hits.push(path.display().to_string());
-            }
-        }
-    }
-    hits
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharing_tokens_and_workers_follow_the_rules() {

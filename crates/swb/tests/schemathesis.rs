@@ -56,8 +56,15 @@ async fn seed(client: &Client, ns: &str) -> Vec<(&'static str, String)> {
         })
         .await
         .unwrap();
+    let namespace = function.namespace().clone();
+    let secret = "API_KEY";
+    client
+        .set_secret(&namespace, secret, "seeded".into(), None)
+        .await
+        .unwrap();
     vec![
         ("ns", ns.to_owned()),
+        ("secret", secret.to_owned()),
         ("name", function.name().to_owned()),
         ("profile", profile.to_owned()),
         ("email", email.to_owned()),

@@ -216,6 +216,7 @@ fn hello(capacity: u32, name: &str, labels: usize, functions: usize) -> WorkerMs
                 idempotent: false,
                 timeout_ms: None,
                 calls: vec![],
+                secrets: vec![],
             })
             .collect(),
     }

@@ -26,7 +26,7 @@ def frame(name: str) -> bytes:
 
 
 def test_the_worker_writes_its_frames_byte_for_byte() -> None:
-    for name in ("hello", "hello declaring calls"):
+    for name in ("hello", "hello declaring calls", "hello granting secrets"):
         hello: dict[str, Any] = json.loads(FRAMES[name]["header"])
         assert protocol.hello(
             hello["name"], hello["labels"], hello["capacity"], hello["functions"]

@@ -261,3 +261,42 @@ def test_a_worker_serves_inside_a_program_and_stops_on_request(served: Server) -
     thread.join(timeout=10)
     assert not thread.is_alive()
     eventually("the worker to leave", lambda: "inproc" not in served.worker_names())
+
+
+def test_secrets_arrive_in_the_context_of_granted_functions_only(fresh: Server) -> None:
+    import subprocess
+    import sys
+
+    from conftest import TESTS
+
+    def set_secret(value: str) -> None:
+        answer = httpx.put(
+            f"{fresh.url}/v1/namespaces/admin/secrets/API_KEY",
+            json={"value": value},
+            headers={"authorization": f"Bearer {fresh.token}"},
+        )
+        assert answer.status_code == 200, answer.text
+
+    # Granting a secret that is not set stops the worker at once, naming it.
+    out = subprocess.run(
+        [sys.executable, "-m", "switchboard.worker", "secretive:worker"],
+        cwd=TESTS,
+        env=fresh.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 1 and "secret API_KEY is not set" in out.stderr, out.stderr
+
+    set_secret("first-value")
+    fresh.start_worker("secretive:worker", "keeper")
+    with fresh.client() as sb:
+        got = sb.catalog.admin.secretive()
+        assert got["reversed"] == "eulav-tsrif" and got["names"] == ["API_KEY"]
+        # Printing its secrets shows their names, never their values.
+        assert "first-value" not in got["shown"] and "API_KEY" in got["shown"]
+        assert sb.catalog.admin["secretive-child"]() == "eulav-tsrif"
+        assert sb.catalog.admin.ungranted() == []
+        # Rotation reaches the next call without restarting the worker.
+        set_secret("second-value")
+        assert sb.catalog.admin.secretive()["reversed"] == "eulav-dnoces"

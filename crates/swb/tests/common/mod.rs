@@ -101,15 +101,33 @@ impl Cli {
         }
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bin());
+        command
             .args(args)
             .current_dir(&self.cwd)
             .env("SWB_URL", &self.url)
             .env("SWB_TOKEN", &self.token)
-            .env("SWB_CONFIG", self.cwd.join("config.json"))
-            .output()
-            .unwrap()
+            .env("SWB_CONFIG", self.cwd.join("config.json"));
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs `swb` with `input` on its stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
@@ -316,4 +334,23 @@ impl Replicas {
         args.extend(["--", "sh", "-c", &script]);
         self.spawn(name, &args, urls)
     }
+}
+
+/// The files under `dir` (at any depth) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                hits.push(path.display().to_string());
+            }
+        }
+    }
+    hits
 }

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_type_hints
@@ -60,6 +60,33 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_FRAME = 1 << 30
 
 
+class Secrets(Mapping[str, str]):
+    """The secrets a function's version is granted (``secrets=`` of
+    :meth:`Worker.function`), by name: ``ctx.secrets["API_KEY"]``. Its ``repr``
+    shows their names only, so that logging a context reveals no value."""
+
+    def __init__(self, pairs: list[list[str]] | None = None) -> None:
+        self._values = {name: value for name, value in pairs or []}
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise KeyError(
+                f"no secret {name!r} was granted: serve the function with "
+                f"secrets=[{name!r}] and set it with `swb secret set {name}`"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Secrets({sorted(self._values)})"
+
+
 class Context:
     """What a handler may know about its call: declare a parameter ``ctx: Context``
     (it is left out of the function's schema)."""
@@ -76,6 +103,7 @@ class Context:
         token: str | None = None,
         pool: _Pool | None = None,
         traceparent: str | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         # The call's number in this worker's session (the protocol's).
         self._call = call
@@ -90,6 +118,8 @@ class Context:
         self.call_id = invocation or ""
         #: The call's W3C ``traceparent``: its tree's trace, its own span.
         self.traceparent = traceparent or ""
+        #: The secrets granted to the function (``secrets=``), by name.
+        self.secrets = secrets if secrets is not None else Secrets()
         self.function = function
         self.profile = profile
         #: ``time.monotonic()`` at which the server gives up on the call.
@@ -212,6 +242,7 @@ class Served:
     replace: bool
     isolation: Literal["thread", "process"]
     calls: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -233,6 +264,8 @@ class Served:
             served["timeout_ms"] = self.timeout_ms
         if self.calls:
             served["calls"] = self.calls
+        if self.secrets:
+            served["secrets"] = self.secrets
         return served
 
     def arguments(self, data: bytes, ctx: Context) -> dict[str, Any]:
@@ -337,6 +370,7 @@ def _in_child(served: Served, data: bytes, parent: Context, timeout_ms: int, con
         server=parent._server,
         token=parent._token,
         traceparent=parent.traceparent,
+        secrets=parent.secrets,
     )
     try:
         result = served.handler(**served.arguments(data, ctx))
@@ -396,6 +430,7 @@ class Worker:
         replace: bool = False,
         isolation: Literal["thread", "process"] = "thread",
         calls: list[str] | None = None,
+        secrets: list[str] | None = None,
     ) -> Callable[[F], F]:
         """Serves the decorated function as ``name`` (``namespace/name``).
 
@@ -407,7 +442,9 @@ class Worker:
         refusing it (``SWB_REPLACE=1`` in the environment does so for every function:
         ``swb dev`` sets it); ``isolation="process"`` runs each call in a child process that
         a cancel or the deadline kills; ``calls`` names the functions it may call
-        through its context (``ctx.call("alice/add", {...})``), any other is refused.
+        through its context (``ctx.call("alice/add", {...})``), any other is refused;
+        ``secrets`` names the namespace's secrets (``swb secret set NAME``) each call
+        finds in ``ctx.secrets`` (granting them takes a token that may deploy it).
         """
         if "/" not in name:
             raise ValueError(f"a function is named namespace/name, not {name!r}")
@@ -429,6 +466,7 @@ class Worker:
                 replace=replace or os.environ.get("SWB_REPLACE") == "1",
                 isolation=isolation,
                 calls=list(calls or []),
+                secrets=list(secrets or []),
             )
             return fn
 
@@ -650,6 +688,7 @@ class Session:
             token=header.get("token"),
             pool=self.pool,
             traceparent=header.get("traceparent"),
+            secrets=Secrets(header.get("secrets")),
         )
         self.idle.clear()
         if served is not None and served.isolation == "thread" and not served.is_async:
