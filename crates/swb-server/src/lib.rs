@@ -269,7 +269,7 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(
     };
     let issued = issue_token();
     let path = admin_token_path(data_dir);
-    write_secret(&path, &issued.token, true)
+    write_secret(&path, &issued.token)
         .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
     match store.create_user(&user).await {
         Err(StoreError::Conflict(_)) => {
@@ -294,16 +294,11 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-/// Writes a secret to a file only its owner may read; `replace` overwrites one that
-/// exists, otherwise an existing file is an error (another process wrote it first).
-fn write_secret(path: &Path, secret: &str, replace: bool) -> std::io::Result<()> {
+/// Writes a secret to a file only its owner may read.
+fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
-    if replace {
-        options.write(true).create(true).truncate(true);
-    } else {
-        options.write(true).create_new(true);
-    }
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;

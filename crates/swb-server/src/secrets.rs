@@ -42,31 +42,26 @@ pub struct Keyring {
 
 impl Keyring {
     /// Reads the key file (64 hex digits), or creates it (mode 0600) when missing. A
-    /// key file others may read is refused.
+    /// key file others may read is refused. Replicas starting together on one path
+    /// end up with the same key: it appears whole, under its name, or not at all.
     pub fn open_or_create(path: &FsPath) -> anyhow::Result<Self> {
-        let key = match std::fs::read_to_string(path) {
-            Ok(text) => {
-                refuse_open_permissions(path)?;
-                let bytes = hex::decode(text.trim()).ok().filter(|b| b.len() == 32);
-                bytes.with_context(|| {
-                    format!(
-                        "{} does not hold a secrets key (64 hex digits, e.g. from \
-                         `openssl rand -hex 32`)",
-                        path.display()
-                    )
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key: [u8; 32] = rand::random();
-                crate::write_secret(path, &hex::encode(key), false)
-                    .with_context(|| format!("cannot create the secrets key {}", path.display()))?;
-                tracing::info!(path = %path.display(), "created the secrets key");
-                key.to_vec()
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read {}", path.display()));
-            }
-        };
+        if !path.exists() {
+            create_key(path)
+                .with_context(|| format!("cannot create the secrets key {}", path.display()))?;
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        refuse_open_permissions(path)?;
+        let key = hex::decode(text.trim())
+            .ok()
+            .filter(|b| b.len() == 32)
+            .with_context(|| {
+                format!(
+                    "{} does not hold a secrets key (64 hex digits, e.g. from \
+                     `openssl rand -hex 32`)",
+                    path.display()
+                )
+            })?;
         let fingerprint =
             hex::encode(&Sha256::digest([b"swb secrets key\0", &key[..]].concat())[..8]);
         Ok(Self {
@@ -191,6 +186,24 @@ impl Keyring {
             values.push((name.clone(), self.open(store, row).await?));
         }
         Ok(SecretValues::new(values))
+    }
+}
+
+/// Writes a new key beside `path` and links it into place, unless another process
+/// did first.
+fn create_key(path: &FsPath) -> std::io::Result<()> {
+    let key: [u8; 32] = rand::random();
+    let tmp = path.with_extension(format!("new-{}", std::process::id()));
+    crate::write_secret(&tmp, &hex::encode(key))?;
+    let linked = std::fs::hard_link(&tmp, path);
+    std::fs::remove_file(&tmp)?;
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "created the secrets key");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -16,7 +16,10 @@ fn f(name: &str) -> FunctionRef {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_jobs_and_changes_cross_replicas() {
-    let r = Replicas::start(2).await;
+    // The replicas share one secrets key, as they share the database.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("secrets.key");
+    let r = Replicas::start_with(2, &["--secrets-key-file", key.to_str().unwrap()]).await;
     let (a, b) = (r.client(0), r.client(1));
     // Workers only on replica A.
     let _svc = r.echo_service("svc", "admin/cat", "0", &r.servers[0].url, &[]);
@@ -149,6 +152,59 @@ async fn calls_jobs_and_changes_cross_replicas() {
         async move { bob_on_b.invoke(cat, None, "{}").await.err() }
     })
     .await;
+
+    // A secret set on A reaches a call that enters B and runs on A's worker, and a
+    // new value set on B reaches the next one; no message between the replicas
+    // carries a value (each replica opens the secrets itself).
+    let nats = async_nats::connect(swb_testkit::nats_url()).await.unwrap();
+    let mut tap = nats.subscribe(">").await.unwrap();
+    let admin_ns = "admin".parse().unwrap();
+    let secret = |n: u32| format!("cluster-secret-{n}-{}", std::process::id());
+    a.set_secret(&admin_ns, "API_KEY", secret(1), None)
+        .await
+        .unwrap();
+    deploy(&b, "admin/envy", guests::prints_env_reversed(), |d| {
+        d.secrets = vec!["API_KEY".into()];
+    })
+    .await
+    .unwrap();
+    let envy = f("admin/envy");
+    let seen = |output: &[u8]| String::from_utf8(output.iter().rev().copied().collect()).unwrap();
+    let inv = b.invoke(&envy, None, "").await.unwrap();
+    assert_eq!(inv.worker.as_deref(), Some("wasm"));
+    assert!(seen(&inv.output).contains(&format!("API_KEY={}\0", secret(1))));
+    b.set_secret(&admin_ns, "API_KEY", secret(2), None)
+        .await
+        .unwrap();
+    eventually(
+        "the new value on A's worker",
+        Duration::from_secs(2),
+        || {
+            let (b, envy, want) = (&b, &envy, format!("API_KEY={}\0", secret(2)));
+            async move {
+                let inv = b.invoke(envy, None, "").await.ok()?;
+                seen(&inv.output).contains(&want).then_some(())
+            }
+        },
+    )
+    .await;
+    nats.flush().await.unwrap();
+    tap.unsubscribe().await.unwrap();
+    let mut carried = 0;
+    while let Some(msg) = futures_util::StreamExt::next(&mut tap).await {
+        carried += 1;
+        for n in [1, 2] {
+            let value = secret(n);
+            assert!(
+                !msg.payload
+                    .windows(value.len())
+                    .any(|w| w == value.as_bytes()),
+                "{} carried a secret",
+                msg.subject
+            );
+        }
+    }
+    assert!(carried > 0, "the tap saw the replicas' traffic");
 
     // With no worker anywhere, B says so.
     let err = b.invoke(&f("admin/nowhere"), None, "{}").await.unwrap_err();
