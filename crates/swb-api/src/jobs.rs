@@ -167,6 +167,9 @@ pub struct JobList {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BlobInfo {
     pub digest: Digest,
+    /// What its holder called it (the file's name, for `swb blob put`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub size: u64,
     /// A dataset: usable as job input, never downloadable.
     pub sealed: bool,

@@ -453,11 +453,21 @@ impl Client {
             .await
     }
 
-    /// Uploads a blob from a stream of chunks (`sealed`: a dataset nobody may download).
-    pub async fn put_blob(&self, body: reqwest::Body, sealed: bool) -> Result<BlobInfo> {
-        let req = self
+    /// Uploads a blob from a stream of chunks (`sealed`: a dataset nobody may
+    /// download), named `name` in listings.
+    pub async fn put_blob(
+        &self,
+        body: reqwest::Body,
+        sealed: bool,
+        name: Option<&str>,
+    ) -> Result<BlobInfo> {
+        let mut req = self
             .request(Method::POST, "/v1/blobs")
-            .query(&[("sealed", sealed)])
+            .query(&[("sealed", sealed)]);
+        if let Some(name) = name {
+            req = req.query(&[("name", name)]);
+        }
+        let req = req
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(body);
         self.json(req).await

@@ -27,7 +27,14 @@ pub struct UploadQuery {
     /// A sealed dataset: functions may read it, nobody may download it.
     #[serde(default)]
     sealed: bool,
+    /// What to call it in listings (a file name, say); uploading the same bytes
+    /// under another name renames it.
+    #[schemars(length(min = 1, max = BLOB_NAME_CHARS), regex(pattern = swb_api::TEXT_PATTERN))]
+    name: Option<String>,
 }
+
+/// The longest blob name.
+const BLOB_NAME_CHARS: usize = 255;
 
 pub async fn upload_blob(
     State(app): State<Arc<App>>,
@@ -36,6 +43,16 @@ pub async fn upload_blob(
     request: Request,
 ) -> AppResult<(StatusCode, axum::Json<BlobInfo>)> {
     caller.require_uploader()?;
+    if let Some(name) = &q.name {
+        swb_api::text_error(name, "/name")?;
+        let chars = name.chars().count();
+        if !(1..=BLOB_NAME_CHARS).contains(&chars) {
+            return Err(ApiError::invalid_input(format!(
+                "a blob's name is 1 to {BLOB_NAME_CHARS} characters"
+            ))
+            .into());
+        }
+    }
     check_declared_length(
         request.headers(),
         app.config.max_blob_bytes,
@@ -45,6 +62,7 @@ pub async fn upload_blob(
     let (digest, size) = app.blobs.put_stream(body).await?;
     let info = BlobInfo {
         digest,
+        name: q.name,
         size,
         sealed: q.sealed,
         created_at: now_ms(),

@@ -312,6 +312,7 @@ async fn store_result(
     let digest = app.blobs.put_bytes(output).await?;
     let info = BlobInfo {
         digest,
+        name: None,
         size,
         sealed: false,
         created_at: now_ms(),

@@ -1038,19 +1038,32 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
     );
 
     let d = Digest::of(b"data");
-    let blob = |sealed| BlobInfo {
+    let blob = |sealed, name: Option<&str>| BlobInfo {
         digest: d,
+        name: name.map(Into::into),
         size: 4,
         sealed,
         created_at: 1,
     };
-    store.put_blob("u1", &blob(true)).await.unwrap();
-    store.put_blob("u1", &blob(false)).await.unwrap();
-    assert!(
-        store.blob("u1", &d).await.unwrap().unwrap().sealed,
-        "sealing is not undone"
+    store
+        .put_blob("u1", &blob(true, Some("data.csv")))
+        .await
+        .unwrap();
+    store.put_blob("u1", &blob(false, None)).await.unwrap();
+    let held = store.blob("u1", &d).await.unwrap().unwrap();
+    assert!(held.sealed, "sealing is not undone");
+    assert_eq!(
+        held.name.as_deref(),
+        Some("data.csv"),
+        "no name keeps the name"
     );
-    store.put_blob("u2", &blob(false)).await.unwrap();
+    store
+        .put_blob("u1", &blob(false, Some("renamed.csv")))
+        .await
+        .unwrap();
+    let held = store.blob("u1", &d).await.unwrap().unwrap();
+    assert_eq!(held.name.as_deref(), Some("renamed.csv"));
+    store.put_blob("u2", &blob(false, None)).await.unwrap();
     assert_eq!(store.blobs("u1").await.unwrap().len(), 1);
     assert_eq!(
         store.delete_blob("u1", &d).await.unwrap(),

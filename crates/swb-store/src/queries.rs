@@ -229,6 +229,7 @@ fn blob_from_row(row: &DbRow) -> Result<BlobInfo> {
     let digest: String = row.try_get("digest")?;
     let size: i64 = row.try_get("size")?;
     Ok(BlobInfo {
+        name: row.try_get("name")?,
         digest: digest.parse().map_err(corrupt)?,
         size: size as u64,
         sealed: row.try_get("sealed")?,
@@ -941,15 +942,17 @@ impl Store for Backend {
 
     async fn put_blob(&self, owner_id: &str, b: &BlobInfo) -> Result<()> {
         sqlx::query(
-            "INSERT INTO blobs (digest, owner_id, size, sealed, created_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (digest, owner_id) DO UPDATE SET sealed = blobs.sealed OR excluded.sealed",
+            "INSERT INTO blobs (digest, owner_id, size, sealed, created_at, name)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (digest, owner_id) DO UPDATE SET sealed = blobs.sealed OR excluded.sealed,
+                 name = COALESCE(excluded.name, blobs.name)",
         )
         .bind(b.digest.to_string())
         .bind(owner_id)
         .bind(b.size as i64)
         .bind(b.sealed)
         .bind(b.created_at)
+        .bind(b.name.as_deref())
         .execute(self.writer())
         .await?;
         Ok(())

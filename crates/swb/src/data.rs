@@ -75,6 +75,9 @@ pub enum BlobCmd {
         /// A dataset: functions may read it, nobody may download it
         #[arg(long)]
         sealed: bool,
+        /// Its name in listings [default: the file's name]
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Download a blob to a file (or stdout)
     Get {
@@ -274,7 +277,11 @@ fn bar(len: u64, quiet: bool, verb: &str) -> indicatif::ProgressBar {
 pub async fn blob(global: &Global, cmd: BlobCmd) -> anyhow::Result<()> {
     let client = config::client(global).await?;
     match cmd {
-        BlobCmd::Put { file, sealed } => {
+        BlobCmd::Put { file, sealed, name } => {
+            let name = name.or_else(|| {
+                let named = file.file_name()?.to_str()?;
+                Some(named.to_owned())
+            });
             let f = tokio::fs::File::open(&file)
                 .await
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -287,7 +294,7 @@ pub async fn blob(global: &Global, cmd: BlobCmd) -> anyhow::Result<()> {
                 }
             });
             let info = client
-                .put_blob(reqwest::Body::wrap_stream(stream), sealed)
+                .put_blob(reqwest::Body::wrap_stream(stream), sealed, name.as_deref())
                 .await?;
             progress.finish_and_clear();
             if global.json {
@@ -327,6 +334,7 @@ pub async fn blob(global: &Global, cmd: BlobCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|b| {
                     vec![
+                        b.name.clone().unwrap_or_default(),
                         b.digest.to_string(),
                         crate::table::size(b.size),
                         if b.sealed {
@@ -338,7 +346,7 @@ pub async fn blob(global: &Global, cmd: BlobCmd) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            table::print(&["DIGEST", "SIZE", "", "CREATED"], &rows);
+            table::print(&["NAME", "DIGEST", "SIZE", "", "CREATED"], &rows);
         }
         BlobCmd::Rm { digest } => {
             client.delete_blob(&digest).await?;

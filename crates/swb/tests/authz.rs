@@ -459,7 +459,13 @@ async fn every_route_answers_every_caller_as_the_table_says() {
         .id;
     let upload = |bytes: &'static [u8]| {
         let alice = alice.clone();
-        async move { alice.put_blob(bytes.into(), false).await.unwrap().digest }
+        async move {
+            alice
+                .put_blob(bytes.into(), false, None)
+                .await
+                .unwrap()
+                .digest
+        }
     };
     let blob = upload(b"alice's data").await;
     let spare_blob = upload(b"alice's spare data").await;

@@ -472,6 +472,19 @@ async fn invoke_takes_files_typed_pairs_profiles_and_jobs() {
         err.contains("not_found") && err.contains("did you mean admin/echo?"),
         "{err}"
     );
+    // Blobs are listed by name (the file's, or --name) with a human size.
+    let data = dir.path().join("readings.csv");
+    std::fs::write(&data, "x\n".repeat(1500)).unwrap();
+    let digest = cli.ok(&["blob", "put", data.to_str().unwrap()]);
+    let listed = cli.ok(&["blob", "ls"]);
+    assert!(
+        listed.contains("readings.csv") && listed.contains("2.9 KiB"),
+        "{listed}"
+    );
+    cli.ok(&["blob", "put", data.to_str().unwrap(), "--name", "march.csv"]);
+    let listed = cli.json(&["blob", "ls"]);
+    assert_eq!(listed["blobs"][0]["name"], "march.csv", "{listed}");
+    assert_eq!(listed["blobs"][0]["digest"], digest.trim());
     // Shell completions.
     let bash = cli.ok(&["completions", "bash"]);
     assert!(bash.contains("complete") && bash.contains("swb"), "{bash}");

@@ -215,7 +215,10 @@ async fn jobs_keep_their_promises() {
 
     // Blobs: round trip; a sealed one cannot be downloaded yet feeds a job.
     let data = br#"{"rows":[1,2,3]}"#;
-    let plain = client.put_blob(data.to_vec().into(), false).await.unwrap();
+    let plain = client
+        .put_blob(data.to_vec().into(), false, None)
+        .await
+        .unwrap();
     let back = client
         .get_blob(&plain.digest)
         .await
@@ -225,7 +228,10 @@ async fn jobs_keep_their_promises() {
         .unwrap();
     assert_eq!(&back[..], data);
     let secret = br#"{"secret":42}"#;
-    let sealed = client.put_blob(secret.to_vec().into(), true).await.unwrap();
+    let sealed = client
+        .put_blob(secret.to_vec().into(), true, None)
+        .await
+        .unwrap();
     assert!(sealed.sealed);
     assert_code(
         client.get_blob(&sealed.digest).await.unwrap_err(),

@@ -36,11 +36,19 @@ async fn seed(client: &Client, ns: &str) -> Vec<(&'static str, String)> {
         .await
         .unwrap();
     let blob = client
-        .put_blob(reqwest::Body::from(Bytes::from_static(b"a blob")), false)
+        .put_blob(
+            reqwest::Body::from(Bytes::from_static(b"a blob")),
+            false,
+            Some("a.txt"),
+        )
         .await
         .unwrap();
     let sealed = client
-        .put_blob(reqwest::Body::from(format!("{ns}'s sealed data")), true)
+        .put_blob(
+            reqwest::Body::from(format!("{ns}'s sealed data")),
+            true,
+            None,
+        )
         .await
         .unwrap();
     let email = "someone@example.com";

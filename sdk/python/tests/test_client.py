@@ -238,7 +238,11 @@ def test_blobs(client: Client, tmp_path: Path) -> None:
     path = tmp_path / "data.bin"
     path.write_bytes(b"sealed data")
     sealed = client.blobs.put(path, sealed=True)
-    assert sealed["sealed"] is True
+    assert sealed["sealed"] is True and sealed["name"] == "data.bin"
+    assert "name" not in info
+    renamed = client.blobs.put(b"hello blobs", name="greeting.txt")
+    assert {b["name"] for b in client.blobs.list() if "name" in b} == {"data.bin", "greeting.txt"}
+    assert renamed["digest"] == info["digest"]
     with pytest.raises(errors.Sealed):
         client.blobs.get(sealed["digest"])
     client.blobs.delete(info["digest"])

@@ -426,12 +426,21 @@ def blob_data(data: bytes | str | os.PathLike[str] | IO[bytes]) -> bytes:
     return data.read()
 
 
-def blob_put(data: bytes, sealed: bool) -> Request:
+def blob_put(
+    data: bytes | str | os.PathLike[str] | IO[bytes], sealed: bool, name: str | None
+) -> Request:
+    """An upload of ``data`` (see :func:`blob_data`), named ``name`` in listings, by
+    default a file's name."""
+    params = {"sealed": "true" if sealed else "false"}
+    if name is None and isinstance(data, (str, os.PathLike)):
+        name = os.path.basename(os.fspath(data))
+    if name is not None:
+        params["name"] = name
     return Request(
         "POST",
         "/v1/blobs",
-        params={"sealed": "true" if sealed else "false"},
-        content=data,
+        params=params,
+        content=blob_data(data),
         headers={"content-type": "application/octet-stream"},
     )
 

@@ -132,10 +132,13 @@ class AsyncBlobs:
         self._client = client
 
     async def put(
-        self, data: bytes | str | os.PathLike[str] | IO[bytes], *, sealed: bool = False
+        self,
+        data: bytes | str | os.PathLike[str] | IO[bytes],
+        *,
+        sealed: bool = False,
+        name: str | None = None,
     ) -> dict[str, Any]:
-        request = _core.blob_put(_core.blob_data(data), sealed)
-        info: dict[str, Any] = await self._client._json(request)
+        info: dict[str, Any] = await self._client._json(_core.blob_put(data, sealed, name))
         return info
 
     async def get(self, digest: str) -> bytes:

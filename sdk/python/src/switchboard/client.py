@@ -387,11 +387,16 @@ class Blobs:
         self._client = client
 
     def put(
-        self, data: bytes | str | os.PathLike[str] | IO[bytes], *, sealed: bool = False
+        self,
+        data: bytes | str | os.PathLike[str] | IO[bytes],
+        *,
+        sealed: bool = False,
+        name: str | None = None,
     ) -> dict[str, Any]:
         """Uploads bytes, a file (by path) or a binary file object; returns its
-        ``digest``, ``size``, ``sealed`` and ``created_at``."""
-        info: dict[str, Any] = self._client._json(_core.blob_put(_core.blob_data(data), sealed))
+        ``digest``, ``name``, ``size``, ``sealed`` and ``created_at``. ``name`` is
+        what listings call it (by default a file's name)."""
+        info: dict[str, Any] = self._client._json(_core.blob_put(data, sealed, name))
         return info
 
     def get(self, digest: str) -> bytes:
