@@ -83,6 +83,9 @@ pub struct ServedFunction {
     /// right to deploy the function).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Invocation records keep each call's input and output.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_io: bool,
 }
 
 /// Messages from the server to a worker.

@@ -272,6 +272,11 @@ pub struct DeployRequest {
     #[serde(default)]
     #[schemars(with = "Vec<crate::SecretName>", length(max = crate::MAX_VERSION_SECRETS))]
     pub secrets: Vec<String>,
+    /// Invocation records keep each call's input and output (the first
+    /// `CallIo::MAX_BYTES` of each), for those who may read the records: who may
+    /// deploy the function, and each caller for their own calls.
+    #[serde(default)]
+    pub keep_io: bool,
 }
 
 /// How many functions a version may declare it calls.
@@ -316,6 +321,9 @@ pub struct VersionInfo {
     /// The secrets its calls receive (names only; their values are never shown).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Its calls' records keep their input and output.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_io: bool,
     #[serde(with = "timestamp")]
     #[schemars(with = "timestamp::Rfc3339")]
     pub created_at: i64,
@@ -517,6 +525,35 @@ pub struct InvocationRecord {
     /// function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// The call's input and output, when its version keeps them (`keep_io`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<CallIo>,
+}
+
+/// A call's input and output as its record keeps them: the first
+/// `CallIo::MAX_BYTES` of each, decoded as UTF-8 (lossily).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CallIo {
+    pub input: String,
+    pub output: String,
+    /// The input or the output was longer than what is kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+impl CallIo {
+    /// How much of each a record keeps.
+    pub const MAX_BYTES: usize = 2048;
+
+    pub fn of(input: &[u8], output: &[u8]) -> Self {
+        let kept =
+            |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(Self::MAX_BYTES)]).into_owned();
+        Self {
+            input: kept(input),
+            output: kept(output),
+            truncated: input.len().max(output.len()) > Self::MAX_BYTES,
+        }
+    }
 }
 
 impl InvocationRecord {

@@ -53,6 +53,9 @@ pub struct Manifest {
     /// Calls are safe to repeat (retried once on another worker if one is lost).
     #[serde(default)]
     pub idempotent: bool,
+    /// Invocation records keep each call's input and output (hosted and exec).
+    #[serde(default)]
+    pub keep_io: bool,
     /// Named settings handed to calls that name them (`swb profile`).
     #[serde(default)]
     pub profiles: BTreeMap<String, Value>,
@@ -249,9 +252,9 @@ impl Manifest {
         for name in &manifest.secrets {
             swb_api::check_secret_name(name).map_err(|e| format!("secrets: {e}"))?;
         }
-        if kind == Kind::Program && !manifest.secrets.is_empty() {
-            return Err("secrets: a program grants itself secrets when it serves the function \
-                        (Python: @worker.function(..., secrets=[...])); list them there, not in the manifest"
+        if kind == Kind::Program && (!manifest.secrets.is_empty() || manifest.keep_io) {
+            return Err("secrets, keep_io: a program declares them when it serves the function \
+                        (Python: @worker.function(..., secrets=[...], keep_io=True)), not the manifest"
                 .into());
         }
         if let Some(serve) = &manifest.serve
@@ -331,6 +334,8 @@ width = 10
         assert!(err(secrets).contains("bad secret name"));
         let program = "name = \"a/b\"\nsecrets = [\"API_KEY\"]\n[serve]\nrun=[\"p\"]";
         assert!(err(program).contains("secrets=[...]"));
+        let program = "name = \"a/b\"\nkeep_io = true\n[serve]\nrun=[\"p\"]";
+        assert!(err(program).contains("keep_io=True"));
         let exec = "name = \"a/b\"\nsecrets = [\"API_KEY\"]\n[serve]\nexec=[\"a\"]";
         assert_eq!(Manifest::parse(exec).unwrap().secrets, ["API_KEY"]);
     }

@@ -733,6 +733,7 @@ async fn deploy(
                 idempotent: req.idempotent,
                 calls: declared_calls(req.calls)?,
                 secrets,
+                keep_io: req.keep_io,
                 created_at: 0,
             },
         )
@@ -1021,6 +1022,7 @@ impl Pending<'_> {
             stderr_tail,
             tree: self.tree.clone(),
             caller: self.caller.clone(),
+            io: None,
         }
     }
 }
@@ -1119,6 +1121,11 @@ pub(crate) async fn perform(
             (hop, admitted, Some(node))
         }
     };
+    // The input its record keeps, if its version keeps them (a cheap clone of Bytes).
+    let kept_input = match &input {
+        Ok(input) if route.version.keep_io => Some(input.clone()),
+        _ => None,
+    };
     let mut pending = Pending {
         tree: node.as_ref().map(|n| n.child_record()),
         caller,
@@ -1186,11 +1193,15 @@ pub(crate) async fn perform(
             elapsed: pending.clock.elapsed(),
         };
     }
-    let record = pending.record(
+    let mut record = pending.record(
         attempt.result.as_ref().err().cloned(),
         attempt.worker.clone(),
         attempt.stderr_tail.clone(),
     );
+    if let Some(input) = kept_input {
+        let output = attempt.result.as_ref().map_or(&[][..], |(o, _)| &o[..]);
+        record.io = Some(swb_api::CallIo::of(&input, output));
+    }
     let (id, elapsed) = (record.id.clone(), Duration::from_micros(record.duration_us));
     app.recorder.record(record).await;
     Performed {

@@ -197,6 +197,7 @@ impl App {
                 && active.limits.timeout_ms == timeout_ms
                 && active.calls == calls
                 && active.secrets == secrets
+                && active.keep_io == served.keep_io
             {
                 return Ok(());
             }
@@ -232,6 +233,7 @@ impl App {
                     idempotent: served.idempotent,
                     calls,
                     secrets,
+                    keep_io: served.keep_io,
                     created_at: 0,
                 },
             )

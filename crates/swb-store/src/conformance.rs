@@ -27,6 +27,7 @@ pub fn hosted(digest: Digest, description: &str) -> VersionInfo {
         idempotent: false,
         calls: vec![],
         secrets: vec![],
+        keep_io: false,
         created_at: 0,
     }
 }
@@ -254,6 +255,7 @@ fn record(id: &str, function: &str, outcome: Outcome) -> InvocationRecord {
         stderr_tail: "tail".into(),
         tree: None,
         caller: None,
+        io: None,
     }
 }
 
@@ -285,7 +287,11 @@ pub async fn invocation_trees(store: &dyn Store) {
         root: "t0".into(),
         ..place("t0", 1)
     });
-    let before = record("t0", "alice/f", Outcome::OK);
+    // Kept input and output follow the other optional elements, present or not.
+    let io = swb_api::CallIo::of(b"{\"in\":1}", &[b'x'; 3000]);
+    other.io = Some(io.clone());
+    let mut before = record("t0", "alice/f", Outcome::OK);
+    before.io = Some(io.clone());
     store
         .record_invocations(&[before, root, other, grandchild])
         .await
@@ -306,6 +312,12 @@ pub async fn invocation_trees(store: &dyn Store) {
     let read = store.invocation("t4").await.unwrap().unwrap();
     assert_eq!(read.tree.unwrap().depth, 2);
     assert_eq!(read.caller, None);
+    assert_eq!(read.io, None);
+    for id in ["t0", "t3"] {
+        let read = store.invocation(id).await.unwrap().unwrap();
+        assert_eq!(read.io.as_ref(), Some(&io), "{id}");
+    }
+    assert!(io.truncated && io.output.len() == swb_api::CallIo::MAX_BYTES);
     // A call from outside keeps its caller; listing by caller finds the calls they
     // made and those acting for them.
     let read = store.invocation("t1").await.unwrap().unwrap();

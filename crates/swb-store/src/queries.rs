@@ -14,7 +14,7 @@ use sqlx::{QueryBuilder, Row};
 use futures_util::TryStreamExt;
 use std::collections::{HashMap, HashSet};
 use swb_api::timestamp::now_ms;
-use swb_api::{
+use swb_api::{CallIo, 
     ApiError, AuditEvent, BlobInfo, CallPlace, Digest, ErrorCode, FunctionKind, FunctionRef, FunctionSummary,
     InvocationRecord, Job, JobStatus, Namespace, Outcome, ProfileInfo, Role, VersionInfo,
 };
@@ -32,9 +32,10 @@ const BATCH_PAGE: i64 = 16;
 
 /// An invocation record as its batch stores it (the function is the batch's), an
 /// array: id, version, worker, started_at, duration_us, outcome, error, stderr_tail
-/// then its place in the call tree (a nested call's; else null) and its caller (a
-/// call from outside's): batches written before call trees have eight elements,
-/// before callers nine, and a record with neither ends at its eighth.
+/// then its place in the call tree (a nested call's; else null), its caller (a
+/// call from outside's; else null) and its input and output (when its version keeps
+/// them): batches written before call trees have eight elements, before callers
+/// nine, and a record ends after the last of these it has.
 struct StoredRecord {
     id: String,
     version: Option<u32>,
@@ -46,6 +47,7 @@ struct StoredRecord {
     stderr_tail: String,
     tree: Option<CallPlace>,
     caller: Option<String>,
+    io: Option<CallIo>,
 }
 
 impl<'de> serde::Deserialize<'de> for StoredRecord {
@@ -55,7 +57,7 @@ impl<'de> serde::Deserialize<'de> for StoredRecord {
             type Value = StoredRecord;
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a stored invocation record (an array of 8 to 10 elements)")
+                f.write_str("a stored invocation record (an array of 8 to 11 elements)")
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
@@ -86,6 +88,7 @@ impl<'de> serde::Deserialize<'de> for StoredRecord {
                     stderr_tail: field!(),
                     tree: seq.next_element::<Option<CallPlace>>()?.flatten(),
                     caller: seq.next_element::<Option<String>>()?.flatten(),
+                    io: seq.next_element::<Option<CallIo>>()?.flatten(),
                 })
             }
         }
@@ -108,13 +111,19 @@ fn encode_batch(records: &[&InvocationRecord]) -> String {
                 &r.stderr_tail,
             );
             let mut row = serde_json::to_value(head).expect("records serialize");
-            if let Some(row) = row.as_array_mut()
-                && (r.tree.is_some() || r.caller.is_some())
-            {
-                row.push(serde_json::to_value(&r.tree).expect("records serialize"));
-                if let Some(caller) = &r.caller {
-                    row.push(caller.as_str().into());
-                }
+            // The optional elements, up to the last one present.
+            let tail = [
+                serde_json::to_value(&r.tree),
+                serde_json::to_value(&r.caller),
+                serde_json::to_value(&r.io),
+            ];
+            let tail: Vec<_> = tail
+                .into_iter()
+                .map(|v| v.expect("records serialize"))
+                .collect();
+            let present = tail.iter().rposition(|v| !v.is_null()).map_or(0, |i| i + 1);
+            if let Some(row) = row.as_array_mut() {
+                row.extend(tail.into_iter().take(present));
             }
             row
         })
@@ -142,6 +151,7 @@ fn decode_batch(row: &DbRow) -> Result<Vec<InvocationRecord>> {
             stderr_tail: r.stderr_tail,
             tree: r.tree,
             caller: r.caller,
+            io: r.io,
         })
         .collect())
 }

@@ -155,6 +155,7 @@ impl Service {
                 timeout_ms: None,
                 calls,
                 secrets: Vec::new(),
+                keep_io: false,
             },
             Arc::new(handler),
         ));

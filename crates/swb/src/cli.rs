@@ -78,6 +78,10 @@ pub struct DeployArgs {
     /// environment variable NAME (repeatable)
     #[arg(long = "secret", value_name = "NAME")]
     secrets: Vec<String>,
+    /// Invocation records keep each call's input and output (the first 2 KiB of
+    /// each), readable by who may deploy it and by each caller for their own calls
+    #[arg(long)]
+    keep_io: bool,
 }
 
 /// A function's published interface, from files.
@@ -407,6 +411,11 @@ async fn run_function(
             if !a.secrets.is_empty() {
                 println!("secrets:     {}", a.secrets.join(", "));
             }
+            if a.keep_io {
+                println!(
+                    "records:     keep each call's input and output (its callers see their own)"
+                );
+            }
             for (label, schema) in [
                 ("input", &a.interface.input),
                 ("output", &a.interface.output),
@@ -500,6 +509,7 @@ async fn deploy(
             idempotent: args.idempotent,
             calls: args.calls,
             secrets: args.secrets,
+            keep_io: args.keep_io,
         }
     })
     .await
@@ -680,6 +690,16 @@ pub async fn invocation(global: &Global, cmd: InvCmd) -> anyhow::Result<()> {
         println!("called by:  {} ({}, depth {})", t.via, t.parent, t.depth);
         println!("root:       {}", t.root);
         println!("acting for: {}", t.acting_for);
+    }
+    if let Some(io) = &r.io {
+        println!("input:      {}", io.input);
+        println!("output:     {}", io.output);
+        if io.truncated {
+            println!(
+                "            (the first {} bytes of each)",
+                swb_api::CallIo::MAX_BYTES
+            );
+        }
     }
     if let Some(e) = &r.error {
         println!("error:      {}: {}", e.code, e.message);

@@ -128,6 +128,7 @@ async fn deploy_project(
             idempotent: m.idempotent,
             calls: m.calls.clone(),
             secrets: m.secrets.clone(),
+            keep_io: m.keep_io,
         }
     })
     .await?;
@@ -182,6 +183,7 @@ fn exec_spec(project: &Project, name: Option<String>, replace: bool) -> anyhow::
             timeout_ms: m.limits.timeout_ms,
             calls: m.calls.clone(),
             secrets: m.secrets.clone(),
+            keep_io: m.keep_io,
         },
         exec: swb_worker::Exec::new(program.clone(), args.to_vec()).in_dir(&project.dir),
         concurrency: serve.concurrency.unwrap_or(4),

@@ -417,6 +417,10 @@ pub struct ServeArgs {
     /// that may deploy the function)
     #[arg(long = "secret", value_name = "NAME")]
     secrets: Vec<String>,
+    /// Invocation records keep each call's input and output (the first 2 KiB of
+    /// each), readable by who may deploy it and by each caller for their own calls
+    #[arg(long)]
+    keep_io: bool,
     /// Worker name [default: the host name and a short random suffix]
     #[arg(long)]
     name: Option<String>,
@@ -479,6 +483,7 @@ pub async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             timeout_ms: args.timeout_ms,
             calls: args.calls,
             secrets: args.secrets,
+            keep_io: args.keep_io,
         },
         exec: swb_worker::Exec::new(program.clone(), rest.to_vec()),
         concurrency: args.concurrency,

@@ -253,4 +253,22 @@ async fn callers_read_the_records_of_their_own_calls() {
     // `swb logs` as bob: his call only.
     let logs = Cli::new(&url, &bob_token, c.dir.path()).ok(&["logs", "alice/echo"]);
     assert!(logs.contains(&his) && !logs.contains(&hers), "{logs}");
+
+    // Records keep inputs and outputs only once the owner says so (`keep_io`), and
+    // then the caller reads their own.
+    assert_eq!(bob.invocation(&his).await.unwrap().io, None);
+    deploy(&alice, "alice/echo", guests::echo(), |d| d.keep_io = true)
+        .await
+        .unwrap();
+    let kept = bob.invoke(&echo, None, "bob's second").await.unwrap().id;
+    let record = eventually("the kept record", Duration::from_secs(10), || async {
+        bob.invocation(&kept).await.ok()
+    })
+    .await;
+    let io = record.io.expect("input and output kept");
+    assert_eq!((io.input.as_str(), io.output.as_str()), ("bob's second", "bob's second"));
+    let shown = Cli::new(&url, &bob_token, c.dir.path()).ok(&["inv", "show", &kept]);
+    assert!(shown.contains("input:      bob's second"), "{shown}");
+    let described = Cli::new(&url, &bob_token, c.dir.path()).ok(&["fn", "show", "alice/echo"]);
+    assert!(described.contains("keep each call's input and output"), "{described}");
 }

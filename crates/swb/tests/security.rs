@@ -217,6 +217,7 @@ fn hello(capacity: u32, name: &str, labels: usize, functions: usize) -> WorkerMs
                 timeout_ms: None,
                 calls: vec![],
                 secrets: vec![],
+                keep_io: false,
             })
             .collect(),
     }

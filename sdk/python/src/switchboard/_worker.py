@@ -243,6 +243,7 @@ class Served:
     isolation: Literal["thread", "process"]
     calls: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    keep_io: bool = False
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -266,6 +267,8 @@ class Served:
             served["calls"] = self.calls
         if self.secrets:
             served["secrets"] = self.secrets
+        if self.keep_io:
+            served["keep_io"] = True
         return served
 
     def arguments(self, data: bytes, ctx: Context) -> dict[str, Any]:
@@ -431,6 +434,7 @@ class Worker:
         isolation: Literal["thread", "process"] = "thread",
         calls: list[str] | None = None,
         secrets: list[str] | None = None,
+        keep_io: bool = False,
     ) -> Callable[[F], F]:
         """Serves the decorated function as ``name`` (``namespace/name``).
 
@@ -444,7 +448,9 @@ class Worker:
         a cancel or the deadline kills; ``calls`` names the functions it may call
         through its context (``ctx.call("alice/add", {...})``), any other is refused;
         ``secrets`` names the namespace's secrets (``swb secret set NAME``) each call
-        finds in ``ctx.secrets`` (granting them takes a token that may deploy it).
+        finds in ``ctx.secrets`` (granting them takes a token that may deploy it);
+        ``keep_io`` has the invocation records keep each call's input and output
+        (the first 2 KiB of each), for those who may deploy it and each caller's own.
         """
         if "/" not in name:
             raise ValueError(f"a function is named namespace/name, not {name!r}")
@@ -467,6 +473,7 @@ class Worker:
                 isolation=isolation,
                 calls=list(calls or []),
                 secrets=list(secrets or []),
+                keep_io=keep_io,
             )
             return fn
 
