@@ -266,9 +266,15 @@ async fn callers_read_the_records_of_their_own_calls() {
     })
     .await;
     let io = record.io.expect("input and output kept");
-    assert_eq!((io.input.as_str(), io.output.as_str()), ("bob's second", "bob's second"));
+    assert_eq!(
+        (io.input.as_str(), io.output.as_str()),
+        ("bob's second", "bob's second")
+    );
     let shown = Cli::new(&url, &bob_token, c.dir.path()).ok(&["inv", "show", &kept]);
     assert!(shown.contains("input:      bob's second"), "{shown}");
     let described = Cli::new(&url, &bob_token, c.dir.path()).ok(&["fn", "show", "alice/echo"]);
-    assert!(described.contains("keep each call's input and output"), "{described}");
+    assert!(
+        described.contains("keep each call's input and output"),
+        "{described}"
+    );
 }
