@@ -220,8 +220,20 @@ impl Server {
     /// lets running requests finish (for up to the drain period) and writes the
     /// queued invocation records.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.serve_with(listener, shutdown, |api| api).await;
+    }
+
+    /// `serve`, with the REST API's router put in front of by `extend` (the web
+    /// console's routes, say).
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        extend: impl FnOnce(axum::Router) -> axum::Router,
+    ) {
         let limits = self.app.config.http;
-        conn::serve(listener, api::router(self.app.clone()), limits, shutdown).await;
+        let router = extend(api::router(self.app.clone()));
+        conn::serve(listener, router, limits, shutdown).await;
         self.recorder.finish().await;
     }
 }

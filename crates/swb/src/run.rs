@@ -93,6 +93,9 @@ pub struct ServerArgs {
     /// of a cluster the same one [default: <data-dir>/secrets.key]
     #[arg(long, env = "SWB_SECRETS_KEY_FILE", value_name = "FILE")]
     secrets_key_file: Option<PathBuf>,
+    /// Serve no web console (it is at /console/ otherwise)
+    #[arg(long, env = "SWB_NO_CONSOLE")]
+    no_console: bool,
 }
 
 #[derive(Args)]
@@ -264,7 +267,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-fn announce(url: &str, server: &Server, worker: Option<u32>) {
+fn announce(url: &str, server: &Server, worker: Option<u32>, console: bool) {
     let token = server.admin_token_path();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -272,6 +275,9 @@ fn announce(url: &str, server: &Server, worker: Option<u32>) {
         "Switchboard {} listening on {url}",
         env!("CARGO_PKG_VERSION")
     );
+    if console {
+        let _ = writeln!(out, "  console:     {url}/console/");
+    }
     // Missing on a replica joining a database that already has its admin.
     let has_token = token.exists();
     if has_token {
@@ -312,8 +318,17 @@ fn announce(url: &str, server: &Server, worker: Option<u32>) {
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let (server, listener, url) = start(&args).await?;
-    announce(&url, &server, None);
-    server.serve(listener, shutdown_signal()).await;
+    announce(&url, &server, None, !args.no_console);
+    let console = !args.no_console;
+    server
+        .serve_with(listener, shutdown_signal(), |api| {
+            if console {
+                swb_console::mount(api)
+            } else {
+                api
+            }
+        })
+        .await;
     Ok(())
 }
 
@@ -353,8 +368,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             )
             .await
     });
-    announce(&url, &server, Some(capacity));
-    server.serve(listener, shutdown_signal()).await;
+    announce(&url, &server, Some(capacity), !args.server.no_console);
+    let console = !args.server.no_console;
+    server
+        .serve_with(listener, shutdown_signal(), |api| {
+            if console {
+                swb_console::mount(api)
+            } else {
+                api
+            }
+        })
+        .await;
     let _ = stop.send(true);
     let _ = local.await;
     session.abort();

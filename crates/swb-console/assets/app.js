@@ -1,0 +1,206 @@
+// The console's pages. Every call goes to /console/api/v1/…, the REST API run with
+// this browser's session; data is shown as text (never parsed as HTML).
+import { runForm } from "/console/assets/form.js";
+
+let csrf = "";
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const node = document.createElement(tag);
+  Object.assign(node, props);
+  node.append(...children.filter((c) => c !== undefined && c !== null));
+  return node;
+};
+const link = (href, text) => el("a", { href, textContent: text });
+const when = (t) => (t ? new Date(t).toLocaleString() : "");
+
+// A REST call through the session: the answer's JSON, or an Error whose `api`
+// is the error body ({code, message, details}).
+async function api(path, { method = "GET", body, raw = false } = {}) {
+  const headers = { "x-csrf-token": csrf };
+  if (body !== undefined && !raw) headers["content-type"] = "application/json";
+  const response = await fetch(`/console/api/v1${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  if (response.status === 401) {
+    location.reload();
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    let error = { code: String(response.status), message: text };
+    try {
+      error = JSON.parse(text).error;
+    } catch {}
+    const e = new Error(`${error.code}: ${error.message}`);
+    e.api = error;
+    throw e;
+  }
+  return { response, text, json: () => (text ? JSON.parse(text) : null) };
+}
+
+function failure(e) {
+  const box = el("div", { className: "error", role: "alert" }, e.api ? `${e.api.code}: ${e.api.message}` : String(e));
+  const details = e.api && e.api.details;
+  if (details && Object.keys(details).length) {
+    if (details.stderr_tail) box.append(el("h3", { textContent: "stderr" }), el("pre", { textContent: details.stderr_tail }));
+    box.append(el("pre", { textContent: JSON.stringify(details, null, 2) }));
+  }
+  return box;
+}
+
+function table(headers, rows) {
+  return el("table", {},
+    el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { scope: "col", textContent: h })))),
+    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c instanceof Node ? c : String(c ?? "")))))));
+}
+
+function show(title, ...content) {
+  const view = $("view");
+  view.replaceChildren(el("h1", { textContent: title }), ...content);
+  document.title = `${title} · Switchboard`;
+}
+
+async function catalog() {
+  const list = (await api("/functions")).json().functions;
+  const search = el("input", { type: "search", id: "search" });
+  const body = el("div");
+  const render = () => {
+    const q = search.value.trim().toLowerCase();
+    const rows = list
+      .filter((f) => !q || `${f.function} ${f.description || ""}`.toLowerCase().includes(q))
+      .map((f) => [link(`#/fn/${f.function}`, f.function), f.kind, f.description || "", f.active_version]);
+    body.replaceChildren(rows.length ? table(["Function", "Kind", "Description", "Version"], rows) : el("p", { textContent: "No function matches." }));
+  };
+  search.addEventListener("input", render);
+  render();
+  show("Catalog", el("div", { className: "field" }, el("label", { htmlFor: "search", textContent: "Search" }), search), body);
+}
+
+async function fn(name) {
+  const detail = (await api(`/functions/${name}`)).json();
+  const active = detail.active;
+  const result = el("div", { id: "result", role: "status" });
+  const form = runForm(active.interface.input || {});
+  const run = async (job) => {
+    result.replaceChildren("Running…");
+    try {
+      const input = form.value();
+      if (job) {
+        const accepted = (await api("/jobs", { method: "POST", body: { function: name, input } })).json();
+        result.replaceChildren(el("p", { className: "ok" }, `job ${accepted.id} is ${accepted.status}`));
+        return;
+      }
+      const answer = await api(`/functions/${name}/invoke`, { method: "POST", body: JSON.stringify(input), raw: true });
+      const id = answer.response.headers.get("swb-invocation-id");
+      result.replaceChildren(el("p", { className: "ok" }, "invocation ", link(`#/inv/${id}`, id)), el("pre", { id: "output", textContent: answer.text }));
+    } catch (e) {
+      result.replaceChildren(failure(e));
+    }
+  };
+  const runButton = el("button", { type: "submit", textContent: "Run" });
+  const jobButton = el("button", { type: "button", textContent: "Run as a job" });
+  jobButton.addEventListener("click", () => run(true));
+  // The server checks the input against the schema; the form's own checks would
+  // also block fields hidden while the input is edited as JSON.
+  const formEl = el("form", { id: "run", noValidate: true }, form.element, runButton, " ", jobButton);
+  formEl.addEventListener("submit", (e) => {
+    e.preventDefault();
+    run(false);
+  });
+  const rows = detail.versions.map((v) => {
+    const current = v.version === detail.active_version;
+    let action = "active";
+    if (!current) {
+      action = el("button", { type: "button", textContent: `Roll back to version ${v.version}` });
+      action.addEventListener("click", async () => {
+        try {
+          await api(`/functions/${name}/rollback`, { method: "POST", body: { version: v.version } });
+          route();
+        } catch (e) {
+          result.replaceChildren(failure(e));
+        }
+      });
+    }
+    return [v.version, when(v.created_at), v.artefact || "remote", action];
+  });
+  const workers = detail.workers.map((w) => [w.name, w.status, w.error || ""]);
+  show(name,
+    el("p", { id: "description", textContent: active.interface.description || "(no description)" }),
+    el("p", {}, `${detail.kind} function, version ${detail.active_version}`),
+    el("h2", { textContent: "Run" }), formEl, result,
+    el("h2", { textContent: "Versions" }), table(["Version", "Created", "Code", ""], rows),
+    el("h2", { textContent: "Workers that can run it" }), workers.length ? table(["Worker", "Code", "Problem"], workers) : el("p", { textContent: "None connected." }),
+    el("h2", { textContent: "Interface" }), el("pre", { textContent: JSON.stringify(active.interface, null, 2) }),
+    el("p", {}, link(`#/invocations?function=${encodeURIComponent(name)}`, "Recent calls")));
+}
+
+async function invocations(params) {
+  const query = new URLSearchParams({ limit: "50" });
+  for (const k of ["function", "outcome"]) if (params.get(k)) query.set(k, params.get(k));
+  const list = (await api(`/invocations?${query}`)).json().invocations;
+  const rows = list.map((r) => [link(`#/inv/${r.id}`, r.id), r.function, r.outcome, (r.duration_us / 1000).toFixed(1) + " ms", when(r.started_at)]);
+  const fnInput = el("input", { id: "filter-function", value: params.get("function") || "" });
+  const outcome = el("input", { id: "filter-outcome", value: params.get("outcome") || "" });
+  const filter = el("form", {},
+    el("div", { className: "field" }, el("label", { htmlFor: "filter-function", textContent: "Function" }), fnInput),
+    el("div", { className: "field" }, el("label", { htmlFor: "filter-outcome", textContent: "Outcome (ok or an error code)" }), outcome),
+    el("button", { type: "submit", textContent: "Filter" }));
+  filter.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    if (fnInput.value) q.set("function", fnInput.value);
+    if (outcome.value) q.set("outcome", outcome.value);
+    location.hash = `#/invocations?${q}`;
+  });
+  show("Invocations", filter, rows.length ? table(["Invocation", "Function", "Outcome", "Duration", "Started"], rows) : el("p", { textContent: "No invocations." }));
+}
+
+async function invocation(id) {
+  const r = (await api(`/invocations/${id}`)).json();
+  const facts = [["Function", link(`#/fn/${r.function}`, r.function)], ["Version", r.version], ["Worker", r.worker || "-"],
+    ["Started", when(r.started_at)], ["Duration", `${(r.duration_us / 1000).toFixed(3)} ms`], ["Outcome", r.outcome], ["Caller", r.caller || ""]];
+  const parts = [table(["", ""], facts)];
+  if (r.error) parts.push(el("h2", { textContent: "Error" }), failure({ api: r.error }));
+  if (r.io) parts.push(el("h2", { textContent: "Input" }), el("pre", { textContent: r.io.input }), el("h2", { textContent: "Output" }), el("pre", { textContent: r.io.output }));
+  if (r.stderr_tail) parts.push(el("h2", { textContent: "stderr" }), el("pre", { textContent: r.stderr_tail }));
+  show(`Invocation ${id}`, ...parts);
+}
+
+async function route() {
+  const [path, query] = location.hash.slice(1).split("?");
+  const params = new URLSearchParams(query || "");
+  try {
+    if (path.startsWith("/fn/")) await fn(path.slice(4));
+    else if (path === "/invocations") await invocations(params);
+    else if (path.startsWith("/inv/")) await invocation(path.slice(5));
+    else await catalog();
+  } catch (e) {
+    show("Something went wrong", failure(e));
+  }
+  $("main").focus();
+}
+
+async function start() {
+  const me = await (await fetch("/console/session", { credentials: "same-origin" })).json();
+  if (!me.signed_in) {
+    $("sign-in").hidden = false;
+    $("sign-in-error").hidden = !location.search.includes("signin=refused");
+    $("token").focus();
+    return;
+  }
+  csrf = me.csrf;
+  $("who").textContent = me.email;
+  $("nav").hidden = false;
+  const out = $("sign-out");
+  out.hidden = false;
+  out.addEventListener("click", async () => {
+    await fetch("/console/session", { method: "DELETE", headers: { "x-csrf-token": csrf }, credentials: "same-origin" });
+    location.assign("/console/");
+  });
+  window.addEventListener("hashchange", route);
+  await route();
+}
+
+start();

@@ -1,0 +1,246 @@
+// The console in a real browser (Debian's chromium, driven by playwright-core),
+// against a real `swb up`: crates/swb/tests/console.rs starts the server and runs
+// this with SWB_URL, ADMIN_TOKEN, BOB_TOKEN, ECHO_WASM and CHROMIUM set. Each
+// scenario prints `ok - <name>`; the first failure exits non-zero. With
+// SCREENSHOTS set, the pages are photographed into that folder (docs/console).
+import { chromium } from "playwright-core";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import assert from "node:assert/strict";
+
+const url = process.env.SWB_URL;
+const admin = process.env.ADMIN_TOKEN;
+const bobToken = process.env.BOB_TOKEN;
+const shots = process.env.SCREENSHOTS;
+
+// ---- the REST API, to set the scene ----------------------------------------------
+async function rest(path, { method = "GET", body, token = admin, raw } = {}) {
+  const headers = { authorization: `Bearer ${token}` };
+  if (body !== undefined && !raw) headers["content-type"] = "application/json";
+  const answer = await fetch(`${url}${path}`, { method, headers, body: raw ?? (body === undefined ? undefined : JSON.stringify(body)) });
+  const text = await answer.text();
+  if (!answer.ok) throw new Error(`${method} ${path}: ${answer.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+const module = readFileSync(process.env.ECHO_WASM);
+const digest = `sha256:${createHash("sha256").update(module).digest("hex")}`;
+await rest(`/v1/artefacts/${digest}`, { method: "PUT", raw: module });
+const deploy = (name, input, description) =>
+  rest(`/v1/functions/admin/${name}/versions`, { method: "POST", body: { artefact: digest, interface: { input, description } } });
+
+// The shapes of input a run form must handle: what to type, and the JSON that
+// the echo function must then answer.
+const obj = (properties, required = []) => ({ type: "object", properties, required });
+const shapes = [
+  ["a string", obj({ name: { type: "string" } }, ["name"]), (p) => p.getByLabel("name", { exact: true }).fill("Ada"), { name: "Ada" }],
+  ["an integer", obj({ count: { type: "integer" } }, ["count"]), (p) => p.getByLabel("count", { exact: true }).fill("7"), { count: 7 }],
+  ["a number", obj({ ratio: { type: "number" } }, ["ratio"]), (p) => p.getByLabel("ratio", { exact: true }).fill("2.5"), { ratio: 2.5 }],
+  ["a required boolean", obj({ loud: { type: "boolean" } }, ["loud"]), (p) => p.getByLabel("loud", { exact: true }).check(), { loud: true }],
+  ["an optional boolean", obj({ flag: { type: "boolean" } }), (p) => p.getByLabel("flag", { exact: true }).selectOption("false"), { flag: false }],
+  ["a string enum", obj({ mode: { enum: ["fast", "slow"] } }, ["mode"]), (p) => p.getByLabel("mode", { exact: true }).selectOption({ label: '"slow"' }), { mode: "slow" }],
+  ["a number enum", obj({ level: { enum: [1, 2, 3] } }, ["level"]), (p) => p.getByLabel("level", { exact: true }).selectOption({ label: "2" }), { level: 2 }],
+  ["an optional field left out", obj({ first: { type: "string" }, second: { type: "string" } }, ["first"]), (p) => p.getByLabel("first", { exact: true }).fill("x"), { first: "x" }],
+  ["a default", obj({ greeting: { type: "string", default: "hi" } }), async () => {}, { greeting: "hi" }],
+  ["a nested object", obj({ origin: obj({ x: { type: "number" }, y: { type: "number" } }, ["x", "y"]) }, ["origin"]),
+    async (p) => { await p.getByLabel("x", { exact: true }).fill("1"); await p.getByLabel("y", { exact: true }).fill("-2"); }, { origin: { x: 1, y: -2 } }],
+  ["an array of strings", obj({ tags: { type: "array", items: { type: "string" } } }),
+    async (p) => {
+      await p.getByRole("button", { name: "Add tags item" }).click();
+      await p.getByRole("button", { name: "Add tags item" }).click();
+      const items = p.getByLabel("tags item", { exact: true });
+      await items.nth(0).fill("a");
+      await items.nth(1).fill("b");
+    }, { tags: ["a", "b"] }],
+  ["an array of objects", obj({ points: { type: "array", items: obj({ px: { type: "integer" } }, ["px"]) } }, ["points"]),
+    async (p) => { await p.getByRole("button", { name: "Add points item" }).click(); await p.getByLabel("px", { exact: true }).fill("3"); }, { points: [{ px: 3 }] }],
+  ["a union, as JSON", obj({ value: { oneOf: [{ type: "string" }, { type: "integer" }] } }, ["value"]),
+    (p) => p.getByLabel("value", { exact: true }).fill("5"), { value: 5 }],
+  ["a nullable string", obj({ note: { type: ["string", "null"] } }), (p) => p.getByLabel("note", { exact: true }).fill("z"), { note: "z" }],
+  ["a bare string input", { type: "string" }, (p) => p.getByLabel("input", { exact: true }).fill("hello"), "hello"],
+  ["what the form cannot show, as JSON", obj({ name: { type: "string" } }),
+    async (p) => {
+      await p.getByLabel("Edit as JSON").check();
+      await p.getByLabel("Input as JSON").fill('{"name":"Ada","extra":[1,{"deep":true}]}');
+      // Back to the form: it cannot show `extra`, so the JSON stays, unchanged.
+      await p.getByLabel("Edit as JSON").click();
+      await p.getByText("The form cannot show this input").waitFor();
+      assert.ok(await p.getByLabel("Edit as JSON").isChecked());
+    }, { name: "Ada", extra: [1, { deep: true }] }],
+  ["the form to JSON and back", obj({ city: { type: "string" }, n: { type: "integer" } }, ["city"]),
+    async (p) => {
+      await p.getByLabel("city", { exact: true }).fill("Oslo");
+      await p.getByLabel("n", { exact: true }).fill("4");
+      await p.getByLabel("Edit as JSON").check();
+      assert.deepEqual(JSON.parse(await p.getByLabel("Input as JSON").inputValue()), { city: "Oslo", n: 4 });
+      await p.getByLabel("Input as JSON").fill('{"city":"Bergen","n":5}');
+      await p.getByLabel("Edit as JSON").uncheck();
+      assert.equal(await p.getByLabel("city", { exact: true }).inputValue(), "Bergen");
+    }, { city: "Bergen", n: 5 }],
+];
+for (const [i, [, schema]] of shapes.entries()) await deploy(`shape-${i}`, schema);
+await deploy("inert", obj({}), '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">');
+await deploy("history", obj({}), "first version");
+await deploy("history", obj({}), "second version");
+
+// ---- the browser ------------------------------------------------------------------
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
+const problems = [];
+async function newPage() {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
+  });
+  // Answers of 4xx are the errors the scenarios ask for (shown as values);
+  // anything else logged as an error is a problem.
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/Failed to load resource: the server responded with a status of 4/.test(m.text())) {
+      problems.push(`${page.url()}: ${m.text()}`);
+    }
+  });
+  page.on("pageerror", (e) => problems.push(`${page.url()}: ${e.message}`));
+  return page;
+}
+let passed = 0;
+async function scenario(name, run) {
+  try {
+    await run();
+  } catch (e) {
+    const view = await page.locator("main").textContent().catch(() => "");
+    console.log(`not ok - ${name}\n${e.stack}\n--- the page said:\n${view}\n--- logged:\n${problems.join("\n")}`);
+    await browser.close();
+    process.exit(1);
+  }
+  passed += 1;
+  console.log(`ok - ${name}`);
+}
+const shot = async (page, name) => { if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true }); };
+// Moves within the console as its links do (a navigation typed into the address
+// bar by the test would be a cross-site one, which a SameSite=Strict cookie is
+// not sent with).
+const go = (page, hash) => page.evaluate((h) => { location.hash = h; }, hash);
+const heading = (page, text) => page.getByRole("heading", { level: 1, name: text, exact: true }).waitFor();
+async function signIn(page, token) {
+  await page.goto(`${url}/console/`);
+  await page.getByLabel("Token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+const page = await newPage();
+await scenario("the sign-in page asks for a token in a labelled field", async () => {
+  await page.goto(`${url}/`);
+  assert.equal(new URL(page.url()).pathname, "/console/");
+  await page.getByLabel("Token").waitFor();
+  await shot(page, "sign-in");
+});
+await scenario("a wrong token is refused and opens no session", async () => {
+  await signIn(page, "swb_nope_wrong");
+  await page.getByRole("alert").filter({ hasText: "not accepted" }).waitFor();
+  assert.equal((await page.context().cookies()).length, 0);
+});
+await scenario("signing in keeps the token out of scripts and storage", async () => {
+  await signIn(page, admin);
+  await heading(page, "Catalog");
+  await page.getByText("admin@localhost").waitFor();
+  const [cookie] = await page.context().cookies();
+  assert.equal(cookie.name, "swb_session");
+  assert.ok(cookie.httpOnly && cookie.sameSite === "Strict");
+  const seen = await page.evaluate(() => document.cookie + JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.documentElement.outerHTML);
+  assert.ok(!seen.includes(admin), "the token reached the page");
+  await shot(page, "catalog");
+});
+await scenario("the catalog is searchable", async () => {
+  await page.getByLabel("Search").fill("shape-1");
+  const rows = page.getByRole("row");
+  await page.getByRole("link", { name: "admin/shape-10" }).waitFor();
+  assert.ok((await rows.count()) <= 9, "the search narrowed the list");
+  await page.getByLabel("Search").fill("no such thing");
+  await page.getByText("No function matches.").waitFor();
+});
+await scenario("a description holding markup is shown as text, inert", async () => {
+  await go(page, `#/fn/admin/inert`);
+  await heading(page, "admin/inert");
+  assert.match(await page.locator("#description").textContent(), /<script>window.__pwned = 1<\/script>/);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+});
+for (const [i, [name, , fill, expected]] of shapes.entries()) {
+  await scenario(`a run form for ${name} sends what was typed`, async () => {
+    await go(page, `#/fn/admin/shape-${i}`);
+    await heading(page, `admin/shape-${i}`);
+    await fill(page);
+    await page.getByRole("button", { name: "Run", exact: true }).click();
+    const output = page.locator("#output");
+    await output.waitFor();
+    assert.deepEqual(JSON.parse(await output.textContent()), expected);
+    if (i === 9) await shot(page, "run-form");
+  });
+}
+await scenario("a failed call shows its error", async () => {
+  await go(page, `#/fn/admin/shape-1`);
+  await heading(page, "admin/shape-1");
+  await page.getByLabel("Edit as JSON").check();
+  await page.getByLabel("Input as JSON").fill('{"count":"seven"}');
+  await page.getByRole("button", { name: "Run", exact: true }).click();
+  await page.getByRole("alert").filter({ hasText: "invalid_input" }).waitFor();
+});
+await scenario("a run as a job is accepted", async () => {
+  await go(page, `#/fn/admin/shape-0`);
+  await heading(page, "admin/shape-0");
+  await page.getByLabel("name", { exact: true }).fill("Jo");
+  await page.getByRole("button", { name: "Run as a job" }).click();
+  await page.getByText(/^job .* is queued|^job .* is running|^job .* is succeeded/).waitFor();
+});
+await scenario("a version is rolled back", async () => {
+  await go(page, `#/fn/admin/history`);
+  await heading(page, "admin/history");
+  await page.getByText("second version", { exact: true }).waitFor();
+  await page.getByRole("button", { name: "Roll back to version 1" }).click();
+  await page.getByText("first version", { exact: true }).waitFor();
+  assert.equal((await rest("/v1/functions/admin/history")).active_version, 1);
+});
+await scenario("invocations are listed, filtered and shown", async () => {
+  await go(page, `#/invocations?function=admin/shape-0`);
+  await heading(page, "Invocations");
+  const first = page.getByRole("row").nth(1).getByRole("link");
+  const id = await first.textContent();
+  await first.click();
+  await heading(page, `Invocation ${id}`);
+  await page.getByRole("cell", { name: "admin/shape-0" }).waitFor();
+  await shot(page, "invocation");
+});
+await scenario("a change without the CSRF token is refused", async () => {
+  const status = await page.evaluate(async () => {
+    const answer = await fetch("/console/api/v1/namespaces", { method: "POST", headers: { "content-type": "application/json" }, body: '{"name":"csrf-test"}' });
+    return answer.status;
+  });
+  assert.equal(status, 403);
+  const names = (await rest("/v1/namespaces")).map((n) => n.name);
+  assert.ok(!names.includes("csrf-test"));
+});
+await scenario("/v1 ignores the session cookie", async () => {
+  const status = await page.evaluate(async () => (await fetch("/v1/me")).status);
+  assert.equal(status, 401);
+});
+await scenario("another user sees only what is theirs", async () => {
+  const bob = await newPage();
+  await signIn(bob, bobToken);
+  await heading(bob, "Catalog");
+  await bob.getByText("No function matches.").waitFor();
+  await go(bob, `#/fn/admin/shape-0`);
+  await bob.getByRole("alert").filter({ hasText: "not_found" }).waitFor();
+  await bob.context().close();
+});
+await scenario("signing out ends the session", async () => {
+  await go(page, "#/catalog");
+  await heading(page, "Catalog");
+  const cookie = (await page.context().cookies())[0].value;
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("Token").waitFor();
+  const answer = await fetch(`${url}/console/api/v1/me`, { headers: { cookie: `swb_session=${cookie}` } });
+  assert.equal(answer.status, 401);
+});
+await scenario("no page logged an error or broke its security policy", async () => {
+  assert.deepEqual(problems, []);
+});
+await browser.close();
+console.log(`${passed} scenarios passed`);
