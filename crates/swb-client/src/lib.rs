@@ -448,6 +448,12 @@ impl Client {
             .await
     }
 
+    /// A new job with the same function, version, input and settings as `id`.
+    pub async fn resubmit_job(&self, id: &str) -> Result<JobAccepted> {
+        self.json(self.request(Method::POST, &format!("/v1/jobs/{id}/resubmit")))
+            .await
+    }
+
     pub async fn cancel_job(&self, id: &str) -> Result<Job> {
         self.json(self.request(Method::POST, &format!("/v1/jobs/{id}/cancel")))
             .await

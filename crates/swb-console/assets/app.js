@@ -89,7 +89,7 @@ async function fn(name) {
       const input = form.value();
       if (job) {
         const accepted = (await api("/jobs", { method: "POST", body: { function: name, input } })).json();
-        result.replaceChildren(el("p", { className: "ok" }, `job ${accepted.id} is ${accepted.status}`));
+        result.replaceChildren(el("p", { className: "ok" }, "job ", link(`#/job/${accepted.id}`, accepted.id), ` is ${accepted.status}`));
         return;
       }
       const answer = await api(`/functions/${name}/invoke`, { method: "POST", body: JSON.stringify(input), raw: true });
@@ -168,13 +168,108 @@ async function invocation(id) {
   show(`Invocation ${id}`, ...parts);
 }
 
+// The live stream of the page shown (one per page), closed when it is left.
+let stream = null;
+function live(path, render) {
+  stream = new EventSource(`/console/watch?path=${encodeURIComponent(path)}`);
+  stream.onmessage = (e) => {
+    const data = JSON.parse(e.data);
+    if (data && data.error) render(null, data.error);
+    else render(data);
+  };
+}
+
+async function jobs(params) {
+  const query = new URLSearchParams({ limit: "50" });
+  for (const k of ["function", "status"]) if (params.get(k)) query.set(k, params.get(k));
+  const fnInput = el("input", { id: "filter-function", value: params.get("function") || "" });
+  const status = el("select", { id: "filter-status" },
+    ...["", "queued", "running", "succeeded", "failed", "cancelled"].map((s) => el("option", { value: s, textContent: s || "(any)", selected: s === (params.get("status") || "") })));
+  const filter = el("form", {},
+    el("div", { className: "field" }, el("label", { htmlFor: "filter-function", textContent: "Function" }), fnInput),
+    el("div", { className: "field" }, el("label", { htmlFor: "filter-status", textContent: "Status" }), status),
+    el("button", { type: "submit", textContent: "Filter" }));
+  filter.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    if (fnInput.value) q.set("function", fnInput.value);
+    if (status.value) q.set("status", status.value);
+    location.hash = `#/jobs?${q}`;
+  });
+  const body = el("div", { id: "jobs", "aria-live": "polite" });
+  show("Jobs", filter, body);
+  live(`/v1/jobs?${query}`, (list, error) => {
+    if (error) return body.replaceChildren(failure({ api: error }));
+    const rows = list.jobs.map((j) => [link(`#/job/${j.id}`, j.id), j.function, j.status, `${j.attempts} of ${j.max_attempts}`, when(j.created_at)]);
+    body.replaceChildren(rows.length ? table(["Job", "Function", "Status", "Attempts", "Created"], rows) : el("p", { textContent: "No jobs." }));
+  });
+}
+
+async function job(id) {
+  const body = el("div", { id: "job", "aria-live": "polite" });
+  const result = el("div", { role: "status" });
+  const cancel = el("button", { type: "button", textContent: "Cancel" });
+  cancel.addEventListener("click", async () => {
+    try {
+      await api(`/jobs/${id}/cancel`, { method: "POST" });
+    } catch (e) {
+      result.replaceChildren(failure(e));
+    }
+  });
+  const again = el("button", { type: "button", textContent: "Submit again" });
+  again.addEventListener("click", async () => {
+    try {
+      const accepted = (await api(`/jobs/${id}/resubmit`, { method: "POST" })).json();
+      result.replaceChildren(el("p", { className: "ok" }, "submitted again: ", link(`#/job/${accepted.id}`, accepted.id)));
+    } catch (e) {
+      result.replaceChildren(failure(e));
+    }
+  });
+  show(`Job ${id}`, body, el("p", {}, cancel, " ", again), result);
+  live(`/v1/jobs/${id}`, (j, error) => {
+    if (error) return body.replaceChildren(failure({ api: error }));
+    cancel.disabled = ["succeeded", "failed", "cancelled"].includes(j.status);
+    const facts = [["Function", link(`#/fn/${j.function}`, j.function)], ["Status", j.status], ["Attempts", `${j.attempts} of ${j.max_attempts}`],
+      ["Waiting", j.waiting || ""], ["Created", when(j.created_at)], ["Started", when(j.started_at)], ["Finished", when(j.finished_at)]];
+    const parts = [table(["", ""], facts)];
+    if (j.result !== undefined) parts.push(el("h2", { textContent: "Result" }), el("pre", { id: "job-result", textContent: JSON.stringify(j.result, null, 2) }));
+    if (j.error) parts.push(el("h2", { textContent: "Error" }), failure({ api: j.error }));
+    if (j.attempt_errors && j.attempt_errors.length) {
+      parts.push(el("h2", { textContent: "Attempts that failed" }), table(["Code", "Message"], j.attempt_errors.map((e) => [e.code, e.message])));
+    }
+    if (j.stderr_tail) parts.push(el("h2", { textContent: "stderr" }), el("pre", { textContent: j.stderr_tail }));
+    body.replaceChildren(...parts);
+  });
+}
+
+async function workers() {
+  const body = el("div", { id: "workers", "aria-live": "polite" });
+  show("Workers", body);
+  live("/v1/workers", (list, error) => {
+    if (error) return body.replaceChildren(failure({ api: error }));
+    const rows = list.workers.map((w) => [w.name, `${w.in_flight} of ${w.capacity}`,
+      Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(", "),
+      [...w.runtimes, ...w.functions].join(", "),
+      `${w.code_cache.memory_hits} memory, ${w.code_cache.disk_hits} disk, ${w.code_cache.compiles} compiled`,
+      w.draining ? "draining" : "serving", when(w.last_heartbeat_at)]);
+    body.replaceChildren(rows.length ? table(["Worker", "Load", "Labels", "Runs", "Code cache", "State", "Last heard"], rows) : el("p", { textContent: "No worker is connected." }));
+  });
+}
+
 async function route() {
+  if (stream) {
+    stream.close();
+    stream = null;
+  }
   const [path, query] = location.hash.slice(1).split("?");
   const params = new URLSearchParams(query || "");
   try {
     if (path.startsWith("/fn/")) await fn(path.slice(4));
     else if (path === "/invocations") await invocations(params);
     else if (path.startsWith("/inv/")) await invocation(path.slice(5));
+    else if (path === "/jobs") await jobs(params);
+    else if (path.startsWith("/job/")) await job(path.slice(5));
+    else if (path === "/workers") await workers();
     else await catalog();
   } catch (e) {
     show("Something went wrong", failure(e));

@@ -5,7 +5,9 @@
 //! server keeps the token in a session of its memory and gives the browser an
 //! HttpOnly, SameSite=Strict cookie naming the session. The pages call
 //! `/console/api/v1/…`, which is `/v1/…` itself, run for the session's token: the
-//! same handlers, the same authorization, the same audit log. `/v1` stays
+//! same handlers, the same authorization, the same audit log. Live pages (jobs,
+//! workers) follow `/console/watch`, server-sent events of a listing read once a
+//! second for that page. `/v1` stays
 //! bearer-only: it never reads the cookie. Every request that may change something
 //! carries the session's CSRF token and an Origin of this server; pages allow no
 //! script but their own (Content-Security-Policy).
@@ -62,6 +64,7 @@ pub fn mount(api: Router) -> Router {
             get(whoami).post(sign_in).delete(sign_out),
         )
         .route("/console/api/{*rest}", any(proxy))
+        .route("/console/watch", get(watch))
         .layer(axum::middleware::map_response(protect))
         .with_state(console)
         .fallback_service(api)
@@ -246,6 +249,82 @@ fn refused_change() -> Response {
         "forbidden",
         "a change needs this server's page and its CSRF token",
     )
+}
+
+#[derive(Deserialize)]
+struct Watch {
+    /// A listing to follow: `/v1/jobs…` or `/v1/workers`.
+    path: String,
+}
+
+/// How often a watched listing is read again.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /console/watch?path=/v1/jobs…`: server-sent events carrying the listing
+/// each time it changes (read once a second for this page, through the session:
+/// one read per open page, whatever it shows). Ends with the session.
+async fn watch(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    axum::extract::Query(watch): axum::extract::Query<Watch>,
+) -> Response {
+    let Some(s) = session(&console, &headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in with a token",
+        );
+    };
+    let live = ["/v1/jobs", "/v1/workers"];
+    let Ok(uri) = watch.path.parse::<Uri>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "path is not a URI path",
+        );
+    };
+    if uri.scheme().is_some() || !live.iter().any(|p| uri.path().starts_with(p)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "only jobs and workers are watched",
+        );
+    }
+    let first = (console, s, uri, None::<bytes::Bytes>, true);
+    let updates =
+        futures_util::stream::unfold(first, |(console, s, uri, last, first)| async move {
+            if !first {
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+            loop {
+                if !console.sessions.alive(&s) {
+                    return None;
+                }
+                let mut read = Request::new(Body::empty());
+                *read.uri_mut() = uri.clone();
+                read.headers_mut()
+                    .insert(AUTHORIZATION, s.authorization.clone());
+                let answer = match console.api.clone().oneshot(read).await {
+                    Ok(answer) => answer,
+                    Err(never) => match never {},
+                };
+                let body = axum::body::to_bytes(answer.into_body(), 16 << 20)
+                    .await
+                    .unwrap_or_default();
+                if last.as_ref() != Some(&body) {
+                    let event =
+                        axum::response::sse::Event::default().data(String::from_utf8_lossy(&body));
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (console, s, uri, Some(body), false),
+                    ));
+                }
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+        });
+    axum::response::sse::Sse::new(updates)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response()
 }
 
 /// `/console/api/v1/…`: the REST operation `/v1/…`, run with the session's token.

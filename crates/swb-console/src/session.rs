@@ -72,6 +72,11 @@ impl Sessions {
         Some(session)
     }
 
+    /// Whether the session is still open (not signed out or expired).
+    pub fn alive(&self, session: &Session) -> bool {
+        self.get(&session.id).is_some()
+    }
+
     pub fn close(&self, session: &Session) {
         self.by_id
             .lock()

@@ -399,6 +399,14 @@ fn table() -> Vec<Op> {
         ),
         (
             Method::POST,
+            "/v1/jobs/{id}/resubmit",
+            post(jobs::resubmit_job),
+            Doc::new("resubmitJob", "Submit a job again: a new job with the same function, version, input and settings")
+                .ok::<t::JobAccepted>(202, "accepted")
+                .errors(&[NotFound, Forbidden, Conflict]),
+        ),
+        (
+            Method::POST,
             "/v1/blobs",
             post(data::upload_blob).layer(DefaultBodyLimit::disable()),
             Doc::new("uploadBlob", "Upload a blob (sealed: functions may read it, nobody may download it)")

@@ -557,6 +557,33 @@ pub async fn list_jobs(
     Ok(axum::Json(JobList { jobs, next_cursor }))
 }
 
+/// `POST /v1/jobs/{id}/resubmit`: a new job of the same function, version, input,
+/// profile, attempts and deadline, for the caller.
+pub async fn resubmit_job(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<(StatusCode, axum::Json<JobAccepted>)> {
+    let row = owned(&app, &caller, &id).await?;
+    let input = row
+        .input
+        .map(|bytes| serde_json::from_slice(&bytes))
+        .transpose()
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "a stored job input is not JSON"))?;
+    let again = SubmitJob {
+        function: row.job.function.to_string(),
+        version: row.job.version,
+        input,
+        input_blob: row.input_blob,
+        profile: row.profile,
+        idempotency_key: None,
+        max_attempts: Some(row.job.max_attempts),
+        timeout_ms: row.timeout_ms,
+    };
+    let mut accepted = submit(&app, &caller, vec![again]).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted.remove(0))))
+}
+
 pub async fn cancel_job(
     State(app): State<Arc<App>>,
     caller: Caller,

@@ -28,6 +28,9 @@ pub enum JobCmd {
     List(ListArgs),
     /// Cancel a job (a running one stops within a second)
     Cancel { id: String },
+    /// Submit a job again: same function, version, input and settings; prints the
+    /// new job's id
+    Resubmit { id: String },
 }
 
 #[derive(Args)]
@@ -245,6 +248,13 @@ pub async fn job(global: &Global, cmd: JobCmd) -> anyhow::Result<()> {
                 })
                 .collect();
             table::print(&["ID", "FUNCTION", "STATUS", "ATTEMPTS", "CREATED"], &rows);
+        }
+        JobCmd::Resubmit { id } => {
+            let accepted = client.resubmit_job(&id).await?;
+            if global.json {
+                return print_json(&accepted);
+            }
+            println!("{}", accepted.id);
         }
         JobCmd::Cancel { id } => {
             let job = client.cancel_job(&id).await?;

@@ -293,6 +293,13 @@ fn table(digest: &Digest) -> Vec<Row> {
         ),
         row(
             M::POST,
+            "/v1/jobs/{id}/resubmit",
+            "/v1/jobs/{job}/resubmit",
+            None,
+            [202, 404, 404, 202, 202, 404],
+        ),
+        row(
+            M::POST,
             "/v1/jobs/{id}/cancel",
             "/v1/jobs/{job}/cancel",
             None,

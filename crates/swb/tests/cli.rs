@@ -464,6 +464,15 @@ async fn invoke_takes_files_typed_pairs_profiles_and_jobs() {
     let job = cli.json(&["fn", "invoke", "admin/echo", "--job", "--wait", "name=Jo"]);
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"], serde_json::json!({"name": "Jo"}));
+    // The same job again: a new job, the same input.
+    let again = cli.ok(&["job", "resubmit", job["id"].as_str().unwrap()]);
+    assert_ne!(again.trim(), job["id"].as_str().unwrap());
+    let ended = cli.json(&["job", "wait", again.trim()]);
+    assert_eq!(
+        ended["result"],
+        serde_json::json!({"name": "Jo"}),
+        "{ended}"
+    );
     // A misspelt name: not_found, with the closest visible function.
     let typo = cli.run(&["fn", "invoke", "admin/ecko", "{}"]);
     assert_eq!(typo.status.code(), Some(1));

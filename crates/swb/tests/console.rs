@@ -31,6 +31,8 @@ fn the_console_works_in_a_browser() {
         .unwrap();
     let echo = dir.path().join("echo.wasm");
     std::fs::write(&echo, guests::echo()).unwrap();
+    let slow = dir.path().join("slow.wasm");
+    std::fs::write(&slow, guests::echo_after(1500)).unwrap();
     let mut node = Command::new("node");
     node.arg("console.mjs")
         .current_dir(&root)
@@ -38,6 +40,7 @@ fn the_console_works_in_a_browser() {
         .env("ADMIN_TOKEN", &server.token)
         .env("BOB_TOKEN", &bob.token)
         .env("ECHO_WASM", &echo)
+        .env("SLOW_WASM", &slow)
         .env("CHROMIUM", &chromium);
     let out = node.output().expect("node runs (Node.js 20)");
     let report = String::from_utf8_lossy(&out.stdout);

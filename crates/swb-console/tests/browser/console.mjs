@@ -22,11 +22,15 @@ async function rest(path, { method = "GET", body, token = admin, raw } = {}) {
   if (!answer.ok) throw new Error(`${method} ${path}: ${answer.status} ${text}`);
   return text ? JSON.parse(text) : null;
 }
-const module = readFileSync(process.env.ECHO_WASM);
-const digest = `sha256:${createHash("sha256").update(module).digest("hex")}`;
-await rest(`/v1/artefacts/${digest}`, { method: "PUT", raw: module });
-const deploy = (name, input, description) =>
-  rest(`/v1/functions/admin/${name}/versions`, { method: "POST", body: { artefact: digest, interface: { input, description } } });
+async function upload(path) {
+  const module = readFileSync(path);
+  const digest = `sha256:${createHash("sha256").update(module).digest("hex")}`;
+  await rest(`/v1/artefacts/${digest}`, { method: "PUT", raw: module });
+  return digest;
+}
+const echo = await upload(process.env.ECHO_WASM);
+const deploy = (name, input, description, artefact = echo) =>
+  rest(`/v1/functions/admin/${name}/versions`, { method: "POST", body: { artefact, interface: { input, description }, limits: { timeout_ms: 60000 } } });
 
 // The shapes of input a run form must handle: what to type, and the JSON that
 // the echo function must then answer.
@@ -81,6 +85,7 @@ for (const [i, [, schema]] of shapes.entries()) await deploy(`shape-${i}`, schem
 await deploy("inert", obj({}), '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">');
 await deploy("history", obj({}), "first version");
 await deploy("history", obj({}), "second version");
+await deploy("slow", obj({ n: { type: "integer" } }), "echoes after 1.5 s", await upload(process.env.SLOW_WASM));
 
 // ---- the browser ------------------------------------------------------------------
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
@@ -207,6 +212,47 @@ await scenario("invocations are listed, filtered and shown", async () => {
   await heading(page, `Invocation ${id}`);
   await page.getByRole("cell", { name: "admin/shape-0" }).waitFor();
   await shot(page, "invocation");
+});
+await scenario("a job's page follows it live, to its end", async () => {
+  const { id } = await rest("/v1/jobs", { method: "POST", body: { function: "admin/slow", input: { n: 1 } } });
+  await go(page, `#/job/${id}`);
+  await heading(page, `Job ${id}`);
+  await page.getByRole("cell", { name: /^(queued|running)$/ }).waitFor();
+  // The job takes 1.5 s; its end shows within 2 s of it, with no reload.
+  await page.getByRole("cell", { name: "succeeded", exact: true }).waitFor({ timeout: 1500 + 2000 });
+  assert.deepEqual(JSON.parse(await page.locator("#job-result").textContent()), { n: 1 });
+  await shot(page, "job");
+});
+await scenario("a job is submitted again with the same input", async () => {
+  await page.getByRole("button", { name: "Submit again" }).click();
+  const again = page.getByRole("status").getByRole("link");
+  await again.click();
+  await page.getByRole("cell", { name: "succeeded", exact: true }).waitFor({ timeout: 5000 });
+  assert.deepEqual(JSON.parse(await page.locator("#job-result").textContent()), { n: 1 });
+});
+await scenario("a running job is cancelled", async () => {
+  const { id } = await rest("/v1/jobs", { method: "POST", body: { function: "admin/slow", input: { n: 2 } } });
+  await go(page, `#/job/${id}`);
+  await heading(page, `Job ${id}`);
+  await page.getByRole("cell", { name: /^(queued|running)$/ }).waitFor();
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.getByRole("cell", { name: "cancelled", exact: true }).waitFor({ timeout: 2000 });
+  assert.equal((await rest(`/v1/jobs/${id}`)).status, "cancelled");
+});
+await scenario("the jobs list is filtered and live", async () => {
+  await go(page, "#/jobs?status=succeeded");
+  await heading(page, "Jobs");
+  await page.getByRole("cell", { name: "admin/slow" }).first().waitFor();
+  assert.equal(await page.getByRole("cell", { name: "cancelled", exact: true }).count(), 0);
+  const before = await page.getByRole("row").count();
+  await rest("/v1/jobs", { method: "POST", body: { function: "admin/shape-0", input: { name: "live" } } });
+  await page.waitForFunction((n) => document.querySelectorAll("#jobs tr").length > n, before, { timeout: 3000 });
+});
+await scenario("the workers page shows the workers, live", async () => {
+  await go(page, "#/workers");
+  await heading(page, "Workers");
+  await page.getByRole("cell", { name: "local", exact: true }).waitFor();
+  await shot(page, "workers");
 });
 await scenario("a change without the CSRF token is refused", async () => {
   const status = await page.evaluate(async () => {
