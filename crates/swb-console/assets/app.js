@@ -256,6 +256,147 @@ async function workers() {
   });
 }
 
+// A section that loads on its own: a failure (a scoped token reading tokens, a
+// non-administrator reading users) shows there, and the page goes on.
+async function section(title, load) {
+  const box = el("section", { "aria-label": title }, el("h2", { textContent: title }));
+  try {
+    box.append(...(await load()));
+  } catch (e) {
+    box.append(failure(e));
+  }
+  return box;
+}
+
+const field = (id, label, control) => {
+  control.id = id;
+  return el("div", { className: "field" }, el("label", { htmlFor: id, textContent: label }), control);
+};
+const button = (text, onClick, type = "button") => {
+  const b = el("button", { type, textContent: text });
+  if (onClick) b.addEventListener("click", onClick);
+  return b;
+};
+const shownOnce = (what, secret) =>
+  el("div", { className: "ok", role: "status" }, `${what} (shown once; copy it now):`, el("pre", { className: "secret", textContent: secret }));
+
+async function people() {
+  const note = el("div", { role: "status" });
+  const attempt = (action) => async (e) => {
+    e?.preventDefault?.();
+    try {
+      await action();
+    } catch (err) {
+      note.replaceChildren(failure(err));
+    }
+  };
+  const me = (await api("/me")).json();
+  const mine = await section("You", async () => [table(["", ""], [["E-mail", me.user.email], ["Namespace", me.user.namespace], ["Token", me.token_id], ["Scopes", me.scopes.join(" ")]])]);
+  const tokens = await section("Tokens", async () => {
+    const list = (await api("/tokens")).json().tokens;
+    const rows = list.map((t) => [t.id, t.scopes.join(" "), t.description, when(t.expires_at), t.revoked_at ? `revoked ${when(t.revoked_at)}` :
+      button(`Revoke ${t.id}`, attempt(async () => { await api(`/tokens/${t.id}`, { method: "DELETE" }); route(); }))]);
+    const scopes = el("input", { value: "*", required: true });
+    const days = el("input", { type: "number", min: 1, value: "30" });
+    const description = el("input", {});
+    const form = el("form", {}, field("token-scopes", "Scopes (space-separated, e.g. call:alice/echo)", scopes),
+      field("token-days", "Expires in days", days), field("token-description", "Description", description), button("Create token", null, "submit"));
+    form.addEventListener("submit", attempt(async () => {
+      const body = { scopes: scopes.value.trim().split(/\s+/), description: description.value };
+      if (days.value) body.expires_in_s = Number(days.value) * 86400;
+      const made = (await api("/tokens", { method: "POST", body })).json();
+      note.replaceChildren(shownOnce(`token ${made.id}`, made.token));
+    }));
+    return [rows.length ? table(["Token", "Scopes", "Description", "Expires", ""], rows) : el("p", { textContent: "No tokens." }), form];
+  });
+  const namespaces = await section("Namespaces and shares", async () => {
+    const list = (await api("/namespaces")).json();
+    const parts = [];
+    for (const ns of list) {
+      let shares = [];
+      try {
+        shares = (await api(`/namespaces/${ns.name}/shares`)).json().shares;
+      } catch {}
+      const rows = shares.map((s) => [s.email, s.role, s.pending ? "pending" : "",
+        button(`Unshare ${ns.name} with ${s.email}`, attempt(async () => { await api(`/namespaces/${ns.name}/shares/${encodeURIComponent(s.email)}`, { method: "DELETE" }); route(); }))]);
+      const email = el("input", { type: "email", required: true });
+      const role = el("select", {}, ...["call", "deploy", "serve", "owner"].map((r) => el("option", { value: r, textContent: r })));
+      const form = el("form", {}, field(`share-${ns.name}-email`, `Share ${ns.name} with (e-mail)`, email), field(`share-${ns.name}-role`, "Role", role), button(`Share ${ns.name}`, null, "submit"));
+      form.addEventListener("submit", attempt(async () => {
+        await api(`/namespaces/${ns.name}/shares`, { method: "POST", body: { email: email.value, role: role.value } });
+        route();
+      }));
+      parts.push(el("h3", { textContent: `${ns.name} (owner ${ns.owner})` }), rows.length ? table(["Shared with", "Role", "", ""], rows) : el("p", { textContent: "Not shared." }), form);
+    }
+    const name = el("input", { required: true });
+    const create = el("form", {}, field("namespace-name", "New namespace", name), button("Create namespace", null, "submit"));
+    create.addEventListener("submit", attempt(async () => {
+      await api("/namespaces", { method: "POST", body: { name: name.value } });
+      route();
+    }));
+    return [...parts, create];
+  });
+  const users = me.user.is_admin ? await section("Users", async () => {
+    const list = (await api("/users")).json().users;
+    const rows = list.map((u) => [u.email, u.namespace, u.is_admin ? "administrator" : "", when(u.created_at),
+      u.email === me.user.email ? "" : button(`Delete ${u.email}`, attempt(async () => { await api(`/users/${encodeURIComponent(u.email)}`, { method: "DELETE" }); route(); }))]);
+    const email = el("input", { type: "email", required: true });
+    const form = el("form", {}, field("user-email", "New user (e-mail)", email), button("Add user", null, "submit"));
+    form.addEventListener("submit", attempt(async () => {
+      const made = (await api("/users", { method: "POST", body: { email: email.value } })).json();
+      note.replaceChildren(shownOnce(`${made.email}'s first token`, made.token));
+    }));
+    return [table(["User", "Namespace", "", "Since", ""], rows), form];
+  }) : null;
+  const audit = await section("Audit log", async () => {
+    const events = (await api("/audit?limit=50")).json().events;
+    return [table(["When", "Who", "Did", "What"], events.map((e) => [when(e.at), e.actor, e.action, e.target]))];
+  });
+  show("People", note, mine, tokens, namespaces, users, audit);
+}
+
+async function data() {
+  const note = el("div", { role: "status" });
+  const list = (await api("/blobs")).json().blobs;
+  const rows = list.map((b) => [b.name || "", b.digest, b.size.toLocaleString() + " bytes", b.sealed ? "sealed: functions only" :
+    el("a", { href: `/console/api/v1/blobs/${b.digest}`, download: b.name || b.digest, textContent: "Download" }),
+    button(`Delete ${b.name || b.digest}`, async () => {
+      try { await api(`/blobs/${b.digest}`, { method: "DELETE" }); route(); } catch (e) { note.replaceChildren(failure(e)); }
+    })]);
+  const file = el("input", { type: "file", required: true });
+  const sealed = el("input", { type: "checkbox" });
+  const progress = el("progress", { max: 100, value: 0, hidden: true });
+  const form = el("form", {}, field("blob-file", "File", file),
+    el("div", { className: "field" }, el("span", {}, sealed, el("label", { htmlFor: "blob-sealed", textContent: " Sealed (a dataset: functions read it, nobody downloads it)" }))),
+    progress, button("Upload", null, "submit"));
+  sealed.id = "blob-sealed";
+  progress.setAttribute("aria-label", "Upload progress");
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const chosen = file.files[0];
+    if (!chosen) return;
+    // XMLHttpRequest reports upload progress; fetch does not.
+    const xhr = new XMLHttpRequest();
+    const query = new URLSearchParams({ sealed: String(sealed.checked), name: chosen.name });
+    xhr.open("POST", `/console/api/v1/blobs?${query}`);
+    xhr.setRequestHeader("x-csrf-token", csrf);
+    xhr.setRequestHeader("content-type", "application/octet-stream");
+    progress.hidden = false;
+    xhr.upload.onprogress = (p) => { if (p.lengthComputable) progress.value = (100 * p.loaded) / p.total; };
+    xhr.onload = () => {
+      if (xhr.status === 201) route();
+      else {
+        let error = { code: String(xhr.status), message: xhr.responseText };
+        try { error = JSON.parse(xhr.responseText).error; } catch {}
+        note.replaceChildren(failure({ api: error }));
+      }
+    };
+    xhr.send(chosen);
+  });
+  show("Data", note, rows.length ? table(["Name", "Digest", "Size", "", ""], rows) : el("p", { textContent: "No blobs yet." }),
+    el("h2", { textContent: "Upload" }), form);
+}
+
 async function route() {
   if (stream) {
     stream.close();
@@ -270,6 +411,8 @@ async function route() {
     else if (path === "/jobs") await jobs(params);
     else if (path.startsWith("/job/")) await job(path.slice(5));
     else if (path === "/workers") await workers();
+    else if (path === "/people") await people();
+    else if (path === "/data") await data();
     else await catalog();
   } catch (e) {
     show("Something went wrong", failure(e));

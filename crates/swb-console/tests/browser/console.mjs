@@ -254,6 +254,59 @@ await scenario("the workers page shows the workers, live", async () => {
   await page.getByRole("cell", { name: "local", exact: true }).waitFor();
   await shot(page, "workers");
 });
+await scenario("a token is created, shown once, listed and revoked", async () => {
+  await go(page, "#/people");
+  await heading(page, "People");
+  await page.getByLabel("Scopes (space-separated, e.g. call:alice/echo)").fill("call:admin/shape-0");
+  await page.getByLabel("Description").fill("from the console");
+  await page.getByRole("button", { name: "Create token" }).click();
+  const secret = await page.locator("pre.secret").textContent();
+  assert.match(secret, /^swb_/);
+  const made = (await rest("/v1/tokens")).tokens.find((t) => t.description === "from the console");
+  assert.ok(made && !made.revoked_at);
+  // It works, and only for what its scope names.
+  await fetch(`${url}/v1/functions/admin/shape-0/invoke`, { method: "POST", headers: { authorization: `Bearer ${secret}` }, body: '{"name":"t"}' })
+    .then((a) => assert.equal(a.status, 200));
+  await shot(page, "people");
+  await go(page, "#/catalog");
+  await go(page, "#/people");
+  await heading(page, "People");
+  assert.equal(await page.locator("pre.secret").count(), 0, "shown once");
+  await page.getByRole("button", { name: `Revoke ${made.id}` }).click();
+  await page.getByRole("cell", { name: /^revoked/ }).first().waitFor();
+  assert.ok((await rest("/v1/tokens")).tokens.find((t) => t.id === made.id).revoked_at);
+});
+await scenario("an administrator adds a user and shares a namespace; the audit log says so", async () => {
+  await page.getByLabel("New user (e-mail)").fill("carol@example.com");
+  await page.getByRole("button", { name: "Add user" }).click();
+  assert.match(await page.locator("pre.secret").textContent(), /^swb_/);
+  await page.getByLabel("Share admin with (e-mail)").fill("carol@example.com");
+  await page.getByLabel("Role", { exact: true }).first().selectOption("call");
+  await page.getByRole("button", { name: "Share admin" }).click();
+  await page.getByRole("button", { name: "Unshare admin with carol@example.com" }).waitFor();
+  const actions = (await rest("/v1/audit?limit=20")).events.map((e) => e.action);
+  assert.ok(actions.includes("user.create") && actions.some((a) => a.startsWith("share")), actions.join(" "));
+  await page.getByRole("cell", { name: "user.create" }).first().waitFor();
+});
+await scenario("blobs upload with progress; a sealed one has no download", async () => {
+  await go(page, "#/data");
+  await heading(page, "Data");
+  await page.getByLabel("File").setInputFiles({ name: "readings.csv", mimeType: "text/csv", buffer: Buffer.from("x,y\n".repeat(50000)) });
+  await page.getByRole("button", { name: "Upload" }).click();
+  await page.getByRole("cell", { name: "readings.csv", exact: true }).waitFor();
+  await page.getByLabel("File").setInputFiles({ name: "patients.csv", mimeType: "text/csv", buffer: Buffer.from("id\n1\n") });
+  await page.getByLabel(/^ Sealed/).check();
+  await page.getByRole("button", { name: "Upload" }).click();
+  await page.getByRole("cell", { name: "patients.csv", exact: true }).waitFor();
+  const sealedRow = page.getByRole("row").filter({ hasText: "patients.csv" });
+  assert.equal(await sealedRow.getByRole("link", { name: "Download" }).count(), 0);
+  await sealedRow.getByText("sealed: functions only").waitFor();
+  const plainRow = page.getByRole("row").filter({ hasText: "readings.csv" });
+  const href = await plainRow.getByRole("link", { name: "Download" }).getAttribute("href");
+  const bytes = await page.evaluate(async (h) => (await (await fetch(h)).text()).length, href);
+  assert.equal(bytes, 4 * 50000);
+  await shot(page, "data");
+});
 await scenario("a change without the CSRF token is refused", async () => {
   const status = await page.evaluate(async () => {
     const answer = await fetch("/console/api/v1/namespaces", { method: "POST", headers: { "content-type": "application/json" }, body: '{"name":"csrf-test"}' });
@@ -274,6 +327,10 @@ await scenario("another user sees only what is theirs", async () => {
   await bob.getByText("No function matches.").waitFor();
   await go(bob, `#/fn/admin/shape-0`);
   await bob.getByRole("alert").filter({ hasText: "not_found" }).waitFor();
+  await go(bob, "#/people");
+  await heading(bob, "People");
+  assert.equal(await bob.getByRole("heading", { name: "Users" }).count(), 0, "no users section for a non-administrator");
+  await bob.getByRole("heading", { name: "Audit log" }).waitFor();
   await bob.context().close();
 });
 await scenario("signing out ends the session", async () => {
