@@ -530,6 +530,30 @@ pub struct InvocationRecord {
     pub io: Option<CallIo>,
 }
 
+/// `GET /v1/stats`: calls per minute over the last hour, per function the caller
+/// may read the records of (this replica's counts).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CallStatsList {
+    pub functions: Vec<FunctionCalls>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FunctionCalls {
+    pub function: FunctionRef,
+    /// The minutes that had calls, oldest first.
+    pub minutes: Vec<MinuteCalls>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MinuteCalls {
+    /// The minute's start.
+    #[serde(with = "timestamp")]
+    #[schemars(with = "timestamp::Rfc3339")]
+    pub at: i64,
+    pub ok: u64,
+    pub errors: u64,
+}
+
 /// A call's input and output as its record keeps them: the first
 /// `CallIo::MAX_BYTES` of each, decoded as UTF-8 (lossily).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -196,7 +196,7 @@ async function jobs(params) {
     if (status.value) q.set("status", status.value);
     location.hash = `#/jobs?${q}`;
   });
-  const body = el("div", { id: "jobs", "aria-live": "polite" });
+  const body = el("div", { id: "jobs", ariaLive: "polite" });
   show("Jobs", filter, body);
   live(`/v1/jobs?${query}`, (list, error) => {
     if (error) return body.replaceChildren(failure({ api: error }));
@@ -206,7 +206,7 @@ async function jobs(params) {
 }
 
 async function job(id) {
-  const body = el("div", { id: "job", "aria-live": "polite" });
+  const body = el("div", { id: "job", ariaLive: "polite" });
   const result = el("div", { role: "status" });
   const cancel = el("button", { type: "button", textContent: "Cancel" });
   cancel.addEventListener("click", async () => {
@@ -243,7 +243,7 @@ async function job(id) {
 }
 
 async function workers() {
-  const body = el("div", { id: "workers", "aria-live": "polite" });
+  const body = el("div", { id: "workers", ariaLive: "polite" });
   show("Workers", body);
   live("/v1/workers", (list, error) => {
     if (error) return body.replaceChildren(failure({ api: error }));
@@ -259,7 +259,7 @@ async function workers() {
 // A section that loads on its own: a failure (a scoped token reading tokens, a
 // non-administrator reading users) shows there, and the page goes on.
 async function section(title, load) {
-  const box = el("section", { "aria-label": title }, el("h2", { textContent: title }));
+  const box = el("section", { ariaLabel: title }, el("h2", { textContent: title }));
   try {
     box.append(...(await load()));
   } catch (e) {
@@ -397,6 +397,50 @@ async function data() {
     el("h2", { textContent: "Upload" }), form);
 }
 
+// A chart of a function's last hour: calls per second per minute as bars, the
+// share of errors as a line; the same numbers are in the table beside it.
+function chart(minutes) {
+  const svg = (tag, attrs = {}) => {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    return node;
+  };
+  const width = 600, height = 120, now = Math.floor(Date.now() / 60000);
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height + 20}`, role: "img", class: "chart" });
+  const rate = (m) => (m.ok + m.errors) / 60;
+  const top = Math.max(...minutes.map(rate), 0.001);
+  const x = (m) => ((59 - (now - Math.floor(Date.parse(m.at) / 60000))) * width) / 60;
+  for (const m of minutes) {
+    const h = (rate(m) / top) * height;
+    root.append(svg("rect", { x: x(m), y: height - h, width: width / 60 - 1, height: h, class: "calls" }));
+  }
+  const points = minutes.map((m) => `${x(m) + width / 120},${height - (m.errors / (m.ok + m.errors)) * height}`).join(" ");
+  if (minutes.length) root.append(svg("polyline", { points, class: "errors" }));
+  const label = svg("text", { x: 0, y: height + 16, class: "axis" });
+  label.textContent = `an hour ago … now; bars: calls/s (peak ${top.toFixed(2)}), line: share of errors`;
+  root.append(label);
+  const title = svg("title");
+  title.textContent = `Calls per second and error rate per minute, peak ${top.toFixed(2)} calls/s`;
+  root.prepend(title);
+  return root;
+}
+
+async function overview() {
+  const stats = (await api("/stats")).json().functions;
+  const parts = stats.map((f) => {
+    const total = f.minutes.reduce((n, m) => n + m.ok + m.errors, 0);
+    const errors = f.minutes.reduce((n, m) => n + m.errors, 0);
+    const rows = f.minutes.slice(-5).reverse().map((m) => [when(m.at), (m.ok + m.errors) / 60 < 0.01 ? m.ok + m.errors + " calls" : ((m.ok + m.errors) / 60).toFixed(2) + " calls/s", m.errors]);
+    return el("section", { className: "function-stats", ariaLabel: f.function },
+      el("h2", {}, link(`#/fn/${f.function}`, f.function)),
+      el("p", { textContent: `${total} calls in the last hour, ${errors} failed (${((100 * errors) / total).toFixed(1)} %)` }),
+      chart(f.minutes),
+      table(["Minute", "Calls", "Errors"], rows));
+  });
+  show("Overview", el("p", { textContent: "Calls per function over the last hour, on this server." }),
+    ...(parts.length ? parts : [el("p", { textContent: "No calls in the last hour." })]));
+}
+
 async function route() {
   if (stream) {
     stream.close();
@@ -413,6 +457,7 @@ async function route() {
     else if (path === "/workers") await workers();
     else if (path === "/people") await people();
     else if (path === "/data") await data();
+    else if (path === "/overview") await overview();
     else await catalog();
   } catch (e) {
     show("Something went wrong", failure(e));

@@ -208,6 +208,13 @@ fn table() -> Vec<Op> {
         ),
         (
             Method::GET,
+            "/v1/stats",
+            get(call_stats),
+            Doc::new("callStats", "Calls per minute over the last hour of each function whose records the caller may read (this replica's counts)")
+                .ok::<t::CallStatsList>(200, "the counts"),
+        ),
+        (
+            Method::GET,
             "/v1/workers",
             get(list_workers),
             Doc::new("listWorkers", "Connected workers: the caller's (all for an administrator)")
@@ -1690,6 +1697,20 @@ async fn invocation_tree(
 
 /// Admins see every worker, others those they connected; in cluster mode, on every
 /// replica.
+async fn call_stats(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+) -> axum::Json<swb_api::CallStatsList> {
+    // Counts are the records' summary: those who may read every record see them.
+    let readable = |f: &FunctionRef| {
+        caller
+            .roles(&app.acl, f.namespace(), Some(f.name()))
+            .has(Role::Deploy)
+    };
+    let functions = app.routes.stats.last_hour(readable);
+    axum::Json(swb_api::CallStatsList { functions })
+}
+
 async fn list_workers(State(app): State<Arc<App>>, caller: Caller) -> axum::Json<WorkerList> {
     let all = caller.is_platform_admin();
     let user = (!all).then_some(caller.user.id.as_str());

@@ -1,8 +1,12 @@
 //! Prometheus metrics. Names are constants here so that the code and the docs agree.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
 use std::sync::OnceLock;
-use swb_api::{CacheStats, FunctionRef, Outcome};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use swb_api::timestamp::now_ms;
+use swb_api::{CacheStats, FunctionCalls, FunctionRef, MinuteCalls, Outcome};
 
 pub const INVOCATIONS: &str = "swb_invocations_total";
 pub const INVOCATION_SECONDS: &str = "swb_invocation_duration_seconds";
@@ -69,19 +73,22 @@ pub struct FunctionMetrics {
     label: String,
     ok: metrics::Counter,
     seconds: metrics::Histogram,
+    minutes: Arc<Minutes>,
 }
 
 impl FunctionMetrics {
-    pub fn new(function: &FunctionRef) -> Self {
+    pub fn new(function: &FunctionRef, minutes: Arc<Minutes>) -> Self {
         let label = function.to_string();
         Self {
             ok: metrics::counter!(INVOCATIONS, "function" => label.clone(), "outcome" => Outcome::OK.as_str()),
             seconds: metrics::histogram!(INVOCATION_SECONDS, "function" => label.clone()),
             label,
+            minutes,
         }
     }
 
     pub fn record(&self, outcome: Outcome, elapsed: std::time::Duration) {
+        self.minutes.record(matches!(outcome, Outcome::Ok(_)));
         match outcome {
             Outcome::Ok(_) => self.ok.increment(1),
             Outcome::Error(_) => metrics::counter!(
@@ -90,6 +97,100 @@ impl FunctionMetrics {
             .increment(1),
         }
         self.seconds.record(elapsed.as_secs_f64());
+    }
+}
+
+/// A function's calls per minute over the last hour, on this replica: what the
+/// console's overview draws. A slot is reused when its minute comes round again.
+pub struct Minutes {
+    slots: [MinuteSlot; 60],
+}
+
+#[derive(Default)]
+struct MinuteSlot {
+    minute: AtomicU64,
+    ok: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Default for Minutes {
+    fn default() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| MinuteSlot::default()),
+        }
+    }
+}
+
+impl Minutes {
+    fn record(&self, ok: bool) {
+        let minute = now_ms() as u64 / 60_000;
+        let slot = &self.slots[(minute % 60) as usize];
+        let seen = slot.minute.load(Ordering::Relaxed);
+        if seen != minute
+            && slot
+                .minute
+                .compare_exchange(seen, minute, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            slot.ok.store(0, Ordering::Relaxed);
+            slot.errors.store(0, Ordering::Relaxed);
+        }
+        let counter = if ok { &slot.ok } else { &slot.errors };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The last hour's minutes that had calls, oldest first.
+    pub fn last_hour(&self) -> Vec<MinuteCalls> {
+        let now = now_ms() as u64 / 60_000;
+        let mut minutes: Vec<MinuteCalls> = self
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let minute = s.minute.load(Ordering::Relaxed);
+                (minute + 60 > now && minute <= now).then(|| MinuteCalls {
+                    at: (minute * 60_000) as i64,
+                    ok: s.ok.load(Ordering::Relaxed),
+                    errors: s.errors.load(Ordering::Relaxed),
+                })
+            })
+            .filter(|m| m.ok + m.errors > 0)
+            .collect();
+        minutes.sort_by_key(|m| m.at);
+        minutes
+    }
+}
+
+/// Each function's `Minutes`, kept across its routes (a deploy keeps its counts).
+#[derive(Default)]
+pub struct CallStats {
+    by_function: Mutex<HashMap<FunctionRef, Arc<Minutes>>>,
+}
+
+impl CallStats {
+    pub fn of(&self, function: &FunctionRef) -> Arc<Minutes> {
+        let mut all = self.by_function.lock().expect("stats lock");
+        all.entry(function.clone()).or_default().clone()
+    }
+
+    /// The functions `visible` picks, with their last hour.
+    pub fn last_hour(&self, visible: impl Fn(&FunctionRef) -> bool) -> Vec<FunctionCalls> {
+        let all: Vec<_> = {
+            let all = self.by_function.lock().expect("stats lock");
+            all.iter()
+                .filter(|(f, _)| visible(f))
+                .map(|(f, m)| (f.clone(), m.clone()))
+                .collect()
+        };
+        let mut out: Vec<FunctionCalls> = all
+            .into_iter()
+            .map(|(function, m)| FunctionCalls {
+                function,
+                minutes: m.last_hour(),
+            })
+            .filter(|f| !f.minutes.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.function.cmp(&b.function));
+        out
     }
 }
 
@@ -109,7 +210,9 @@ mod tests {
     #[test]
     fn function_metrics_count_outcomes_and_time_every_call() {
         let handle = handle();
-        let m = FunctionMetrics::new(&"metrics/test".parse().unwrap());
+        let stats = CallStats::default();
+        let function: FunctionRef = "metrics/test".parse().unwrap();
+        let m = FunctionMetrics::new(&function, stats.of(&function));
         let ms = std::time::Duration::from_millis(1);
         m.record(Outcome::OK, ms);
         m.record(Outcome::OK, ms);
@@ -122,5 +225,16 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+        // The minute's counts, for whom may see the function; a new route of the
+        // same function adds to them.
+        let again = FunctionMetrics::new(&function, stats.of(&function));
+        again.record(Outcome::OK, ms);
+        let hour = stats.last_hour(|_| true);
+        let last = hour[0].minutes.last().unwrap();
+        assert!(
+            hour[0].function == function && last.ok >= 3 && last.errors >= 1,
+            "{hour:?}"
+        );
+        assert!(stats.last_hour(|_| false).is_empty());
     }
 }

@@ -50,6 +50,8 @@ pub struct Routes {
     stderr_bytes: u64,
     /// Opens the secrets a version is granted, once per route.
     secrets: Arc<Keyring>,
+    /// Calls per minute per function, kept across routes.
+    pub stats: crate::metrics::CallStats,
 }
 
 impl Routes {
@@ -57,6 +59,7 @@ impl Routes {
         Self {
             store,
             secrets,
+            stats: Default::default(),
             cache: Mutex::new(LruCache::new(NonZeroUsize::new(ENTRIES).expect("non-zero"))),
             generation: AtomicU64::new(0),
             stdout_bytes: config.stdout_bytes,
@@ -155,7 +158,7 @@ impl Routes {
             input,
             output,
             target,
-            metrics: FunctionMetrics::new(function),
+            metrics: FunctionMetrics::new(function, self.stats.of(function)),
         })
     }
 

@@ -37,7 +37,7 @@ fn live() -> isize {
 #[test]
 fn latency_samples_do_not_pile_up_without_scrapes() {
     let _handle = handle();
-    let metrics = FunctionMetrics::new(&"upkeep/test".parse().unwrap());
+    let metrics = FunctionMetrics::new(&"upkeep/test".parse().unwrap(), Default::default());
     let before = live();
     for _ in 0..200_000 {
         metrics.record(Outcome::OK, Duration::from_micros(50));

@@ -307,6 +307,15 @@ await scenario("blobs upload with progress; a sealed one has no download", async
   assert.equal(bytes, 4 * 50000);
   await shot(page, "data");
 });
+await scenario("the overview charts calls and errors per function", async () => {
+  await go(page, "#/overview");
+  await heading(page, "Overview");
+  const shape1 = page.getByRole("region", { name: "admin/shape-1", exact: true });
+  await shape1.getByRole("img").waitFor();
+  // shape-1 was called once as typed and once with a bad input.
+  await shape1.getByText(/2 calls in the last hour, 1 failed \(50\.0 %\)/).waitFor();
+  await shot(page, "overview");
+});
 await scenario("a change without the CSRF token is refused", async () => {
   const status = await page.evaluate(async () => {
     const answer = await fetch("/console/api/v1/namespaces", { method: "POST", headers: { "content-type": "application/json" }, body: '{"name":"csrf-test"}' });
@@ -331,6 +340,9 @@ await scenario("another user sees only what is theirs", async () => {
   await heading(bob, "People");
   assert.equal(await bob.getByRole("heading", { name: "Users" }).count(), 0, "no users section for a non-administrator");
   await bob.getByRole("heading", { name: "Audit log" }).waitFor();
+  await go(bob, "#/overview");
+  await heading(bob, "Overview");
+  await bob.getByText("No calls in the last hour.").waitFor();
   await bob.context().close();
 });
 await scenario("signing out ends the session", async () => {
