@@ -318,8 +318,21 @@ fn announce(url: &str, server: &Server, worker: Option<u32>, console: bool) {
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let (server, listener, url) = start(&args).await?;
-    announce(&url, &server, None, !args.no_console);
+    serve_http(server, listener, &url, None, &args).await;
+    Ok(())
+}
+
+/// Says where the server is, then serves its API (and the console, unless
+/// `--no-console`) until a signal stops it.
+async fn serve_http(
+    server: Server,
+    listener: TcpListener,
+    url: &str,
+    worker: Option<u32>,
+    args: &ServerArgs,
+) {
     let console = !args.no_console;
+    announce(url, &server, worker, console);
     server
         .serve_with(listener, shutdown_signal(), |api| {
             if console {
@@ -329,7 +342,6 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
             }
         })
         .await;
-    Ok(())
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -368,17 +380,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             )
             .await
     });
-    announce(&url, &server, Some(capacity), !args.server.no_console);
-    let console = !args.server.no_console;
-    server
-        .serve_with(listener, shutdown_signal(), |api| {
-            if console {
-                swb_console::mount(api)
-            } else {
-                api
-            }
-        })
-        .await;
+    serve_http(server, listener, &url, Some(capacity), &args.server).await;
     let _ = stop.send(true);
     let _ = local.await;
     session.abort();

@@ -117,9 +117,10 @@ async fn a_call_token_allows_only_declared_calls_for_the_trees_caller_while_its_
     let dir = c.dir.path();
     let _g = c.serve("g", "admin/g", &[], &["cat"]);
     let _h = c.serve("h", "admin/h", &[], &["cat"]);
-    // Leaves its token and URL for the test, and ends when told to.
+    // Leaves its URL, then its token (the file the test waits for), for the test,
+    // and ends when told to.
     let script = format!(
-        r#"echo "$SWB_TOKEN" > {d}/token.tmp; mv {d}/token.tmp {d}/token; echo "$SWB_URL" > {d}/url;
+        r#"echo "$SWB_URL" > {d}/url; echo "$SWB_TOKEN" > {d}/token.tmp; mv {d}/token.tmp {d}/token;
            while [ ! -f {d}/done ]; do sleep 0.02; done; rm {d}/done; echo '{{}}'"#,
         d = dir.display()
     );
