@@ -69,11 +69,15 @@ for (let round = 0; round < ROUNDS; round++) {
   for (const [name, hash, ready] of pages) {
     const t0 = Date.now();
     await page.evaluate((h) => { location.hash = h; }, `${hash}?r=${round}`);
-    await page.waitForFunction(
-      ([title, sel]) => document.querySelector("h1")?.textContent === title && document.querySelector(sel),
-      [name, ready],
-      { polling: "raf" },
-    );
+    await page
+      .waitForFunction(
+        ([title, sel]) => document.querySelector("#view h1")?.textContent === title && document.querySelector(sel),
+        [name, ready],
+        { polling: "raf" },
+      )
+      .catch(async (e) => {
+        throw new Error(`${name} did not show: ${e.message}\n${await page.locator("main").textContent()}`);
+      });
     times[name].push(Date.now() - t0);
   }
 }
