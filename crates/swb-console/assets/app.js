@@ -165,6 +165,14 @@ async function invocation(id) {
   if (r.error) parts.push(el("h2", { textContent: "Error" }), failure({ api: r.error }));
   if (r.io) parts.push(el("h2", { textContent: "Input" }), el("pre", { textContent: r.io.input }), el("h2", { textContent: "Output" }), el("pre", { textContent: r.io.output }));
   if (r.stderr_tail) parts.push(el("h2", { textContent: "stderr" }), el("pre", { textContent: r.stderr_tail }));
+  // Its call tree, when it made nested calls or is one: indented by depth.
+  const tree = (await api(`/invocations/${id}/tree`)).json().invocations;
+  if (tree.length > 1) {
+    const items = tree.map((t) => el("li", {}, "\u00a0".repeat(4 * (t.tree ? t.tree.depth : 0)),
+      t.id === id ? el("strong", { textContent: `${t.function} (this call)` }) : link(`#/inv/${t.id}`, t.function),
+      ` ${t.outcome}, ${(t.duration_us / 1000).toFixed(1)} ms`));
+    parts.push(el("h2", { textContent: "Call tree" }), el("ul", { className: "tree" }, ...items));
+  }
   show(`Invocation ${id}`, ...parts);
 }
 

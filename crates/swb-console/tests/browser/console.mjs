@@ -124,6 +124,10 @@ await deploy("inert", obj({}), '<script>window.__pwned = 1</script><img src=x on
 await deploy("history", obj({}), "first version");
 await deploy("history", obj({}), "second version");
 await deploy("slow", obj({ n: { type: "integer" } }), "echoes after 1.5 s", await upload(process.env.SLOW_WASM));
+await rest("/v1/functions/admin/caller/versions", {
+  method: "POST",
+  body: { artefact: await upload(process.env.CALLER_WASM), calls: ["admin/shape-0"] },
+});
 
 // ---- the browser ------------------------------------------------------------------
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
@@ -352,6 +356,48 @@ await scenario("the overview charts calls and errors per function", async () => 
   // shape-1 was called once as typed and once with a bad input.
   await shape1.getByText(/2 calls in the last hour, 1 failed \(50\.0 %\)/).waitFor();
   await shot(page, "overview");
+});
+await scenario("an invocation shows its call tree", async () => {
+  const answer = await fetch(`${url}/v1/functions/admin/caller/invoke`, { method: "POST", headers: { authorization: `Bearer ${admin}` }, body: '{"name":"tree"}' });
+  assert.equal(answer.status, 200, await answer.text());
+  const id = answer.headers.get("swb-invocation-id");
+  // Records are written in batches, a moment after the call.
+  for (let tries = 0; (await rest(`/v1/invocations/${id}/tree`).catch(() => ({ invocations: [] }))).invocations.length < 2; tries++) {
+    assert.ok(tries < 100, "the tree's records were written");
+    await new Promise((done) => setTimeout(done, 50));
+  }
+  await go(page, `#/inv/${id}`);
+  await page.getByRole("heading", { name: "Call tree" }).waitFor();
+  await page.getByText("admin/caller (this call)").waitFor();
+  await page.getByRole("link", { name: "admin/shape-0" }).click();
+  await page.getByRole("cell", { name: "admin/shape-0" }).waitFor();
+});
+await scenario("a keyboard alone signs in, finds a function and runs it", async () => {
+  const keys = await newPage();
+  await keys.goto(`${url}/console/`);
+  // The token field has the focus; Enter submits.
+  await keys.keyboard.type(admin);
+  await keys.keyboard.press("Enter");
+  await heading(keys, "Catalog");
+  const tabTo = async (test) => {
+    for (let i = 0; i < 80; i++) {
+      await keys.keyboard.press("Tab");
+      if (await keys.evaluate(test)) return;
+    }
+    throw new Error("never reached by Tab");
+  };
+  await tabTo(() => document.activeElement?.id === "search");
+  await keys.keyboard.type("shape-0");
+  await tabTo(() => document.activeElement?.textContent === "admin/shape-0");
+  // Focus is visible (an outline), not shown by colour alone.
+  assert.notEqual(await keys.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), "none");
+  await keys.keyboard.press("Enter");
+  await heading(keys, "admin/shape-0");
+  await tabTo(() => document.activeElement?.labels?.[0]?.textContent === "name");
+  await keys.keyboard.type("Kay");
+  await keys.keyboard.press("Enter");
+  assert.deepEqual(JSON.parse(await keys.locator("#output").textContent()), { name: "Kay" });
+  await keys.context().close();
 });
 await scenario("a change without the CSRF token is refused", async () => {
   const status = await page.evaluate(async () => {
