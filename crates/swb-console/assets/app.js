@@ -126,6 +126,20 @@ async function fn(name) {
     return [v.version, when(v.created_at), v.artefact || "remote", action];
   });
   const workers = detail.workers.map((w) => [w.name, w.status, w.error || ""]);
+  // What only those who may deploy it read: a section that cannot load says why.
+  const recent = await section("Recent calls", async () => {
+    const calls = (await api(`/invocations?function=${encodeURIComponent(name)}&limit=10`)).json().invocations;
+    const rows = calls.map((r) => [link(`#/inv/${r.id}`, r.id), r.outcome, `${(r.duration_us / 1000).toFixed(1)} ms`, when(r.started_at), r.caller || ""]);
+    return [rows.length ? table(["Invocation", "Outcome", "Duration", "Started", "Caller"], rows) : el("p", { textContent: "No calls yet." })];
+  });
+  const profiles = await section("Profiles", async () => {
+    const list = (await api(`/functions/${name}/profiles`)).json().profiles;
+    return [list.length ? table(["Profile", "Settings", "Updated"], list.map((p) => [p.name, JSON.stringify(p.value), when(p.updated_at)])) : el("p", { textContent: "No profiles." })];
+  });
+  const shares = await section("Shared with", async () => {
+    const list = (await api(`/functions/${name}/shares`)).json().shares;
+    return [list.length ? table(["E-mail", "Role", ""], list.map((s) => [s.email, s.role, s.pending ? "pending" : ""])) : el("p", { textContent: "Not shared." })];
+  });
   show(name,
     el("p", { id: "description", textContent: active.interface.description || "(no description)" }),
     el("p", {}, `${detail.kind} function, version ${detail.active_version}`),
@@ -133,7 +147,7 @@ async function fn(name) {
     el("h2", { textContent: "Versions" }), table(["Version", "Created", "Code", ""], rows),
     el("h2", { textContent: "Workers that can run it" }), workers.length ? table(["Worker", "Code", "Problem"], workers) : el("p", { textContent: "None connected." }),
     el("h2", { textContent: "Interface" }), el("pre", { textContent: JSON.stringify(active.interface, null, 2) }),
-    el("p", {}, link(`#/invocations?function=${encodeURIComponent(name)}`, "Recent calls")));
+    recent, el("p", {}, link(`#/invocations?function=${encodeURIComponent(name)}`, "All calls")), profiles, shares);
 }
 
 async function invocations(params) {

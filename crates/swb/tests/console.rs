@@ -33,6 +33,8 @@ fn the_console_works_in_a_browser() {
     std::fs::write(&echo, guests::echo()).unwrap();
     let slow = dir.path().join("slow.wasm");
     std::fs::write(&slow, guests::echo_after(1500)).unwrap();
+    let stuck = dir.path().join("stuck.wasm");
+    std::fs::write(&stuck, guests::echo_after(30_000)).unwrap();
     let caller = dir.path().join("caller.wasm");
     std::fs::write(&caller, guests::calls("admin/shape-0", 64_000)).unwrap();
     let mut node = Command::new("node");
@@ -44,6 +46,7 @@ fn the_console_works_in_a_browser() {
         .env("ECHO_WASM", &echo)
         .env("SLOW_WASM", &slow)
         .env("CALLER_WASM", &caller)
+        .env("STUCK_WASM", &stuck)
         .env("CHROMIUM", &chromium);
     let out = node.output().expect("node runs (Node.js 20)");
     let report = String::from_utf8_lossy(&out.stdout);

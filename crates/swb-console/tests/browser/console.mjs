@@ -124,6 +124,7 @@ await deploy("inert", obj({}), '<script>window.__pwned = 1</script><img src=x on
 await deploy("history", obj({}), "first version");
 await deploy("history", obj({}), "second version");
 await deploy("slow", obj({ n: { type: "integer" } }), "echoes after 1.5 s", await upload(process.env.SLOW_WASM));
+await deploy("stuck", obj({ n: { type: "integer" } }), "echoes after 30 s", await upload(process.env.STUCK_WASM));
 await rest("/v1/functions/admin/caller/versions", {
   method: "POST",
   body: { artefact: await upload(process.env.CALLER_WASM), calls: ["admin/shape-0"] },
@@ -236,6 +237,18 @@ await scenario("a run as a job is accepted", async () => {
   await page.getByRole("button", { name: "Run as a job" }).click();
   await page.getByText(/^job .* is queued|^job .* is running|^job .* is succeeded/).waitFor();
 });
+await scenario("a function's page shows its recent calls, profiles and shares", async () => {
+  await rest("/v1/functions/admin/shape-0/profiles/casual", { method: "PUT", body: { salutation: "Hi" } });
+  await rest("/v1/functions/admin/shape-0/shares", { method: "POST", body: { email: "dora@example.com", role: "call" } });
+  await go(page, `#/fn/admin/shape-0?again=1`);
+  await heading(page, "admin/shape-0");
+  const recent = page.getByRole("region", { name: "Recent calls" });
+  await recent.getByRole("cell", { name: "ok" }).first().waitFor();
+  await page.getByRole("region", { name: "Profiles" }).getByRole("cell", { name: "casual" }).waitFor();
+  const shared = page.getByRole("region", { name: "Shared with" });
+  await shared.getByRole("cell", { name: "dora@example.com" }).waitFor();
+  await shared.getByRole("cell", { name: "pending" }).waitFor();
+});
 await scenario("a version is rolled back", async () => {
   await go(page, `#/fn/admin/history`);
   await heading(page, "admin/history");
@@ -272,7 +285,7 @@ await scenario("a job is submitted again with the same input", async () => {
   assert.deepEqual(JSON.parse(await page.locator("#job-result").textContent()), { n: 1 });
 });
 await scenario("a running job is cancelled", async () => {
-  const { id } = await rest("/v1/jobs", { method: "POST", body: { function: "admin/slow", input: { n: 2 } } });
+  const { id } = await rest("/v1/jobs", { method: "POST", body: { function: "admin/stuck", input: { n: 2 } } });
   await go(page, `#/job/${id}`);
   await heading(page, `Job ${id}`);
   await page.getByRole("cell", { name: /^(queued|running)$/ }).waitFor();
@@ -375,7 +388,9 @@ await scenario("an invocation shows its call tree", async () => {
 await scenario("a keyboard alone signs in, finds a function and runs it", async () => {
   const keys = await newPage();
   await keys.goto(`${url}/console/`);
-  // The token field has the focus; Enter submits.
+  // The page puts the focus in the token field once it knows nobody is signed
+  // in; Enter submits.
+  await keys.waitForFunction(() => document.activeElement?.id === "token");
   await keys.keyboard.type(admin);
   await keys.keyboard.press("Enter");
   await heading(keys, "Catalog");
