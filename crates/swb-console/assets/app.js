@@ -1,17 +1,39 @@
 // The console's pages. Every call goes to /console/api/v1/…, the REST API run with
 // this browser's session; data is shown as text (never parsed as HTML).
-import { runForm } from "/console/assets/form.js";
+import { el, runForm } from "/console/assets/form.js";
 
 let csrf = "";
 const $ = (id) => document.getElementById(id);
-const el = (tag, props = {}, ...children) => {
-  const node = document.createElement(tag);
-  Object.assign(node, props);
-  node.append(...children.filter((c) => c !== undefined && c !== null));
-  return node;
-};
 const link = (href, text) => el("a", { href, textContent: text });
 const when = (t) => (t ? new Date(t).toLocaleString() : "");
+const field = (id, label, control) => {
+  control.id = id;
+  return el("div", { className: "field" }, el("label", { htmlFor: id, textContent: label }), control);
+};
+const button = (text, onClick, type = "button") => {
+  const b = el("button", { type, textContent: text });
+  if (onClick) b.addEventListener("click", onClick);
+  return b;
+};
+
+// A list page's query (its filters, then one page of 50) and its filter form: each
+// field [name, label, control] becomes the query parameter `name` of `#/page`.
+function listQuery(params, names) {
+  const query = new URLSearchParams({ limit: "50" });
+  for (const k of names) if (params.get(k)) query.set(k, params.get(k));
+  return query;
+}
+function filterForm(page, fields) {
+  const form = el("form", {}, ...fields.map(([name, label, control]) => field(`filter-${name}`, label, control)),
+    button("Filter", null, "submit"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    for (const [name, , control] of fields) if (control.value) q.set(name, control.value);
+    location.hash = `#/${page}?${q}`;
+  });
+  return form;
+}
 
 // A REST call through the session: the answer's JSON, or an Error whose `api`
 // is the error body ({code, message, details}).
@@ -75,7 +97,7 @@ async function catalog() {
   };
   search.addEventListener("input", render);
   render();
-  show("Catalog", el("div", { className: "field" }, el("label", { htmlFor: "search", textContent: "Search" }), search), body);
+  show("Catalog", field("search", "Search", search), body);
 }
 
 async function fn(name) {
@@ -151,23 +173,13 @@ async function fn(name) {
 }
 
 async function invocations(params) {
-  const query = new URLSearchParams({ limit: "50" });
-  for (const k of ["function", "outcome"]) if (params.get(k)) query.set(k, params.get(k));
+  const query = listQuery(params, ["function", "outcome"]);
   const list = (await api(`/invocations?${query}`)).json().invocations;
   const rows = list.map((r) => [link(`#/inv/${r.id}`, r.id), r.function, r.outcome, (r.duration_us / 1000).toFixed(1) + " ms", when(r.started_at)]);
-  const fnInput = el("input", { id: "filter-function", value: params.get("function") || "" });
-  const outcome = el("input", { id: "filter-outcome", value: params.get("outcome") || "" });
-  const filter = el("form", {},
-    el("div", { className: "field" }, el("label", { htmlFor: "filter-function", textContent: "Function" }), fnInput),
-    el("div", { className: "field" }, el("label", { htmlFor: "filter-outcome", textContent: "Outcome (ok or an error code)" }), outcome),
-    el("button", { type: "submit", textContent: "Filter" }));
-  filter.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const q = new URLSearchParams();
-    if (fnInput.value) q.set("function", fnInput.value);
-    if (outcome.value) q.set("outcome", outcome.value);
-    location.hash = `#/invocations?${q}`;
-  });
+  const filter = filterForm("invocations", [
+    ["function", "Function", el("input", { value: params.get("function") || "" })],
+    ["outcome", "Outcome (ok or an error code)", el("input", { value: params.get("outcome") || "" })],
+  ]);
   show("Invocations", filter, rows.length ? table(["Invocation", "Function", "Outcome", "Duration", "Started"], rows) : el("p", { textContent: "No invocations." }));
 }
 
@@ -202,22 +214,13 @@ function live(path, render) {
 }
 
 async function jobs(params) {
-  const query = new URLSearchParams({ limit: "50" });
-  for (const k of ["function", "status"]) if (params.get(k)) query.set(k, params.get(k));
-  const fnInput = el("input", { id: "filter-function", value: params.get("function") || "" });
-  const status = el("select", { id: "filter-status" },
+  const query = listQuery(params, ["function", "status"]);
+  const status = el("select", {},
     ...["", "queued", "running", "succeeded", "failed", "cancelled"].map((s) => el("option", { value: s, textContent: s || "(any)", selected: s === (params.get("status") || "") })));
-  const filter = el("form", {},
-    el("div", { className: "field" }, el("label", { htmlFor: "filter-function", textContent: "Function" }), fnInput),
-    el("div", { className: "field" }, el("label", { htmlFor: "filter-status", textContent: "Status" }), status),
-    el("button", { type: "submit", textContent: "Filter" }));
-  filter.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const q = new URLSearchParams();
-    if (fnInput.value) q.set("function", fnInput.value);
-    if (status.value) q.set("status", status.value);
-    location.hash = `#/jobs?${q}`;
-  });
+  const filter = filterForm("jobs", [
+    ["function", "Function", el("input", { value: params.get("function") || "" })],
+    ["status", "Status", status],
+  ]);
   const body = el("div", { id: "jobs", ariaLive: "polite" });
   show("Jobs", filter, body);
   live(`/v1/jobs?${query}`, (list, error) => {
@@ -290,15 +293,6 @@ async function section(title, load) {
   return box;
 }
 
-const field = (id, label, control) => {
-  control.id = id;
-  return el("div", { className: "field" }, el("label", { htmlFor: id, textContent: label }), control);
-};
-const button = (text, onClick, type = "button") => {
-  const b = el("button", { type, textContent: text });
-  if (onClick) b.addEventListener("click", onClick);
-  return b;
-};
 const shownOnce = (what, secret) =>
   el("div", { className: "ok", role: "status" }, `${what} (shown once; copy it now):`, el("pre", { className: "secret", textContent: secret }));
 

@@ -4,10 +4,11 @@
 // whole input, without loss.
 
 let ids = 0;
-const el = (tag, props = {}, ...children) => {
+// An element with properties and children (absent children are left out).
+export const el = (tag, props = {}, ...children) => {
   const node = document.createElement(tag);
   Object.assign(node, props);
-  node.append(...children);
+  node.append(...children.filter((c) => c !== undefined && c !== null));
   return node;
 };
 

@@ -44,6 +44,26 @@ struct Console {
     api: Router,
 }
 
+impl Console {
+    /// Runs a request on the REST API.
+    async fn call(&self, request: Request) -> Response {
+        match self.api.clone().oneshot(request).await {
+            Ok(answer) => answer,
+            Err(never) => match never {},
+        }
+    }
+
+    /// `GET uri` on the REST API with this `Authorization`.
+    async fn read(&self, uri: Uri, authorization: &HeaderValue) -> Response {
+        let mut request = Request::new(Body::empty());
+        *request.uri_mut() = uri;
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, authorization.clone());
+        self.call(request).await
+    }
+}
+
 /// The console's routes in front of the REST API `api`: `/` leads to the console,
 /// everything the console does not serve goes to `api` unchanged.
 pub fn mount(api: Router) -> Router {
@@ -120,6 +140,15 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The answer to a request that needs a session and has none.
+fn signed_out() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "sign in with a token",
+    )
+}
+
 /// The session a request's cookie names, if it is alive.
 fn session(console: &Console, headers: &HeaderMap) -> Option<Arc<Session>> {
     let id = headers
@@ -181,14 +210,9 @@ async fn sign_in(
         return see_other("/console/?signin=refused");
     };
     authorization.set_sensitive(true);
-    let mut me = Request::new(Body::empty());
-    *me.uri_mut() = Uri::from_static("/v1/me");
-    me.headers_mut()
-        .insert(AUTHORIZATION, authorization.clone());
-    let answer = match console.api.clone().oneshot(me).await {
-        Ok(answer) => answer,
-        Err(never) => match never {},
-    };
+    let answer = console
+        .read(Uri::from_static("/v1/me"), &authorization)
+        .await;
     if !answer.status().is_success() {
         return see_other("/console/?signin=refused");
     }
@@ -269,11 +293,7 @@ async fn watch(
     axum::extract::Query(watch): axum::extract::Query<Watch>,
 ) -> Response {
     let Some(s) = session(&console, &headers) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in with a token",
-        );
+        return signed_out();
     };
     let live = ["/v1/jobs", "/v1/workers"];
     let Ok(uri) = watch.path.parse::<Uri>() else {
@@ -300,14 +320,7 @@ async fn watch(
                 if !console.sessions.alive(&s) {
                     return None;
                 }
-                let mut read = Request::new(Body::empty());
-                *read.uri_mut() = uri.clone();
-                read.headers_mut()
-                    .insert(AUTHORIZATION, s.authorization.clone());
-                let answer = match console.api.clone().oneshot(read).await {
-                    Ok(answer) => answer,
-                    Err(never) => match never {},
-                };
+                let answer = console.read(uri.clone(), &s.authorization).await;
                 let body = axum::body::to_bytes(answer.into_body(), 16 << 20)
                     .await
                     .unwrap_or_default();
@@ -330,11 +343,7 @@ async fn watch(
 /// `/console/api/v1/…`: the REST operation `/v1/…`, run with the session's token.
 async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Response {
     let Some(s) = session(&console, request.headers()) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in with a token",
-        );
+        return signed_out();
     };
     if !matches!(*request.method(), Method::GET | Method::HEAD)
         && !may_change(&s, request.headers())
@@ -360,15 +369,7 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Respons
     parts.headers.remove(COOKIE);
     parts.headers.remove(CSRF_HEADER);
     parts.headers.insert(AUTHORIZATION, s.authorization.clone());
-    match console
-        .api
-        .clone()
-        .oneshot(Request::from_parts(parts, body))
-        .await
-    {
-        Ok(answer) => answer,
-        Err(never) => match never {},
-    }
+    console.call(Request::from_parts(parts, body)).await
 }
 
 #[cfg(test)]
