@@ -36,11 +36,17 @@ pub enum ErrorCode {
     /// The server is at a limit of its own (memory for request bodies); try again.
     Overloaded,
     Timeout,
+    /// A party of a federation refused a query under one of its disclosure rules
+    /// (`details.rule`, `details.party`); nothing was released.
+    Refused,
+    /// A federated query stopped before its result: a party left, restarted, timed out
+    /// or disagreed (`details.party`, `details.reason`); nothing was released.
+    Aborted,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::Sealed,
@@ -61,6 +67,8 @@ impl ErrorCode {
         Self::CallDepthExceeded,
         Self::Overloaded,
         Self::Timeout,
+        Self::Refused,
+        Self::Aborted,
         Self::Internal,
     ];
 
@@ -76,9 +84,9 @@ impl ErrorCode {
             // nginx's "client closed request".
             Self::Cancelled => 499,
             Self::PayloadTooLarge => 413,
-            Self::FunctionError | Self::LimitExceeded => 422,
+            Self::FunctionError | Self::LimitExceeded | Self::Refused => 422,
             Self::Internal => 500,
-            Self::BadOutput | Self::WorkerLost | Self::LeaseExpired => 502,
+            Self::BadOutput | Self::WorkerLost | Self::LeaseExpired | Self::Aborted => 502,
             Self::NoWorker | Self::Overloaded => 503,
             Self::Timeout => 504,
             // "Loop Detected".
@@ -108,6 +116,8 @@ impl ErrorCode {
             Self::CallDepthExceeded => "call_depth_exceeded",
             Self::Overloaded => "overloaded",
             Self::Timeout => "timeout",
+            Self::Refused => "refused",
+            Self::Aborted => "aborted",
             Self::Internal => "internal",
         }
     }

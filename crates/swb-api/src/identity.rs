@@ -142,7 +142,7 @@ impl CreateTokenRequest {
 
 /// A scope as `POST /v1/tokens` takes it: `*`, `metrics`, `<role>:<ns>`,
 /// `<role>:<ns>/*` or `<role>:<ns>/<name>`.
-const SCOPE_PATTERN: &str = "^(\\*|metrics|(call|deploy|serve):[a-z0-9][a-z0-9_-]{0,62}(/(\\*|[a-z0-9][a-z0-9_-]{0,62}))?)$";
+const SCOPE_PATTERN: &str = "^(\\*|metrics|(call|deploy|serve):[a-z0-9][a-z0-9_-]{0,62}(/(\\*|[a-z0-9][a-z0-9_-]{0,62}))?|(federate|peer):[a-z0-9][a-z0-9_-]{0,62}/[a-z0-9][a-z0-9_-]{0,62})$";
 
 /// What the server takes as an e-mail address: no whitespace or control characters,
 /// one `@` with something before it, and a domain that neither starts nor ends with

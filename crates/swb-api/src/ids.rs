@@ -17,7 +17,9 @@ pub enum IdError {
     Digest(String),
 }
 
-fn valid_name(s: &str) -> bool {
+/// A name of the platform (namespace, function, federation, party, dataset): 1 to 63
+/// lowercase letters, digits, `-` and `_`, starting with a letter or digit.
+pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -270,6 +272,11 @@ pub fn v7_last(ms: u64) -> String {
 fn v7_at(ms: u64, rest: &str) -> String {
     let hex = format!("{:012x}", ms & 0xffff_ffff_ffff);
     format!("{}-{}-{rest}", &hex[..8], &hex[8..12])
+}
+
+/// `sha256:<hex>` of a DER certificate: how manifests and `SWB_TLS_PIN` name one.
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(der)))
 }
 
 #[cfg(test)]

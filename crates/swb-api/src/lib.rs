@@ -17,7 +17,9 @@ pub mod writer;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use identity::*;
-pub use ids::{Digest, FunctionRef, IdError, Namespace, v7_first, v7_last};
+pub use ids::{
+    Digest, FunctionRef, IdError, Namespace, cert_fingerprint, v7_first, v7_last, valid_name,
+};
 pub use jobs::*;
 pub use rest::*;
 pub use secrets::*;

@@ -57,7 +57,7 @@ pub struct Samples {
 impl Samples {
     /// Runs one window (warm-up, then `spec.duration` measured) and keeps its samples.
     pub async fn run(&mut self, spec: &LoadSpec) -> anyhow::Result<()> {
-        let client = reqwest::Client::builder()
+        let client = swb_client::tls::builder()
             .pool_max_idle_per_host(spec.concurrency)
             .build()?;
         let warmup_end = Instant::now() + WARMUP;

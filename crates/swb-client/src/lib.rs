@@ -1,5 +1,7 @@
 //! A typed client for the Switchboard REST API, used by the CLI and the tests.
 
+pub mod tls;
+
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -89,16 +91,52 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// A client of the server at `base` (`http://` or `https://`; for a server with
+    /// a self-signed certificate, set `SWB_TLS_PIN` to its fingerprint: a malformed
+    /// one pins nothing, and every TLS connection fails).
     pub fn new(base: &str, token: &str) -> Self {
+        let pin = std::env::var(tls::PIN_ENV).ok();
+        Self::pinned(base, token, pin.as_deref())
+            .unwrap_or_else(|_| Self::pinned(base, token, Some(tls::NOTHING)).expect("a valid pin"))
+    }
+
+    /// A client that accepts only the server certificate with this fingerprint
+    /// (`sha256:<hex>`), or the system's roots without one.
+    pub fn pinned(base: &str, token: &str, pin: Option<&str>) -> std::result::Result<Self, String> {
+        let tls = tls::client_config(pin, None)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .tls_backend_preconfigured(tls)
             .build()
-            .expect("the HTTP client builds");
-        Self {
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
+        })
+    }
+
+    /// A JSON request on any route (the federation's, say), answered as JSON.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let mut req = self.request(method, path);
+        if let Some(body) = body {
+            req = req.json(body);
         }
+        self.json(req).await
+    }
+
+    /// A request with a raw body (a file), answered as JSON.
+    pub async fn upload(&self, path: &str, body: reqwest::Body) -> Result<serde_json::Value> {
+        let req = self
+            .request(Method::POST, path)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        self.json(req).await
     }
 
     /// The same server and connections, with another token.
@@ -146,7 +184,9 @@ impl Client {
                 url: self.base.clone(),
                 error: source,
             })?;
-        serde_json::from_slice(&body).map_err(|_| ClientError::Protocol {
+        // An empty answer (204) reads as `null`.
+        let text: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(text).map_err(|_| ClientError::Protocol {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
         })

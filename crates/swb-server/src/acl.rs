@@ -64,6 +64,12 @@ pub enum Scope {
     All,
     /// `metrics`: scraping `/metrics` and nothing else (administrators only).
     Metrics,
+    /// `federate:<federation>/<dataset>`: federated queries of a dataset (a
+    /// researcher's token); nothing else.
+    Federate { federation: String, dataset: String },
+    /// `peer:<federation>/<party>`: the token another party of a federation
+    /// presents, with its pinned certificate; nothing else.
+    Peer { federation: String, party: String },
     /// `role:ns` (whole namespace, also written `role:ns/*`) or `role:ns/name`.
     Grant {
         role: Role,
@@ -76,13 +82,34 @@ impl Scope {
     pub fn parse(s: &str) -> Result<Scope, ApiError> {
         let bad = || {
             ApiError::invalid_input(format!(
-                "bad scope {s:?}: use \"*\", \"metrics\", \"<role>:<ns>\", \"<role>:<ns>/*\" or \"<role>:<ns>/<name>\" with role call, deploy or serve"
+                "bad scope {s:?}: use \"*\", \"metrics\", \"<role>:<ns>\", \"<role>:<ns>/*\" or \"<role>:<ns>/<name>\" with role call, deploy or serve, \"federate:<federation>/<dataset>\" or \"peer:<federation>/<party>\""
             ))
         };
         match s {
             "*" => return Ok(Scope::All),
             "metrics" => return Ok(Scope::Metrics),
             _ => {}
+        }
+        for (kind, make) in [
+            (
+                "federate:",
+                (|f, d| Scope::Federate {
+                    federation: f,
+                    dataset: d,
+                }) as fn(String, String) -> Scope,
+            ),
+            ("peer:", |f, p| Scope::Peer {
+                federation: f,
+                party: p,
+            }),
+        ] {
+            if let Some(rest) = s.strip_prefix(kind) {
+                let (a, b) = rest.split_once('/').ok_or_else(bad)?;
+                if !swb_api::valid_name(a) || !swb_api::valid_name(b) {
+                    return Err(bad());
+                }
+                return Ok(make(a.into(), b.into()));
+            }
         }
         let (role, target) = s.split_once(':').ok_or_else(bad)?;
         let role = Role::parse(role).ok_or_else(bad)?;
@@ -106,7 +133,7 @@ impl Scope {
     fn allows(&self, ns: &Namespace, function: Option<&str>) -> Roles {
         match self {
             Scope::All => Roles::ALL,
-            Scope::Metrics => Roles::NONE,
+            Scope::Metrics | Scope::Federate { .. } | Scope::Peer { .. } => Roles::NONE,
             Scope::Grant {
                 role,
                 namespace,
@@ -226,6 +253,23 @@ impl Caller {
             Some(_) => Roles::NONE,
             None => roles,
         }
+    }
+
+    /// Whether the token's scopes include `federate:<federation>/<dataset>`. No
+    /// other scope allows a federated query, not even `*`.
+    pub fn may_federate(&self, federation: &str, dataset: &str) -> bool {
+        self.call.is_none()
+            && self.scopes.iter().any(|s| {
+                matches!(s, Scope::Federate { federation: f, dataset: d } if f == federation && d == dataset)
+            })
+    }
+
+    /// Whether the token is the one a federation's `party` presents here.
+    pub fn is_peer(&self, federation: &str, party: &str) -> bool {
+        self.call.is_none()
+            && self.scopes.iter().any(|s| {
+                matches!(s, Scope::Peer { federation: f, party: p } if f == federation && p == party)
+            })
     }
 
     /// Whether the token is unscoped (`*`): account management needs one. A call
@@ -356,6 +400,24 @@ mod tests {
                 .has(Role::Call)
         );
         assert!(!call_echo.allows(&ns("alice"), None).has(Role::Call));
+        let fed = Scope::parse("federate:cardio/patients").unwrap();
+        assert_eq!(
+            fed,
+            Scope::Federate {
+                federation: "cardio".into(),
+                dataset: "patients".into()
+            }
+        );
+        assert_eq!(fed.allows(&ns("alice"), None), Roles::NONE);
+        for bad in [
+            "federate:cardio",
+            "federate:Cardio/x",
+            "peer:a/",
+            "peer:/b",
+            "federate:a/b/c",
+        ] {
+            assert!(Scope::parse(bad).is_err(), "{bad}");
+        }
         let metrics = Scope::parse("metrics").unwrap();
         assert_eq!(metrics, Scope::Metrics);
         assert!(metrics.allows(&ns("alice"), None).is_empty());

@@ -48,6 +48,15 @@ pub struct Config {
     pub job_lease: Duration,
     /// The bounds of call trees (functions calling functions).
     pub trees: crate::tree::TreeLimits,
+    /// Serve HTTPS with this certificate and key (PEM) instead of HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate (chain) and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Config {
@@ -76,6 +85,7 @@ impl Config {
             job_retention: Duration::from_secs(7 * 24 * 3600),
             job_lease: Duration::from_secs(30),
             trees: crate::tree::TreeLimits::default(),
+            tls: None,
         }
     }
 }

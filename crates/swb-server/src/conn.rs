@@ -81,6 +81,7 @@ pub async fn serve(
     mut listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     // Every connection task holds a receiver: all dropped = all connections done.
@@ -105,33 +106,38 @@ pub async fn serve(
         };
         // Small answers go out at once rather than waiting on Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let service = Service {
+        let mut service = Service {
             router: router.clone(),
             conn: conn.clone(),
             body_timeout: limits.body_timeout,
+            peer: None,
         };
-        let mut stopping = stopping.clone();
-        let served = http
-            .serve_connection(TokioIo::new(Linger::new(tcp)), service)
-            .with_upgrades();
+        let stopping = stopping.clone();
+        let http = http.clone();
         let conns = conns.clone();
+        let tls = tls.clone();
         tokio::spawn(SelfWaking::new(Box::pin(async move {
             let _registered = Registered(&conns, conn.id);
-            let mut served = pin!(served);
-            tokio::select! {
-                _ = served.as_mut() => return,
+            let io = Linger::new(tcp);
+            let Some(tls) = tls else {
+                return run(&http, TokioIo::new(io), service, &conn, stopping).await;
+            };
+            // The handshake counts as the request's head: the sweeper closes a
+            // connection that has not finished it within the header timeout.
+            let stream = tokio::select! {
+                stream = tls.accept(io) => match stream {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
                 _ = conn.close.notified() => return,
-                _ = stopping.wait_for(|s| *s) => {}
-            }
-            // Stopping: a connection not running a request closes now.
-            if conn.busy.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            served.as_mut().graceful_shutdown();
-            tokio::select! {
-                _ = served => {}
-                _ = conn.close.notified() => {}
-            }
+            };
+            service.peer = (stream.get_ref().1.peer_certificates())
+                .and_then(|chain| chain.first())
+                .map(|leaf| crate::tls::PeerCertificate(crate::tls::fingerprint(leaf)));
+            run(&http, TokioIo::new(stream), service, &conn, stopping).await
         })));
     }
     // New connections are refused from here on rather than left in the backlog.
@@ -149,6 +155,35 @@ pub async fn serve(
         );
         conns.close_all();
         stop.closed().await;
+    }
+}
+
+/// Serves one connection until it closes, is closed (swept, evicted) or the server
+/// stops: then a connection not running a request closes at once, and one that is
+/// finishes it (or is closed at the end of the drain).
+async fn run<I>(
+    http: &hyper::server::conn::http1::Builder,
+    io: TokioIo<I>,
+    service: Service,
+    conn: &Conn,
+    mut stopping: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let served = http.serve_connection(io, service).with_upgrades();
+    let mut served = pin!(served);
+    tokio::select! {
+        _ = served.as_mut() => return,
+        _ = conn.close.notified() => return,
+        _ = stopping.wait_for(|s| *s) => {}
+    }
+    if conn.busy.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    served.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = served => {}
+        _ = conn.close.notified() => {}
     }
 }
 
@@ -310,6 +345,8 @@ struct Service {
     router: Router,
     conn: Arc<Conn>,
     body_timeout: Duration,
+    /// The certificate the client presented over TLS, if any.
+    peer: Option<crate::tls::PeerCertificate>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
@@ -319,7 +356,10 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let busy = Busy::start(&self.conn);
-        let req = req.map(|body| Body::new(Progress::new(body, self.body_timeout)));
+        let mut req = req.map(|body| Body::new(Progress::new(body, self.body_timeout)));
+        if let Some(peer) = &self.peer {
+            req.extensions_mut().insert(peer.clone());
+        }
         Running {
             inner: tower_service::Service::call(&mut self.router.clone(), req),
             busy: Some(busy),

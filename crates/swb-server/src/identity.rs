@@ -495,7 +495,9 @@ pub async fn create_token(
         // created with is unscoped).
         let held = match &scope {
             Scope::All => true,
-            Scope::Metrics => caller.user.is_admin,
+            // A party's administrator grants researchers and other parties access
+            // to its federations.
+            Scope::Metrics | Scope::Federate { .. } | Scope::Peer { .. } => caller.user.is_admin,
             Scope::Grant {
                 role,
                 namespace,

@@ -21,13 +21,15 @@ mod recorder;
 mod routes;
 mod secrets;
 mod sessions;
+pub mod tls;
 mod tree;
 mod ws;
 
 pub use api::{openapi_document, routes};
 pub use auth::{Authenticator, Caller, issue_token};
-pub use config::{Config, hostname};
+pub use config::{Config, TlsFiles, hostname};
 pub use conn::HttpLimits;
+pub use error::{error_response, store_error};
 pub use hub::{FromWorker, Hub, ToWorker, from_channel};
 pub use tree::{MAX_DEPTH_CAP, TreeLimits};
 
@@ -62,8 +64,63 @@ pub struct App {
 }
 
 impl App {
+    /// The caller of a request with these headers (its bearer token), as every
+    /// route authenticates.
+    pub async fn authenticate(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Caller, swb_api::ApiError> {
+        let header = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or_default());
+        self.auth.authenticate(header).await
+    }
+
+    /// Stores `bytes` as a sealed blob of `caller` (functions may read it, nobody
+    /// may download it), named `name`.
+    pub async fn put_sealed_blob(
+        &self,
+        caller: &Caller,
+        name: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<swb_api::BlobInfo, swb_api::ApiError> {
+        let size = bytes.len() as u64;
+        let digest = self.blobs.put_bytes(bytes).await?;
+        let info = swb_api::BlobInfo {
+            digest,
+            name: Some(name.to_owned()),
+            size,
+            sealed: true,
+            created_at: now_ms(),
+        };
+        (self.store.put_blob(&caller.user.id, &info).await).map_err(error::store_error)?;
+        Ok(info)
+    }
+
+    /// A blob's bytes, for the server's own use (never a download).
+    pub async fn blob_bytes(
+        &self,
+        digest: &swb_api::Digest,
+    ) -> Result<bytes::Bytes, swb_api::ApiError> {
+        self.blobs.get_bytes(digest, u64::MAX).await
+    }
+
+    /// Seals `value` with the secrets key, bound to `aad`.
+    pub async fn seal(&self, aad: &str, value: &[u8]) -> Result<Vec<u8>, swb_api::ApiError> {
+        self.secrets.seal_bytes(&*self.store, aad, value).await
+    }
+
+    /// What [`App::seal`] sealed with the same `aad`; `None` when it does not open.
+    pub async fn open_sealed(
+        &self,
+        aad: &str,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, swb_api::ApiError> {
+        self.secrets.open_bytes(&*self.store, aad, sealed).await
+    }
+
     /// Appends to the audit log as `caller`.
-    pub(crate) async fn audit(
+    pub async fn audit(
         &self,
         caller: &Caller,
         action: &str,
@@ -103,6 +160,8 @@ pub(crate) async fn audit(
 pub struct Server {
     app: Arc<App>,
     recorder: recorder::RecorderTask,
+    /// HTTPS: the acceptor, and the certificate's fingerprint.
+    tls: Option<(tokio_rustls::TlsAcceptor, String)>,
 }
 
 impl Server {
@@ -142,6 +201,13 @@ impl Server {
                     .setting_or_init("cluster_id", &uuid::Uuid::now_v7().simple().to_string())
                     .await?;
                 Some(cluster::Cluster::connect(url, &id, &config.name).await?)
+            }
+            None => None,
+        };
+        let tls = match &config.tls {
+            Some(files) => {
+                let (tls, fingerprint) = tls::server_config(&files.cert, &files.key)?;
+                Some((tokio_rustls::TlsAcceptor::from(tls), fingerprint))
             }
             None => None,
         };
@@ -196,6 +262,7 @@ impl Server {
         Ok(Self {
             app,
             recorder: task,
+            tls,
         })
     }
 
@@ -216,6 +283,16 @@ impl Server {
         admin_token_path(&self.app.config.data_dir)
     }
 
+    /// The state every handler shares, for parts mounted beside the REST API.
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate, when serving HTTPS.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(|(_, f)| f.as_str())
+    }
+
     /// Serves until `shutdown` resolves, then closes idle and half-sent connections,
     /// lets running requests finish (for up to the drain period) and writes the
     /// queued invocation records.
@@ -233,7 +310,8 @@ impl Server {
     ) {
         let limits = self.app.config.http;
         let router = extend(api::router(self.app.clone()));
-        conn::serve(listener, router, limits, shutdown).await;
+        let tls = self.tls.map(|(acceptor, _)| acceptor);
+        conn::serve(listener, router, limits, tls, shutdown).await;
         self.recorder.finish().await;
     }
 }

@@ -508,10 +508,14 @@ mod tests {
             // 405 is the router's answer to a method no operation takes;
             // `lease_expired` is a job attempt's error (in the job) and `cancelled`
             // a record's outcome: never answers.
+            // `refused` and `aborted` are the federation's (swb-fed's routes, not
+            // in this document).
             let never = [
                 ErrorCode::MethodNotAllowed,
                 ErrorCode::LeaseExpired,
                 ErrorCode::Cancelled,
+                ErrorCode::Refused,
+                ErrorCode::Aborted,
             ];
             if !never.contains(&code) {
                 assert!(answered.contains(code.as_str()), "{code} is in no response");

@@ -113,35 +113,57 @@ impl Keyring {
         row: &mut SecretRow,
         value: &str,
     ) -> Result<(), ApiError> {
+        let aad = Self::aad(&row.namespace, row.function.as_deref(), &row.name);
+        row.sealed = self.seal_bytes(store, &aad, value.as_bytes()).await?;
+        Ok(())
+    }
+
+    async fn open(&self, store: &dyn Store, row: &SecretRow) -> Result<String, ApiError> {
+        let aad = Self::aad(&row.namespace, row.function.as_deref(), &row.name);
+        let failed = || {
+            tracing::error!(namespace = %row.namespace, secret = %row.name, "a secret does not open with this server's key");
+            ApiError::new(ErrorCode::Internal, "a secret could not be opened")
+        };
+        let plain = (self.open_bytes(store, &aad, &row.sealed).await?).ok_or_else(failed)?;
+        String::from_utf8(plain).map_err(|_| failed())
+    }
+
+    /// Seals `value` so that it opens only with this key and the same `aad`.
+    pub async fn seal_bytes(
+        &self,
+        store: &dyn Store,
+        aad: &str,
+        value: &[u8],
+    ) -> Result<Vec<u8>, ApiError> {
         self.check(store).await?;
         let nonce: [u8; NONCE_BYTES] = rand::random();
-        let aad = Self::aad(&row.namespace, row.function.as_deref(), &row.name);
         let sealed = self
             .cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
-                    msg: value.as_bytes(),
+                    msg: value,
                     aad: aad.as_bytes(),
                 },
             )
             .map_err(|_| ApiError::new(ErrorCode::Internal, "sealing a secret failed"))?;
-        row.sealed = [&nonce[..], &sealed].concat();
-        Ok(())
+        Ok([&nonce[..], &sealed].concat())
     }
 
-    async fn open(&self, store: &dyn Store, row: &SecretRow) -> Result<String, ApiError> {
+    /// What `seal_bytes` sealed, or `None` when it does not open (another key or
+    /// `aad`, or damaged).
+    pub async fn open_bytes(
+        &self,
+        store: &dyn Store,
+        aad: &str,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, ApiError> {
         self.check(store).await?;
-        let failed = || {
-            tracing::error!(namespace = %row.namespace, secret = %row.name, "a secret does not open with this server's key");
-            ApiError::new(ErrorCode::Internal, "a secret could not be opened")
-        };
-        if row.sealed.len() < NONCE_BYTES {
-            return Err(failed());
+        if sealed.len() < NONCE_BYTES {
+            return Ok(None);
         }
-        let (nonce, sealed) = row.sealed.split_at(NONCE_BYTES);
-        let aad = Self::aad(&row.namespace, row.function.as_deref(), &row.name);
-        let plain = self
+        let (nonce, sealed) = sealed.split_at(NONCE_BYTES);
+        Ok(self
             .cipher
             .decrypt(
                 XNonce::from_slice(nonce),
@@ -150,8 +172,7 @@ impl Keyring {
                     aad: aad.as_bytes(),
                 },
             )
-            .map_err(|_| failed())?;
-        String::from_utf8(plain).map_err(|_| failed())
+            .ok())
     }
 
     /// The values of the secrets a version of `function` is granted: the function's

@@ -1123,6 +1123,34 @@ pub async fn jobs_blobs_profiles(store: &dyn Store) {
 
 /// Secrets: namespace-wide and per function under one name, replaced in place,
 /// deleted one at a time, and gone with their namespace's owner.
+pub async fn documents(store: &dyn Store) {
+    store.put_document("k", "a/1", "{\"v\":1}").await.unwrap();
+    store.put_document("k", "a/1", "{\"v\":2}").await.unwrap();
+    store.insert_document("k", "a/2", "2").await.unwrap();
+    store.insert_document("k", "b/1", "3").await.unwrap();
+    store.insert_document("other", "a/3", "4").await.unwrap();
+    assert!(matches!(
+        store.insert_document("k", "a/2", "x").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.document("k", "a/1").await.unwrap().as_deref(),
+        Some("{\"v\":2}")
+    );
+    assert_eq!(store.document("k", "a/9").await.unwrap(), None);
+    let listed = store.documents("k", "a/", 10).await.unwrap();
+    assert_eq!(
+        listed,
+        [
+            ("a/1".into(), "{\"v\":2}".into()),
+            ("a/2".into(), "2".into())
+        ]
+    );
+    assert_eq!(store.documents("k", "", 2).await.unwrap().len(), 2);
+    assert!(store.delete_document("k", "a/1").await.unwrap());
+    assert!(!store.delete_document("k", "a/1").await.unwrap());
+}
+
 pub async fn secrets(store: &dyn Store) {
     let carol = User {
         id: "u9".into(),
@@ -1218,6 +1246,11 @@ macro_rules! conformance_suite {
             async fn jobs_blobs_profiles() {
                 let (store, _guard) = $make;
                 super::jobs_blobs_profiles(&store).await;
+            }
+            #[tokio::test]
+            async fn documents() {
+                let (store, _guard) = $make;
+                super::documents(&store).await;
             }
             #[tokio::test]
             async fn secrets() {

@@ -314,6 +314,20 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
     ) -> Result<bool>;
 
+    /// Sets the document `kind`/`key` (JSON text), replacing it.
+    async fn put_document(&self, kind: &str, key: &str, value: &str) -> Result<()>;
+    /// Creates the document `kind`/`key`; `Conflict` when it exists.
+    async fn insert_document(&self, kind: &str, key: &str, value: &str) -> Result<()>;
+    async fn document(&self, kind: &str, key: &str) -> Result<Option<String>>;
+    /// The documents of a kind whose keys start with `prefix`, by key, at most `limit`.
+    async fn documents(
+        &self,
+        kind: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>>;
+    async fn delete_document(&self, kind: &str, key: &str) -> Result<bool>;
+
     async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
     /// Newest first; `namespaces: None` means all.
     async fn audit(&self, namespaces: Option<&[Namespace]>, limit: u32) -> Result<Vec<AuditEvent>>;

@@ -1081,6 +1081,69 @@ impl Store for Backend {
             .collect()
     }
 
+    async fn put_document(&self, kind: &str, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO documents (kind, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(kind)
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_document(&self, kind: &str, key: &str, value: &str) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO documents (kind, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, key) DO NOTHING",
+        )
+        .bind(kind)
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(self.writer())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("{kind} {key} exists")));
+        }
+        Ok(())
+    }
+
+    async fn document(&self, kind: &str, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM documents WHERE kind = $1 AND key = $2")
+                .bind(kind)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn documents(&self, kind: &str, prefix: &str, limit: u32) -> Result<Vec<(String, String)>> {
+        // Keys from `prefix` up to the first key past every key it starts.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT key, value FROM documents WHERE kind = $1 AND key >= $2 ORDER BY key LIMIT $3",
+        )
+        .bind(kind)
+        .bind(prefix)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().take_while(|(k, _)| k.starts_with(prefix)).collect())
+    }
+
+    async fn delete_document(&self, kind: &str, key: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM documents WHERE kind = $1 AND key = $2")
+            .bind(kind)
+            .bind(key)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn delete_secret(
         &self,
         namespace: &Namespace,

@@ -178,7 +178,9 @@ impl ServerProc {
     }
 
     fn start_again(&mut self) -> anyhow::Result<()> {
-        let listen = self.url.trim_start_matches("http://").to_owned();
+        let listen = (self.url.split_once("://"))
+            .map_or(self.url.as_str(), |(_, a)| a)
+            .to_owned();
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let mut next = Self::start_on(&self.bin, &self.mode, &self.data_dir, &listen, &extra)?;
         // A replica that did not create the admin has no token file: keep the token.

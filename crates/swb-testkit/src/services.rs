@@ -56,6 +56,18 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Runs `sql` (one statement) on this database.
+    pub async fn execute(&self, sql: &str) {
+        let mut conn = PgConnection::connect(&self.url).await.expect("connects");
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .expect("the statement runs");
+        let _ = conn.close().await;
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (name, admin) = (self.name.clone(), self.admin.clone());

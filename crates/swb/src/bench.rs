@@ -29,6 +29,17 @@ pub enum BenchCmd {
     },
     /// Load a function on any server with concurrent calls
     Invoke(InvokeArgs),
+    /// Three federation parties on this machine (HTTPS, each its own store and a
+    /// dataset of --rows rows: y and ten predictors), then a researcher's
+    /// statistics timed end to end
+    Federation {
+        /// Rows per party
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Latency added between parties, each way (proxies hold every chunk)
+        #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+        latency: Duration,
+    },
 }
 
 #[derive(Args)]
@@ -74,6 +85,16 @@ fn text(scenario: &str, l: &Load) -> String {
 pub async fn bench(global: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
     let json = global.json;
     match cmd {
+        BenchCmd::Federation { rows, latency } => {
+            let bin = std::env::current_exe()?;
+            for l in swb_bench::federation(&bin, rows, latency).await? {
+                let text = format!(
+                    "{:<34} {} rows, +{} ms  {:>8.3} s",
+                    l.scenario, l.rows, l.latency_ms, l.seconds
+                );
+                print(&l, json, text);
+            }
+        }
         BenchCmd::Invoke(a) => {
             let client = profile::client(global).await?;
             // One call first: an unknown function, or one that fails, is said at once

@@ -83,7 +83,9 @@ pub enum TokenCmd {
 
 #[derive(Args)]
 pub struct TokenCreateArgs {
-    /// Scope (repeatable): "*", call:ns/name, deploy:ns, serve:ns/* …
+    /// Scope (repeatable): "*", call:ns/name, deploy:ns, serve:ns/* …;
+    /// administrators also grant federate:<federation>/<dataset> (a researcher)
+    /// and peer:<federation>/<party> (another party of a federation)
     #[arg(long = "scope", required = true)]
     scopes: Vec<String>,
     /// Lifetime, e.g. 1h, 30d

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod data;
 mod dev;
+mod fed;
 mod identity;
 mod input;
 mod profile;
@@ -120,6 +121,15 @@ enum Command {
     /// Secrets: set from stdin, granted to versions by name, never shown again
     #[command(subcommand)]
     Secret(secret::SecretCmd),
+    /// Sealed datasets with typed columns (for federations and functions)
+    #[command(subcommand)]
+    Dataset(fed::DatasetCmd),
+    /// Federations: joint statistics across organisations' servers
+    #[command(subcommand)]
+    Fed(fed::FedCmd),
+    /// A server's TLS certificate: make a self-signed one, print a fingerprint
+    #[command(subcommand)]
+    Tls(fed::TlsCmd),
     /// Benchmarks: the suite (with the ideal measured in the same run) and a load generator
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -189,6 +199,9 @@ fn main() -> ExitCode {
             Command::Blob(cmd) => data::blob(&cli.global, cmd).await,
             Command::Profile(cmd) => data::profile(&cli.global, cmd).await,
             Command::Secret(cmd) => secret::secret(&cli.global, cmd).await,
+            Command::Dataset(cmd) => fed::dataset(&cli.global, cmd).await,
+            Command::Fed(cmd) => fed::fed(&cli.global, cmd).await,
+            Command::Tls(cmd) => fed::tls(&cli.global, cmd),
             Command::Bench(cmd) => bench::bench(&cli.global, cmd).await,
             Command::IdealEcho(a) => {
                 on_workers(async move { swb_bench::serve_ideal_echo(&a.listen).await }).await

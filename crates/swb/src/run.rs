@@ -96,6 +96,21 @@ pub struct ServerArgs {
     /// Serve no web console (it is at /console/ otherwise)
     #[arg(long, env = "SWB_NO_CONSOLE")]
     no_console: bool,
+    /// Serve HTTPS with this certificate (PEM chain; `swb tls cert` makes a
+    /// self-signed one); clients of a self-signed server set SWB_TLS_PIN
+    #[arg(long, env = "SWB_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long, env = "SWB_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long each phase of a federated query waits for the other parties before
+    /// the query is aborted
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    fed_phase_timeout: Duration,
+    /// Append every message this server sends to or receives from another party of
+    /// a federation to FILE (JSON lines), for audits
+    #[arg(long, value_name = "FILE")]
+    fed_trace: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -234,6 +249,12 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
     config.nats_url = args.nats_url.clone();
     config.blob_dir = args.blob_dir.clone();
     config.secrets_key_file = args.secrets_key_file.clone();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(swb_server::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
     // Before anything is created: a taken port leaves no data folder behind.
     let listener = listen(args.listen).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -249,7 +270,12 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Server, TcpListener, String
         .clone()
         .unwrap_or_else(|| format!("{}:{}", swb_server::hostname(), addr.port()));
     let server = Server::open(config).await?;
-    let url = format!("http://{addr}");
+    let scheme = if server.tls_fingerprint().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{addr}");
     Ok((server, listener, url))
 }
 
@@ -277,6 +303,9 @@ fn announce(url: &str, server: &Server, worker: Option<u32>, console: bool) {
     );
     if console {
         let _ = writeln!(out, "  console:     {url}/console/");
+    }
+    if let Some(pin) = server.tls_fingerprint() {
+        let _ = writeln!(out, "  certificate: {pin}");
     }
     // Missing on a replica joining a database that already has its admin.
     let has_token = token.exists();
@@ -318,8 +347,7 @@ fn announce(url: &str, server: &Server, worker: Option<u32>, console: bool) {
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let (server, listener, url) = start(&args).await?;
-    serve_http(server, listener, &url, None, &args).await;
-    Ok(())
+    serve_http(server, listener, &url, None, &args).await
 }
 
 /// Says where the server is, then serves its API (and the console, unless
@@ -330,18 +358,28 @@ async fn serve_http(
     url: &str,
     worker: Option<u32>,
     args: &ServerArgs,
-) {
+) -> anyhow::Result<()> {
     let console = !args.no_console;
+    let fed = swb_fed::Fed::open(
+        &server,
+        swb_fed::Options {
+            phase_timeout: args.fed_phase_timeout,
+            trace: args.fed_trace.clone(),
+        },
+    )
+    .await?;
     announce(url, &server, worker, console);
     server
         .serve_with(listener, shutdown_signal(), |api| {
-            if console {
+            let api = if console {
                 swb_console::mount(api)
             } else {
                 api
-            }
+            };
+            swb_fed::mount(fed, api)
         })
         .await;
+    Ok(())
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -380,7 +418,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             )
             .await
     });
-    serve_http(server, listener, &url, Some(capacity), &args.server).await;
+    serve_http(server, listener, &url, Some(capacity), &args.server).await?;
     let _ = stop.send(true);
     let _ = local.await;
     session.abort();

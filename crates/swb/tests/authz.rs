@@ -545,7 +545,7 @@ async fn every_route_answers_every_caller_as_the_table_says() {
         "every route needs rows in the authorization table"
     );
 
-    let http = reqwest::Client::new();
+    let http = swb_client::tls::builder().build().unwrap();
     let mut failures = Vec::new();
     for r in &rows {
         for (who, name) in CALLERS.iter().enumerate() {

@@ -19,7 +19,7 @@ async fn raw(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_get_precise_errors() {
     let c = Cluster::start(false, &["--max-body-mb", "1"]).await;
-    let http = reqwest::Client::new();
+    let http = swb_client::tls::builder().build().unwrap();
     let url = |p: &str| format!("{}{p}", c.server.url);
 
     // The one open endpoint; metrics name every function, so they need a token.
@@ -255,7 +255,7 @@ async fn requests_get_precise_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listings_and_submissions_validate_alike() {
     let c = Cluster::start(false, &[]).await;
-    let http = reqwest::Client::new();
+    let http = swb_client::tls::builder().build().unwrap();
     let bearer = format!("Bearer {}", c.server.token);
     let get = |path: &str| {
         http.get(format!("{}{path}", c.server.url))

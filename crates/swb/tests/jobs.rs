@@ -410,7 +410,7 @@ async fn a_cancelled_call_leaves_a_cancelled_record() {
     let done = all_ended(&c.client, &[id], Duration::from_secs(10)).await;
     assert_eq!(done[0].status, JobStatus::Cancelled);
     // An invoke whose client gives up after its command started.
-    let impatient = reqwest::Client::builder()
+    let impatient = swb_client::tls::builder()
         .timeout(Duration::from_millis(1500))
         .build()
         .unwrap();

@@ -446,7 +446,9 @@ async fn a_callers_trace_reaches_every_call_of_the_tree() {
     connected(&c.client, "g").await;
     connected(&c.client, "f").await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let answer = reqwest::Client::new()
+    let answer = swb_client::tls::builder()
+        .build()
+        .unwrap()
         .post(format!(
             "{}/v1/functions/admin/trace-f/invoke",
             c.server.url

@@ -90,6 +90,8 @@ pub struct Cli {
     url: String,
     token: String,
     cwd: PathBuf,
+    /// The server certificate's fingerprint, for an HTTPS server (`SWB_TLS_PIN`).
+    pin: Option<String>,
 }
 
 impl Cli {
@@ -98,7 +100,14 @@ impl Cli {
             url: url.into(),
             token: token.into(),
             cwd: cwd.into(),
+            pin: None,
         }
+    }
+
+    /// The same, for an HTTPS server with this certificate fingerprint.
+    pub fn pinned(mut self, pin: &str) -> Self {
+        self.pin = Some(pin.into());
+        self
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -109,6 +118,9 @@ impl Cli {
             .env("SWB_URL", &self.url)
             .env("SWB_TOKEN", &self.token)
             .env("SWB_CONFIG", self.cwd.join("config.json"));
+        if let Some(pin) = &self.pin {
+            command.env("SWB_TLS_PIN", pin);
+        }
         command
     }
 
@@ -338,6 +350,11 @@ impl Replicas {
 
 /// The files under `dir` (at any depth) whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    files_with_bytes(dir, needle.as_bytes())
+}
+
+/// The files under `dir` holding these bytes.
+pub fn files_with_bytes(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -346,7 +363,7 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
             if path.is_dir() {
                 stack.push(path);
             } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                && bytes.windows(needle.len()).any(|w| w == needle)
             {
                 hits.push(path.display().to_string());
             }

@@ -189,6 +189,20 @@ class Timeout(SwitchboardError):
     code = "timeout"
 
 
+class Refused(SwitchboardError):
+    """A party of a federation refused a query under a disclosure rule
+    (``details["rule"]``, ``details["party"]``); nothing was released."""
+
+    code = "refused"
+
+
+class Aborted(SwitchboardError):
+    """A federated query stopped before its result (``details["party"]``,
+    ``details["reason"]``); nothing was released."""
+
+    code = "aborted"
+
+
 class Internal(SwitchboardError):
     code = "internal"
 
@@ -223,6 +237,8 @@ _CLASSES: dict[str, type[SwitchboardError]] = {
         CallDepthExceeded,
         Overloaded,
         Timeout,
+        Refused,
+        Aborted,
         Internal,
     )
 }
@@ -240,11 +256,13 @@ _STATUS: dict[str, int] = {
     "payload_too_large": 413,
     "function_error": 422,
     "limit_exceeded": 422,
+    "refused": 422,
     "cancelled": 499,
     "internal": 500,
     "bad_output": 502,
     "worker_lost": 502,
     "lease_expired": 502,
+    "aborted": 502,
     "no_worker": 503,
     "overloaded": 503,
     "call_depth_exceeded": 508,
