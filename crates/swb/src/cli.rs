@@ -219,10 +219,18 @@ pub fn report_error(e: &anyhow::Error, json: bool) {
         }
         (Some(ClientError::Transport { url, error }), false) if error.is_connect() => {
             eprintln!("error: {e:#}");
-            eprintln!(
-                "hint: no server answers at {url}: start one with `swb up`, or point --server \
-                 (SWB_URL) at yours; `swb status` shows what this CLI uses"
-            );
+            if format!("{e:#}").contains("certificate") {
+                eprintln!(
+                    "hint: {url} has a certificate this CLI does not trust; for a server with a \
+                     self-signed one, set SWB_TLS_PIN to its fingerprint (the server prints it \
+                     at start; `swb tls fingerprint <cert>`)"
+                );
+            } else {
+                eprintln!(
+                    "hint: no server answers at {url}: start one with `swb up`, or point --server \
+                     (SWB_URL) at yours; `swb status` shows what this CLI uses"
+                );
+            }
         }
         _ => eprintln!("error: {e:#}"),
     }

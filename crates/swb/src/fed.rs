@@ -509,6 +509,9 @@ fn print_result(args: &QueryArgs, result: &Value, cached: bool) {
     if let Some(rule) = result["suppressed"].as_str() {
         println!("a party's rule {rule} held back all but the row counts");
     }
+    if let Some(epsilon) = result["epsilon"].as_f64() {
+        println!("counts carry differential-privacy noise (epsilon {epsilon})");
+    }
     let num = |v: &Value| match v.as_f64() {
         Some(f) => format!("{f}"),
         None => "-".into(),
@@ -534,7 +537,10 @@ fn print_result(args: &QueryArgs, result: &Value, cached: bool) {
             .find_map(|k| g.get(*k).map(num))
             .or_else(|| g.get("counts").map(|c| c.to_string()))
             .unwrap_or_default();
-        let mut row = vec![group, n, value];
+        let mut row = vec![group, n];
+        if !value.is_empty() {
+            row.push(value);
+        }
         if let (Some(b), Some(a)) = (g.get("below"), g.get("above")) {
             row.push(format!("below {b}, above {a}"));
         }
@@ -542,9 +548,12 @@ fn print_result(args: &QueryArgs, result: &Value, cached: bool) {
     }
     if groups.iter().any(|g| g.get("coefficients").is_some()) {
         table::print(&["GROUP", "N", "TERM", "ESTIMATE", "STD ERROR"], &rows);
+    } else if rows.iter().all(|r| r.len() == 2) {
+        table::print(&["GROUP", "N"], &rows);
+    } else if args.stat == "histogram" {
+        table::print(&["GROUP", "N", "COUNTS", "OUTSIDE"], &rows);
     } else {
-        let label = args.stat.to_uppercase();
-        table::print(&["GROUP", "N", &label, ""], &rows);
+        table::print(&["GROUP", "N", &args.stat.to_uppercase()], &rows);
     }
     if cached {
         println!("(every party answered from its cache of this same query)");
