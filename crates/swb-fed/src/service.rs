@@ -1010,11 +1010,15 @@ impl Fed {
         let has = |i: &Inbox, p: &str| i.has(phase, p);
         let mut rx = running.inbox.subscribe();
         let timeout = self.options.phase_timeout;
+        // The guard `wait_for` answers with is let go at once: a second read guard
+        // taken while holding one waits behind a writer (a message being
+        // delivered), which waits for the first: both threads would block.
         let waited = tokio::time::timeout(
             timeout,
             rx.wait_for(|i| i.abort.is_some() || others.iter().all(|p| has(i, p))),
         )
-        .await;
+        .await
+        .map(|seen| seen.map(drop));
         let inbox = running.inbox.borrow();
         if let Some((party, reason, rule)) = &inbox.abort {
             return Err(Abort {
