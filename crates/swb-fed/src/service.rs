@@ -41,41 +41,19 @@ const MAX_QUERY: u64 = 64 << 10;
 /// Queries whose messages arrived before the researcher's request, kept at most.
 const MAX_PENDING: usize = 256;
 
-/// A handler's error, in the API's one error shape.
-#[derive(Debug)]
-pub struct Error(pub ApiError);
-
-impl From<ApiError> for Error {
-    fn from(e: ApiError) -> Self {
-        Self(e)
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        swb_server::error_response(self.0)
-    }
-}
+/// A handler's error: the server's own, rendered in the API's one error shape.
+pub use swb_server::AppError as Error;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// A request's body, refused before reading when it declares more than `max`.
+/// A request's body, refused before reading when it declares more than `max` (the
+/// server's own check and answer).
 pub async fn read_body(request: Request, max: u64, flag: &str) -> Result<bytes::Bytes> {
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the body is larger than {max} bytes ({flag})"),
-        )
-    };
-    let declared = (request.headers().get(axum::http::header::CONTENT_LENGTH))
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large().into());
-    }
+    swb_server::check_declared_length(request.headers(), max, flag)?;
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     axum::body::to_bytes(request.into_body(), limit)
         .await
-        .map_err(|_| too_large().into())
+        .map_err(|_| swb_server::too_large(max, flag).into())
 }
 
 /// A JSON body of at most `max` bytes.

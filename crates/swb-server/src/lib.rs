@@ -29,7 +29,8 @@ pub use api::{openapi_document, routes};
 pub use auth::{Authenticator, Caller, issue_token};
 pub use config::{Config, TlsFiles, hostname};
 pub use conn::HttpLimits;
-pub use error::{error_response, store_error};
+pub use error::{AppError, error_response, store_error};
+pub use extract::{check_declared_length, too_large};
 pub use hub::{FromWorker, Hub, ToWorker, from_channel};
 pub use tree::{MAX_DEPTH_CAP, TreeLimits};
 
